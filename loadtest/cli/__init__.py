@@ -1,0 +1,20 @@
+"""The `imgops` command: one sub-app per noun."""
+
+from __future__ import annotations
+
+import typer
+
+from loadtest.cli import local
+
+app = typer.Typer(
+    name="imgops",
+    help="Run, watch, load-test, size, cost and fix the imgops image pipeline.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(local.app, name="local")
+
+
+def main() -> None:
+    app()

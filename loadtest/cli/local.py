@@ -1,0 +1,142 @@
+"""`imgops local …`: the embedded local AWS with the pipeline running on it."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from loadtest.cli.errors import command_errors
+from loadtest.local import state
+from loadtest.local.provision import StackInfo, fetch_access_token
+from loadtest.local.stack import LocalStack, LocalStackOptions
+from pipeline.resources import QUEUE_VISIBILITY_TIMEOUT_SECONDS, WORKER_TIMEOUT_SECONDS
+
+app = typer.Typer(help="The embedded local AWS (moto) with the pipeline running on it.", no_args_is_help=True)
+console = Console(highlight=False)
+
+StateFile = Annotated[
+    Path | None,
+    typer.Option("--state-file", help="State file of a running stack [default: ~/.imgops/local-stack.json]."),
+]
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@app.command()
+def up(
+    port: Annotated[int, typer.Option(min=0, max=65535, help="AWS endpoint port (0 = a free port).")] = 0,
+    api_port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Local HTTP API port (0 = a free port).")
+    ] = 0,
+    workers: Annotated[
+        int,
+        typer.Option(min=1, max=64, help="Worker processes (concurrent executions) [default: CPU cores]."),
+    ] = 0,
+    prefix: Annotated[str, typer.Option(help="Prefix of every resource name.")] = "imgops",
+    worker_timeout: Annotated[
+        int, typer.Option(min=1, max=900, help="Worker timeout, seconds.")
+    ] = WORKER_TIMEOUT_SECONDS,
+    visibility_timeout: Annotated[
+        int,
+        typer.Option(
+            min=1, max=43200, help="Work queue visibility timeout, seconds (AWS advises >= 6x timeout)."
+        ),
+    ] = QUEUE_VISIBILITY_TIMEOUT_SECONDS,
+    log_level: Annotated[str, typer.Option(help="Handlers' Powertools log level.")] = "WARNING",
+) -> None:
+    """Start the local stack in the foreground; Ctrl-C stops it cleanly."""
+    options = LocalStackOptions(
+        port=port,
+        api_port=api_port,
+        workers=workers or (os.cpu_count() or 2),
+        prefix=prefix,
+        worker_timeout_seconds=worker_timeout,
+        visibility_timeout_seconds=visibility_timeout,
+        log_level=log_level.upper(),
+    )
+    signal.signal(signal.SIGTERM, _interrupt)
+    with command_errors(), LocalStack(options) as stack:
+        with console.status("Starting the embedded AWS and provisioning the pipeline…"):
+            info = stack.start()
+            token = fetch_access_token(info)
+        _print_stack(info, token, options.workers)
+        try:
+            stack.supervise()
+        except KeyboardInterrupt:
+            console.print("\nStopping the local stack…")
+    console.print("Local stack stopped.")
+
+
+@app.command()
+def token(state_file: StateFile = None) -> None:
+    """Print a fresh access token for the demo user of the running local stack."""
+    with command_errors():
+        info = state.read_state(state_file)
+        typer.echo(fetch_access_token(info))
+
+
+@app.command()
+def env(state_file: StateFile = None) -> None:
+    """Print shell exports for the running stack: eval "$(imgops local env)"."""
+    with command_errors():
+        info = state.read_state(state_file)
+        exports = {
+            "AWS_ENDPOINT_URL": info.endpoint_url,
+            "AWS_DEFAULT_REGION": info.region,
+            "AWS_ACCESS_KEY_ID": "imgops-local",
+            "AWS_SECRET_ACCESS_KEY": "imgops-local",
+            "IMGOPS_API_URL": info.api_url,
+            "IMGOPS_TOKEN": fetch_access_token(info),
+        }
+        for name, value in exports.items():
+            typer.echo(f"export {name}={shlex.quote(value)}")
+
+
+@app.command()
+def status(state_file: StateFile = None) -> None:
+    """Show the running stack's endpoints and resource names."""
+    with command_errors():
+        _print_info(state.read_state(state_file))
+
+
+def _print_info(info: StackInfo) -> None:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    rows = {
+        "AWS endpoint": info.endpoint_url,
+        "HTTP API": info.api_url,
+        "upload bucket": info.upload_bucket,
+        "processed bucket": info.processed_bucket,
+        "work queue": info.queue_url,
+        "dead-letter queue": info.dlq_url,
+        "images table": info.images_table,
+        "notifications topic": info.topic_arn,
+        "user pool / client": f"{info.user_pool_id} / {info.user_pool_client_id}",
+        "demo user": f"{info.demo_username} (sub {info.demo_sub})",
+        "state file": str(state.state_file()),
+    }
+    for name, value in rows.items():
+        table.add_row(f"[bold]{name}[/bold]", value)
+    console.print(table)
+
+
+def _print_stack(info: StackInfo, token: str, workers: int) -> None:
+    console.print(f"[green]imgops local stack is up[/green] ({workers} worker processes)")
+    _print_info(info)
+    console.print(
+        "\n[bold]Bearer token[/bold] for the demo user (1 h; `imgops local token` prints a fresh one):"
+    )
+    console.print(token, soft_wrap=True)
+    console.print(
+        '\nIn another shell: [bold]eval "$(imgops local env)"[/bold], then see README.md › Upload an image.'
+        "\nREPORT lines below are the worker's invocations. Ctrl-C stops everything.\n"
+    )

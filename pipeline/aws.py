@@ -1,0 +1,41 @@
+"""boto3 clients, created on first use (never at import) and reused across warm invocations."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sns import SNSClient
+
+# Standard retry mode already backs off on throttling; a handful of attempts keeps a stuck call
+# well inside the function timeout so SQS redelivery (not a Lambda timeout) handles what remains.
+_RETRIES = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=5, read_timeout=20)
+
+
+def s3_config() -> Config:
+    """SigV4 so presigned URLs can bind headers; path-style when an endpoint (moto, LocalStack) is set."""
+    if os.environ.get("AWS_ENDPOINT_URL"):
+        return _RETRIES.merge(Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+    return _RETRIES.merge(Config(signature_version="s3v4", s3={"addressing_style": "auto"}))
+
+
+@cache
+def s3_client() -> S3Client:
+    return boto3.client("s3", config=s3_config())
+
+
+@cache
+def sns_client() -> SNSClient:
+    return boto3.client("sns", config=_RETRIES)
+
+
+@cache
+def dynamodb_resource() -> DynamoDBServiceResource:
+    return boto3.resource("dynamodb", config=_RETRIES)

@@ -1,0 +1,443 @@
+"""Bytes in, thumbnails out: the worker's image logic, kept free of AWS so it can be tested and timed alone.
+
+Everything that is the upload's fault ends as `ImageRejected` (a permanent failure the worker records and
+never retries); anything else that escapes is a bug or a configuration problem, to be retried or alarmed on.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+import warnings
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
+
+__all__ = [
+    "SUPPORTED_CONTENT_TYPES",
+    "ImageOptions",
+    "ImageRejected",
+    "ProcessedImage",
+    "Thumbnail",
+    "Watermark",
+    "make_thumbnails",
+]
+
+SUPPORTED_CONTENT_TYPES: dict[str, str] = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
+
+POSITIONS = frozenset({"top-left", "top-right", "bottom-left", "bottom-right", "center"})
+
+_MB = 1024 * 1024
+# format → (Pillow format, extension, content type). Other formats a deployment chooses to allow become PNG.
+_OUTPUTS: dict[str, tuple[str, str, str]] = {
+    "JPEG": ("JPEG", "jpg", "image/jpeg"),
+    "PNG": ("PNG", "png", "image/png"),
+    "WEBP": ("WEBP", "webp", "image/webp"),
+}
+# What Pillow's parsers and decoders raise on malformed input. Named rather than `Exception` so that a bug in
+# this module still surfaces as a bug instead of as a user's "corrupt image".
+_DECODE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    struct.error,
+    zlib.error,
+    IndexError,
+    KeyError,
+    TypeError,
+)
+# EXIF orientation → the transpose that shows the image upright (the same table as ImageOps.exif_transpose).
+_ORIENTATIONS: dict[int, Image.Transpose] = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SWAPS = frozenset(
+    {
+        Image.Transpose.TRANSPOSE,
+        Image.Transpose.TRANSVERSE,
+        Image.Transpose.ROTATE_90,
+        Image.Transpose.ROTATE_270,
+    }
+)
+_ORIENTATION_TAG = 0x0112
+_BOMB_MESSAGE = re.compile(r"\((\d+) pixels\) exceeds limit of (\d+) pixels")
+
+
+class ImageRejected(Exception):
+    """A permanent, user-facing refusal: the upload can never be processed."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """A mark for the larger thumbnails, where a copy would be worth stealing; small ones stay clean."""
+
+    text: str | None = None
+    image_png: bytes | None = None
+    position: str = "bottom-right"
+    opacity: float = 0.5
+    min_size: int = 512
+
+    def __post_init__(self) -> None:
+        if self.position not in POSITIONS:
+            raise ValueError(f"watermark position {self.position!r} is not one of {sorted(POSITIONS)}")
+        if not 0.0 <= self.opacity <= 1.0:
+            raise ValueError(f"watermark opacity {self.opacity} is not between 0 and 1")
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    sizes: tuple[int, ...] = (1024, 512, 256)
+    max_pixels: int = 50_000_000
+    max_bytes: int = 25 * 1024 * 1024
+    jpeg_quality: int = 85
+    webp_quality: int = 80
+    allowed_formats: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP"})
+    watermark: Watermark | None = None
+
+    def __post_init__(self) -> None:
+        if any(size <= 0 for size in self.sizes):
+            raise ValueError(f"thumbnail sizes must be positive, got {self.sizes}")
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    size: int
+    width: int
+    height: int
+    data: bytes
+    format: str
+    extension: str
+    content_type: str
+
+
+@dataclass(frozen=True)
+class ProcessedImage:
+    width: int
+    height: int
+    format: str
+    mode: str
+    has_transparency: bool
+    thumbnails: tuple[Thumbnail, ...]
+
+
+_DEFAULT_OPTIONS = ImageOptions()
+
+
+def make_thumbnails(data: bytes, options: ImageOptions = _DEFAULT_OPTIONS) -> ProcessedImage:
+    """Validate cheaply before decoding, decode once at the smallest useful scale, then cascade downwards."""
+    if not data:
+        raise ImageRejected("empty file")
+    if len(data) > options.max_bytes:
+        raise ImageRejected(
+            f"file is {len(data) / _MB:.1f} MB, over the {options.max_bytes / _MB:.1f} MB limit"
+        )
+    source = _open(data, options)
+    image_format = "JPEG" if source.format == "MPO" else str(source.format)
+    if image_format not in options.allowed_formats:
+        allowed = ", ".join(sorted(options.allowed_formats))
+        raise ImageRejected(f"unsupported image format {image_format} (allowed: {allowed})")
+    raw_width, raw_height = source.size
+    _check_pixels(raw_width, raw_height, options.max_pixels)
+    mode = source.mode
+    has_transparency = bool(source.has_transparency_data)
+    icc_profile = _icc_profile(source)
+
+    targets = sorted(set(options.sizes), reverse=True)
+    # The largest thumbnail's box in stored (pre-orientation) pixels: a quarter turn just swaps both sides.
+    raw_box = _fit(raw_width, raw_height, targets[0]) if targets else (raw_width, raw_height)
+    draft_box = None
+    if image_format == "JPEG" and raw_box != (raw_width, raw_height):
+        # libjpeg scales by 1/2, 1/4 or 1/8 inside the IDCT: a fraction of the decode work and memory.
+        drafted = source.draft("L" if source.mode == "L" else "RGB", raw_box)
+        draft_box = drafted[1] if drafted else None
+    try:
+        source.load()
+    except _DECODE_ERRORS as exc:
+        raise ImageRejected(f"image data is corrupt or truncated: {_describe(exc)}") from None
+    transpose = _ORIENTATIONS.get(_orientation(source))
+    decoded = _normalise(source)
+    del source  # the full-size decode goes as soon as the largest thumbnail exists
+    # Orient the largest thumbnail rather than the full decode: the same pixels for less work.
+    largest = decoded if raw_box == decoded.size else _resize(decoded, raw_box, draft_box)
+    del decoded
+    if transpose is not None:
+        largest = largest.transpose(transpose)
+    width, height = (raw_height, raw_width) if transpose in _SWAPS else (raw_width, raw_height)
+
+    output_format, extension, content_type = _OUTPUTS.get(image_format, _OUTPUTS["PNG"])
+    mark = _WatermarkStamp(options.watermark) if options.watermark else None
+    made: dict[int, Thumbnail] = {}
+    previous = largest
+    del largest
+    for target in targets:
+        box = _fit(width, height, target)
+        current = previous if box == previous.size else _resize(previous, box, None)
+        stamped = mark.apply(current) if mark and target >= mark.min_size else current
+        made[target] = Thumbnail(
+            size=target,
+            width=current.width,
+            height=current.height,
+            data=_encode(stamped, output_format, options, icc_profile),
+            format=output_format,
+            extension=extension,
+            content_type=content_type,
+        )
+        previous = current
+    return ProcessedImage(
+        width=width,
+        height=height,
+        format=image_format,
+        mode=mode,
+        has_transparency=has_transparency,
+        thumbnails=tuple(made[size] for size in options.sizes),
+    )
+
+
+def _open(data: bytes, options: ImageOptions) -> Image.Image:
+    """Read the header only, with Pillow's bomb warning silenced locally: our own limit decides."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            return Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError as exc:
+            raise ImageRejected(_bomb_reason(str(exc), options.max_pixels)) from None
+        except UnidentifiedImageError:
+            raise ImageRejected(f"not a recognised image: {_sniff(data)}") from None
+        except _DECODE_ERRORS as exc:
+            raise ImageRejected(f"image data is corrupt or truncated: {_describe(exc)}") from None
+
+
+def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise ImageRejected(
+            f"image is {width}x{height} ({_megapixels(width * height)} megapixels), "
+            f"over the {_megapixels(max_pixels)} megapixel limit"
+        )
+
+
+def _bomb_reason(message: str, max_pixels: int) -> str:
+    """Pillow refuses beyond twice its own limit before we see the header; keep the reason ours."""
+    match = _BOMB_MESSAGE.search(message)
+    if match is None:
+        return f"image declares more pixels than the {_megapixels(max_pixels)} megapixel limit"
+    declared, pillow_limit = int(match.group(1)), int(match.group(2))
+    limit = min(max_pixels, pillow_limit)
+    return f"image declares {_megapixels(declared)} megapixels, over the {_megapixels(limit)} megapixel limit"
+
+
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1e6:.1f}" if pixels >= 100_000 else f"{pixels / 1e6:.4f}"
+
+
+def _sniff(data: bytes) -> str:
+    """Say what the upload looks like instead, without echoing much of it back."""
+    head = data[:64]
+    if all(32 <= byte < 127 or byte in (9, 10, 13) for byte in head):
+        snippet = " ".join(head.decode("ascii").split())[:32]
+        return f"the content looks like text ({snippet!r})"
+    return f"unknown file signature {head[:8].hex(' ')}"
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _fit(width: int, height: int, target: int) -> tuple[int, int]:
+    """Long edge = min(target, long edge), aspect kept, rounded half up, never below 1 px."""
+    long_edge = max(width, height)
+    if long_edge <= target:
+        return width, height
+
+    def scaled(side: int) -> int:
+        return max(1, (2 * side * target + long_edge) // (2 * long_edge))
+
+    return (target, scaled(height)) if width >= height else (scaled(width), target)
+
+
+def _orientation(image: Image.Image) -> int:
+    """A broken EXIF block is no reason to refuse the pixels: treat it as upright."""
+    try:
+        value = image.getexif().get(_ORIENTATION_TAG, 1)
+    except _DECODE_ERRORS:
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _icc_profile(image: Image.Image) -> bytes | None:
+    """Keep the colour profile (phones shoot Display P3) unless the pixels change colour space."""
+    profile = image.info.get("icc_profile")
+    if not isinstance(profile, bytes) or not profile:
+        return None
+    return profile if image.mode in {"RGB", "RGBA", "RGBX", "L", "LA", "P", "PA"} else None
+
+
+def _normalise(image: Image.Image) -> Image.Image:
+    """Bring every source mode to L, LA, RGB or RGBA, keeping transparency, before any resampling."""
+    mode = image.mode
+    transparent = bool(image.has_transparency_data)
+    if mode in ("RGBA", "LA"):
+        return image
+    if mode in ("RGB", "L"):
+        return image.convert("LA" if mode == "L" else "RGBA") if transparent else image
+    if mode in ("P", "PA"):
+        return image.convert("RGBA" if transparent else "RGB")
+    if mode == "1":
+        return image.convert("L")
+    if mode in ("La", "RGBa"):
+        return image.convert(mode.upper())
+    if mode.startswith("I") or mode == "F":
+        return _to_gray8(image)
+    return image.convert("RGBA" if transparent else "RGB")
+
+
+def _to_gray8(image: Image.Image) -> Image.Image:
+    """Scale high-bit-depth gray into 0..255; a plain convert clips 16-bit data to almost pure white."""
+    if image.mode.startswith("I;16") and image.mode != "I;16":
+        image = image.convert("I")
+    if image.mode == "I;16":
+        low, high = 0.0, 65535.0
+    else:
+        extrema = image.getextrema()
+        low, high = float(extrema[0]), float(extrema[1])  # type: ignore[arg-type]
+        if image.mode == "F" and low >= 0.0 and high <= 1.0:
+            low, high = 0.0, 1.0
+        elif low >= 0.0 and high <= 255.0:
+            low, high = 0.0, 255.0
+        elif low >= 0.0 and high <= 65535.0:
+            low, high = 0.0, 65535.0
+    scale = 255.0 / (high - low) if high > low else 1.0
+    offset = 0.5 - low * scale
+    return image.point(lambda value: value * scale + offset).convert("L")
+
+
+def _resize(
+    image: Image.Image, size: tuple[int, int], box: tuple[float, float, float, float] | None
+) -> Image.Image:
+    # Pillow premultiplies alpha for RGBA/LA here, so transparent pixels' colour cannot bleed into the edges.
+    return image.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=2.0)
+
+
+def _encode(
+    image: Image.Image, output_format: str, options: ImageOptions, icc_profile: bytes | None
+) -> bytes:
+    """No EXIF is copied: thumbnails are public and GPS tags are not."""
+    params: dict[str, Any] = {}
+    if output_format == "JPEG":
+        if image.mode not in ("RGB", "L"):
+            image = image.convert("RGB")
+        params = {"quality": options.jpeg_quality}
+    elif output_format == "PNG":
+        params = {"compress_level": 6, "optimize": False}
+    elif output_format == "WEBP":
+        params = {"quality": options.webp_quality, "method": 4}
+    if icc_profile is not None:
+        params["icc_profile"] = icc_profile
+    buffer = io.BytesIO()
+    image.save(buffer, output_format, **params)
+    return buffer.getvalue()
+
+
+class _WatermarkStamp:
+    """Decodes the configured mark once per upload and stamps copies of the thumbnails with it."""
+
+    def __init__(self, watermark: Watermark) -> None:
+        self.watermark = watermark
+        self.min_size = watermark.min_size
+        self._alpha = round(255 * watermark.opacity)
+        self._source: Image.Image | None = None
+        if watermark.image_png:
+            try:
+                with Image.open(io.BytesIO(watermark.image_png), formats=["PNG"]) as mark:
+                    self._source = mark.convert("RGBA")
+            except _DECODE_ERRORS as exc:
+                # Configuration, not the upload: must not turn every image into a permanent failure.
+                raise ValueError(f"watermark image_png is not a readable PNG: {_describe(exc)}") from exc
+
+    def apply(self, thumbnail: Image.Image) -> Image.Image:
+        mark = self._render(thumbnail.size)
+        if mark is None:
+            return thumbnail
+        x, y = self._place(thumbnail.size, mark.size)
+        area = (x, y, x + mark.width, y + mark.height)
+        region = thumbnail.crop(area).convert("RGBA")
+        region.alpha_composite(mark)
+        stamped = thumbnail.copy()
+        stamped.paste(region.convert(thumbnail.mode), area)
+        return stamped
+
+    def _render(self, size: tuple[int, int]) -> Image.Image | None:
+        if self._alpha == 0:
+            return None
+        width, height = size
+        room_w, room_h = max(1, width - 2 * _margin(size)), max(1, height - 2 * _margin(size))
+        if self._source is not None:
+            mark = self._source
+            scale = min(1.0, 0.2 * width / mark.width, room_h / mark.height)
+            if scale < 1.0:
+                box = (max(1, round(mark.width * scale)), max(1, round(mark.height * scale)))
+                mark = mark.resize(box, Image.Resampling.LANCZOS)
+        elif self.watermark.text and self.watermark.text.strip():
+            mark = _render_text(self.watermark.text.strip(), max(width, height), room_w, room_h)
+        else:
+            return None
+        if mark.width > width or mark.height > height:
+            return None
+        alpha = mark.getchannel("A").point(lambda value: value * self._alpha / 255)
+        faded = mark.copy()
+        faded.putalpha(alpha)
+        return faded
+
+    def _place(self, size: tuple[int, int], mark: tuple[int, int]) -> tuple[int, int]:
+        margin = _margin(size)
+        free_x, free_y = size[0] - mark[0], size[1] - mark[1]
+        position = self.watermark.position
+        if position == "center":
+            return free_x // 2, free_y // 2
+        x = min(margin, free_x) if position.endswith("left") else max(0, free_x - margin)
+        y = min(margin, free_y) if position.startswith("top") else max(0, free_y - margin)
+        return x, y
+
+
+def _margin(size: tuple[int, int]) -> int:
+    return max(1, round(0.02 * max(size)))
+
+
+def _render_text(text: str, long_edge: int, room_w: int, room_h: int) -> Image.Image:
+    """White with a dark outline shows on light and dark photos; ~4% of the long edge, less if need be."""
+    font_size = max(8, round(0.04 * long_edge))
+    font, stroke, (left, top, right, bottom) = _text_layout(text, font_size)
+    if right - left > room_w or bottom - top > room_h:
+        font_size = max(6, int(font_size * min(room_w / (right - left), room_h / (bottom - top))))
+        font, stroke, (left, top, right, bottom) = _text_layout(text, font_size)
+    mark = Image.new("RGBA", (max(1, round(right - left)), max(1, round(bottom - top))), (0, 0, 0, 0))
+    ImageDraw.Draw(mark).text(
+        (-left, -top),
+        text,
+        font=font,
+        fill=(255, 255, 255, 255),
+        stroke_width=stroke,
+        stroke_fill=(0, 0, 0, 255),
+    )
+    return mark
+
+
+def _text_layout(
+    text: str, font_size: int
+) -> tuple[ImageFont.FreeTypeFont | ImageFont.ImageFont, int, tuple[float, float, float, float]]:
+    font = ImageFont.load_default(size=font_size)
+    stroke = max(1, font_size // 12)
+    bbox = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox((0, 0), text, font=font, stroke_width=stroke)
+    return font, stroke, bbox

@@ -1,0 +1,91 @@
+"""Names and numbers shared by the CDK app and the local stack, so the two cannot drift."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+UPLOAD_PREFIX = "user-uploads/"
+PROCESSED_PREFIX = "processed/"
+
+WORKER_TIMEOUT_SECONDS = 60
+# AWS recommends a source-queue visibility timeout of at least 6x the function timeout.
+QUEUE_VISIBILITY_TIMEOUT_SECONDS = 6 * WORKER_TIMEOUT_SECONDS
+QUEUE_MAX_RECEIVE_COUNT = 3
+DLQ_RETENTION_SECONDS = 14 * 24 * 3600
+WORKER_BATCH_SIZE = 10
+WORKER_MEMORY_MB = 1024
+PRESIGN_EXPIRY_SECONDS = 300
+
+DEMO_USERNAME = "demo"
+# Only ever used against the embedded local Cognito (moto); never a real credential.
+DEMO_PASSWORD = "Demo-pass-123!"  # noqa: S105
+
+
+@dataclass(frozen=True)
+class ResourceNames:
+    """Physical names of one deployment of the pipeline; `prefix` keeps deployments (and tests) apart."""
+
+    prefix: str = "imgops"
+
+    @property
+    def upload_bucket(self) -> str:
+        return f"{self.prefix}-uploads"
+
+    @property
+    def processed_bucket(self) -> str:
+        return f"{self.prefix}-processed"
+
+    @property
+    def work_queue(self) -> str:
+        return f"{self.prefix}-work"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.prefix}-work-dlq"
+
+    @property
+    def images_table(self) -> str:
+        return f"{self.prefix}-images"
+
+    @property
+    def notifications_topic(self) -> str:
+        return f"{self.prefix}-image-events"
+
+    @property
+    def user_pool(self) -> str:
+        return f"{self.prefix}-users"
+
+    @property
+    def user_pool_client(self) -> str:
+        return f"{self.prefix}-cli"
+
+    @property
+    def worker_function(self) -> str:
+        return f"{self.prefix}-worker"
+
+    @property
+    def presign_function(self) -> str:
+        return f"{self.prefix}-presign"
+
+    @property
+    def read_api_function(self) -> str:
+        return f"{self.prefix}-read-api"
+
+
+class Env:
+    """Environment variable names the handlers read (set by the CDK app and by the local stack)."""
+
+    UPLOAD_BUCKET = "IMGOPS_UPLOAD_BUCKET"
+    PROCESSED_BUCKET = "IMGOPS_PROCESSED_BUCKET"
+    IMAGES_TABLE = "IMGOPS_IMAGES_TABLE"
+    TOPIC_ARN = "IMGOPS_TOPIC_ARN"
+    THUMBNAIL_SIZES = "IMGOPS_THUMBNAIL_SIZES"
+    MAX_PIXELS = "IMGOPS_MAX_PIXELS"
+    MAX_UPLOAD_BYTES = "IMGOPS_MAX_UPLOAD_BYTES"
+    JPEG_QUALITY = "IMGOPS_JPEG_QUALITY"
+    URL_EXPIRY_SECONDS = "IMGOPS_URL_EXPIRY_SECONDS"
+    WATERMARK_TEXT = "IMGOPS_WATERMARK_TEXT"
+    WATERMARK_PNG_PATH = "IMGOPS_WATERMARK_PNG_PATH"
+    WATERMARK_POSITION = "IMGOPS_WATERMARK_POSITION"
+    WATERMARK_OPACITY = "IMGOPS_WATERMARK_OPACITY"
+    WATERMARK_MIN_SIZE = "IMGOPS_WATERMARK_MIN_SIZE"

@@ -1,0 +1,236 @@
+"""SQS → thumbnails worker: one S3 upload in, thumbnails + item + notification out.
+
+Permanent problems (not an image, a bomb, too large) end as a FAILED item with a reason and are never
+retried; anything else raises, so Powertools reports that one message in `batchItemFailures` and SQS
+redelivers it, and after `maxReceiveCount` parks it in the DLQ.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from botocore.exceptions import ClientError
+
+from pipeline import aws, store
+from pipeline.errors import error_code, is_transient
+from pipeline.imaging import ImageRejected, ProcessedImage, make_thumbnails
+from pipeline.resources import PROCESSED_PREFIX, UPLOAD_PREFIX
+from pipeline.settings import Settings
+from pipeline.store import ClaimOutcome, Status, Upload
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+    from mypy_boto3_dynamodb.service_resource import Table
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sns import SNSClient
+
+logger = Logger(service="imgops-worker")
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+class MalformedMessage(ValueError):
+    """The queue message is not an S3 event: leave it to redelivery and the DLQ, where on-call can see it."""
+
+
+@dataclass(frozen=True)
+class WorkerDeps:
+    settings: Settings
+    s3: S3Client
+    table: Table
+    sns: SNSClient
+
+    @classmethod
+    def from_env(cls) -> WorkerDeps:
+        settings = Settings.from_env()
+        return cls(
+            settings=settings,
+            s3=aws.s3_client(),
+            table=aws.dynamodb_resource().Table(settings.images_table),
+            sns=aws.sns_client(),
+        )
+
+
+@cache
+def _deps() -> WorkerDeps:
+    return WorkerDeps.from_env()
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return process_partial_response(
+        event=event, record_handler=handle_record, processor=processor, context=context
+    )
+
+
+def handle_record(record: SQSRecord) -> None:
+    process_message(record.body, _deps())
+
+
+def process_message(body: str, deps: WorkerDeps) -> list[str]:
+    """Process every upload an SQS message carries; returns what happened to each (for logs and tests)."""
+    return [process_upload(upload, deps) for upload in parse_s3_event(body)]
+
+
+def parse_s3_event(body: str) -> list[Upload]:
+    try:
+        event = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise MalformedMessage(f"message body is not JSON: {exc}") from None
+    if not isinstance(event, dict):
+        raise MalformedMessage("message body is not a JSON object")
+    if event.get("Event") == "s3:TestEvent":
+        return []
+    if not isinstance(event.get("Records"), list):
+        raise MalformedMessage("message body has no S3 Records")
+    uploads = []
+    for record in event["Records"]:
+        try:
+            bucket = record["s3"]["bucket"]["name"]
+            obj = record["s3"]["object"]
+            key = unquote_plus(obj["key"])
+        except (KeyError, TypeError) as exc:
+            raise MalformedMessage(f"S3 record lacks {exc}") from None
+        owner = owner_of(key)
+        if owner is None:
+            logger.warning("ignoring object outside user-uploads/<sub>/", extra={"key": key})
+            continue
+        uploads.append(
+            Upload(
+                bucket=bucket,
+                key=key,
+                image_id=image_id_for(bucket, key),
+                user_id=owner,
+                version=f"{obj.get('eTag', '')}:{obj.get('sequencer', '')}",
+                event_time=str(record.get("eventTime", "")),
+            )
+        )
+    return uploads
+
+
+def owner_of(key: str) -> str | None:
+    """The Cognito sub a key belongs to, or None when it is not `user-uploads/<sub>/<name>`."""
+    if not key.startswith(UPLOAD_PREFIX):
+        return None
+    owner, _, name = key[len(UPLOAD_PREFIX) :].partition("/")
+    return owner if owner and name and not name.endswith("/") else None
+
+
+def image_id_for(bucket: str, key: str) -> str:
+    """The UUID the presign API put in the name; objects named otherwise get a stable derived id."""
+    stem = key.rsplit("/", 1)[-1].split(".", 1)[0]
+    try:
+        return str(uuid.UUID(stem))
+    except ValueError:
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"s3://{bucket}/{key}"))
+
+
+def process_upload(upload: Upload, deps: WorkerDeps) -> str:
+    started = time.perf_counter()
+    outcome = store.claim(deps.table, upload, now=_now())
+    if outcome is ClaimOutcome.NOTIFY_ONLY:
+        item = store.get(deps.table, upload.image_id) or {}
+        _notify(deps, upload, item)
+        return str(outcome)
+    if outcome is not ClaimOutcome.PROCESS:
+        logger.info("skipping upload", extra={"key": upload.key, "outcome": str(outcome)})
+        return str(outcome)
+
+    try:
+        content_type, data = _read_original(deps.s3, upload, deps.settings.max_upload_bytes)
+        image = make_thumbnails(data, deps.settings.image_options())
+    except ImageRejected as rejection:
+        fields: dict[str, Any] = {"status": Status.FAILED.value, "reason": rejection.reason}
+        logger.warning("upload rejected", extra={"key": upload.key, "reason": rejection.reason})
+    except Exception as exc:
+        logger.exception("upload will be retried", extra={"key": upload.key, "transient": is_transient(exc)})
+        raise
+    else:
+        keys = _write_thumbnails(deps, upload, image)
+        fields = {
+            "status": Status.DONE.value,
+            "processedS3Keys": keys,
+            "width": image.width,
+            "height": image.height,
+            "format": image.format,
+            "mode": image.mode,
+            "has_transparency": image.has_transparency,
+            "content_type": content_type,
+            "size_bytes": len(data),
+        }
+    fields["processed_at"] = _now()
+    fields["processing_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    if not store.finish(deps.table, upload, fields):
+        return str(ClaimOutcome.STALE)
+    _notify(deps, upload, fields)
+    logger.info("upload finished", extra={"key": upload.key, **fields})
+    return str(fields["status"])
+
+
+def _read_original(s3: S3Client, upload: Upload, max_bytes: int) -> tuple[str, bytes]:
+    try:
+        response = s3.get_object(Bucket=upload.bucket, Key=upload.key)
+    except ClientError as exc:
+        if error_code(exc) in {"NoSuchKey", "404"}:
+            raise ImageRejected("the original was deleted before it could be processed") from None
+        raise
+    body = response["Body"]
+    if response["ContentLength"] > max_bytes:
+        body.close()
+        raise ImageRejected(
+            f"file is {response['ContentLength'] / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB"
+        )
+    return response.get("ContentType", ""), body.read()
+
+
+def _write_thumbnails(deps: WorkerDeps, upload: Upload, image: ProcessedImage) -> dict[str, str]:
+    keys = {}
+    for thumbnail in image.thumbnails:
+        key = f"{PROCESSED_PREFIX}{upload.image_id}/{thumbnail.size}.{thumbnail.extension}"
+        deps.s3.put_object(
+            Bucket=deps.settings.processed_bucket,
+            Key=key,
+            Body=thumbnail.data,
+            ContentType=thumbnail.content_type,
+            CacheControl="public, max-age=31536000, immutable",
+            Metadata={"image-id": upload.image_id, "source-version": upload.version},
+        )
+        keys[str(thumbnail.size)] = key
+    return keys
+
+
+def _notify(deps: WorkerDeps, upload: Upload, fields: dict[str, Any]) -> None:
+    status = str(fields.get("status", ""))
+    message = {
+        "imageId": upload.image_id,
+        "userId": upload.user_id,
+        "status": status,
+        "originalS3Key": upload.key,
+        "processedBucket": deps.settings.processed_bucket,
+        "processedS3Keys": fields.get("processedS3Keys", {}),
+        "reason": fields.get("reason"),
+        "processing_ms": fields.get("processing_ms"),
+    }
+    deps.sns.publish(
+        TopicArn=deps.settings.topic_arn,
+        Message=json.dumps(message),
+        MessageAttributes={
+            "status": {"DataType": "String", "StringValue": status},
+            "userId": {"DataType": "String", "StringValue": upload.user_id},
+        },
+    )
+    store.mark_notified(deps.table, upload, _now())
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")

@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from loadtest.local.provision import StackInfo, provision
+from pipeline import aws
+from pipeline.resources import ResourceNames
+from pipeline.settings import Settings
+from pipeline.worker import WorkerDeps
+
+NO_RETRIES = Config(retries={"max_attempts": 1, "mode": "standard"})
+
+
+@pytest.fixture
+def stack(moto_endpoint: str, unique_prefix: str) -> StackInfo:
+    return provision(ResourceNames(unique_prefix), endpoint_url=moto_endpoint, visibility_timeout=30)
+
+
+@pytest.fixture
+def settings(stack: StackInfo) -> Settings:
+    return Settings(
+        upload_bucket=stack.upload_bucket,
+        processed_bucket=stack.processed_bucket,
+        images_table=stack.images_table,
+        topic_arn=stack.topic_arn,
+    )
+
+
+@pytest.fixture
+def s3(moto_endpoint: str) -> Any:
+    return boto3.client("s3", config=aws.s3_config().merge(NO_RETRIES))
+
+
+@pytest.fixture
+def sqs(moto_endpoint: str) -> Any:
+    return boto3.client("sqs")
+
+
+@pytest.fixture
+def deps(settings: Settings, s3: Any, moto_endpoint: str) -> WorkerDeps:
+    return WorkerDeps(
+        settings=settings,
+        s3=s3,
+        table=boto3.resource("dynamodb", config=NO_RETRIES).Table(settings.images_table),
+        sns=boto3.client("sns", config=NO_RETRIES),
+    )
+
+
+@pytest.fixture
+def handler_env(stack: StackInfo, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The environment the CDK app gives the functions, for tests that go through `handler`."""
+    from pipeline import presign, read_api, worker
+
+    for name, value in stack.handler_environment().items():
+        monkeypatch.setenv(name, value)
+    caches: list[Any] = [presign._settings, read_api._settings, worker._deps]
+    for cached in caches:
+        cached.cache_clear()
+    yield
+    for cached in caches:
+        cached.cache_clear()
+
+
+@pytest.fixture
+def notifications(stack: StackInfo, sqs: Any) -> Callable[[], list[dict[str, Any]]]:
+    """A queue subscribed to the topic: returns every notification delivered so far (raw SNS envelopes)."""
+    sns = boto3.client("sns")
+    queue_url = sqs.create_queue(QueueName=f"{stack.prefix}-observer")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=stack.topic_arn, Protocol="sqs", Endpoint=arn)
+    received: list[dict[str, Any]] = []
+
+    def drain() -> list[dict[str, Any]]:
+        while True:
+            batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+            messages = batch.get("Messages", [])
+            if not messages:
+                return received
+            for message in messages:
+                received.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    return drain
+
+
+def receive_uploads(sqs: Any, stack: StackInfo, expected: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """The work queue's messages for real uploads (the S3 TestEvent is dropped), as SQS returns them."""
+    messages: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while len(messages) < expected and time.monotonic() < deadline:
+        batch = sqs.receive_message(
+            QueueUrl=stack.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, AttributeNames=["All"]
+        )
+        for message in batch.get("Messages", []):
+            if "s3:TestEvent" in message["Body"]:
+                sqs.delete_message(QueueUrl=stack.queue_url, ReceiptHandle=message["ReceiptHandle"])
+            else:
+                messages.append(message)
+    assert len(messages) == expected, f"expected {expected} upload events, got {len(messages)}"
+    return messages
