@@ -11,6 +11,8 @@ import re
 import struct
 import warnings
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,7 +166,8 @@ def make_thumbnails(data: bytes, options: ImageOptions = _DEFAULT_OPTIONS) -> Pr
         drafted = source.draft("L" if source.mode == "L" else "RGB", raw_box)
         draft_box = drafted[1] if drafted else None
     try:
-        source.load()
+        with _input_warnings_silenced():
+            source.load()
     except _DECODE_ERRORS as exc:
         raise ImageRejected(f"image data is corrupt or truncated: {_describe(exc)}") from None
     transpose = _ORIENTATIONS.get(_orientation(source))
@@ -207,9 +210,8 @@ def make_thumbnails(data: bytes, options: ImageOptions = _DEFAULT_OPTIONS) -> Pr
 
 
 def _open(data: bytes, options: ImageOptions) -> Image.Image:
-    """Read the header only, with Pillow's bomb warning silenced locally: our own limit decides."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    """Read the header only; our own pixel limit, not Pillow's global one, decides what is a bomb."""
+    with _input_warnings_silenced():
         try:
             return Image.open(io.BytesIO(data))
         except Image.DecompressionBombError as exc:
@@ -218,6 +220,16 @@ def _open(data: bytes, options: ImageOptions) -> Image.Image:
             raise ImageRejected(f"not a recognised image: {_sniff(data)}") from None
         except _DECODE_ERRORS as exc:
             raise ImageRejected(f"image data is corrupt or truncated: {_describe(exc)}") from None
+
+
+@contextmanager
+def _input_warnings_silenced() -> Iterator[None]:
+    """Pillow warns about malformed uploads (bomb-sized headers, corrupt EXIF): they are refused or tolerated
+    here on purpose, and a warning per bad upload would only be noise in the worker's logs."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        yield
 
 
 def _check_pixels(width: int, height: int, max_pixels: int) -> None:
@@ -239,7 +251,7 @@ def _bomb_reason(message: str, max_pixels: int) -> str:
 
 
 def _megapixels(pixels: int) -> str:
-    return f"{pixels / 1e6:.1f}" if pixels >= 100_000 else f"{pixels / 1e6:.4f}"
+    return f"{pixels / 1e6:.1f}" if pixels >= 1_000_000 else f"{pixels / 1e6:.3g}"
 
 
 def _sniff(data: bytes) -> str:
@@ -270,7 +282,8 @@ def _fit(width: int, height: int, target: int) -> tuple[int, int]:
 def _orientation(image: Image.Image) -> int:
     """A broken EXIF block is no reason to refuse the pixels: treat it as upright."""
     try:
-        value = image.getexif().get(_ORIENTATION_TAG, 1)
+        with _input_warnings_silenced():
+            value = image.getexif().get(_ORIENTATION_TAG, 1)
     except _DECODE_ERRORS:
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1

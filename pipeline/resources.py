@@ -89,3 +89,18 @@ class Env:
     WATERMARK_POSITION = "IMGOPS_WATERMARK_POSITION"
     WATERMARK_OPACITY = "IMGOPS_WATERMARK_OPACITY"
     WATERMARK_MIN_SIZE = "IMGOPS_WATERMARK_MIN_SIZE"
+
+
+class StackOutputs:
+    """CloudFormation output names the CDK app exports and `--target aws` reads."""
+
+    API_URL = "ApiUrl"
+    TOPIC_ARN = "ImageEventsTopicArn"
+    USER_POOL_ID = "UserPoolId"
+    USER_POOL_CLIENT_ID = "UserPoolClientId"
+    WORKER_FUNCTION = "WorkerFunctionName"
+    UPLOAD_BUCKET = "UploadBucketName"
+    PROCESSED_BUCKET = "ProcessedBucketName"
+    WORK_QUEUE_URL = "WorkQueueUrl"
+    DLQ_URL = "DeadLetterQueueUrl"
+    IMAGES_TABLE = "ImagesTableName"

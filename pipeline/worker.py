@@ -167,6 +167,7 @@ def process_upload(upload: Upload, deps: WorkerDeps) -> str:
             "has_transparency": image.has_transparency,
             "content_type": content_type,
             "size_bytes": len(data),
+            "processed_bytes": sum(len(thumbnail.data) for thumbnail in image.thumbnails),
         }
     fields["processed_at"] = _now()
     fields["processing_ms"] = round((time.perf_counter() - started) * 1000, 1)
@@ -220,6 +221,8 @@ def _notify(deps: WorkerDeps, upload: Upload, fields: dict[str, Any]) -> None:
         "processedS3Keys": fields.get("processedS3Keys", {}),
         "reason": fields.get("reason"),
         "processing_ms": fields.get("processing_ms"),
+        "size_bytes": fields.get("size_bytes"),
+        "processed_bytes": fields.get("processed_bytes"),
     }
     deps.sns.publish(
         TopicArn=deps.settings.topic_arn,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from loadtest.cli import local
+from loadtest.cli import load, local
 
 app = typer.Typer(
     name="imgops",
@@ -14,6 +14,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(local.app, name="local")
+app.add_typer(load.app, name="loadtest")
 
 
 def main() -> None:

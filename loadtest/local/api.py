@@ -131,6 +131,7 @@ class ApiServer:
     """The local API on 127.0.0.1 in a background thread."""
 
     def __init__(self, app: LocalHttpApi, port: int = 0) -> None:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access-log line per request
         self._server: BaseWSGIServer = make_server("127.0.0.1", port, app, threaded=True)
         self._thread = threading.Thread(target=self._server.serve_forever, name="local-api", daemon=True)
 

@@ -32,7 +32,9 @@ from pipeline.resources import WORKER_BATCH_SIZE, WORKER_MEMORY_MB, WORKER_TIMEO
 class LocalLambdaContext(LambdaContext):
     """Powertools' LambdaContext, filled in the way the Lambda runtime fills it."""
 
-    def __init__(self, function_name: str, *, timeout_seconds: float, memory_mb: int = WORKER_MEMORY_MB) -> None:
+    def __init__(
+        self, function_name: str, *, timeout_seconds: float, memory_mb: int = WORKER_MEMORY_MB
+    ) -> None:
         self._function_name = function_name
         self._function_version = "$LATEST"
         self._invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"

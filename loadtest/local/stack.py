@@ -41,6 +41,7 @@ class LocalStack:
 
     def start(self) -> StackInfo:
         options = self.options
+        os.environ.update(LOCAL_CREDENTIALS)
         endpoint = self._moto.start()
         info = provision(
             ResourceNames(options.prefix),

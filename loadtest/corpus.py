@@ -1,0 +1,192 @@
+"""Realistic uploads without internet: real photos shipped inside installed packages, made phone-like.
+
+Deterministic from a seed and cached on disk, so two runs with the same parameters push identical bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import random
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+CORPUS_VERSION = 1
+DEFAULT_MIX = "jpeg12mp=60,jpeg1080=25,png=10,webp=5"
+
+
+@dataclass(frozen=True)
+class Kind:
+    width: int
+    height: int
+    format: str
+    content_type: str
+    extension: str
+
+
+KINDS: dict[str, Kind] = {
+    "jpeg12mp": Kind(4032, 3024, "JPEG", "image/jpeg", "jpg"),  # a 12 MP phone photo, ~3 MB
+    "jpeg1080": Kind(1920, 1080, "JPEG", "image/jpeg", "jpg"),
+    "png": Kind(2000, 2000, "PNG", "image/png", "png"),  # with an alpha channel
+    "webp": Kind(1600, 1200, "WEBP", "image/webp", "webp"),
+}
+
+
+class CorpusError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class CorpusImage:
+    path: Path
+    kind: str
+    content_type: str
+    width: int
+    height: int
+    size_bytes: int
+    orientation: int
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """`jpeg12mp=60,png=40` → shares that sum to 1."""
+    weights: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep or name not in KINDS:
+            raise CorpusError(
+                f"--mix entry {part!r}: expected KIND=WEIGHT with KIND one of {', '.join(KINDS)}"
+            )
+        try:
+            weight = float(value)
+        except ValueError:
+            raise CorpusError(f"--mix entry {part!r}: {value!r} is not a number") from None
+        if weight < 0:
+            raise CorpusError(f"--mix entry {part!r}: weights cannot be negative")
+        weights[name] = weights.get(name, 0.0) + weight
+    total = sum(weights.values())
+    if total <= 0:
+        raise CorpusError("--mix needs at least one positive weight")
+    return {name: weight / total for name, weight in weights.items() if weight > 0}
+
+
+def allocate(mix: dict[str, float], count: int) -> dict[str, int]:
+    """Largest-remainder split of `count` files over kinds; every kind in the mix gets at least one."""
+    exact = {name: share * count for name, share in mix.items()}
+    counts = {name: max(1, int(value)) for name, value in exact.items()}
+    by_remainder = sorted(mix, key=lambda name: exact[name] - int(exact[name]), reverse=True)
+    for name in by_remainder[: max(0, count - sum(counts.values()))]:
+        counts[name] += 1
+    return counts
+
+
+def _sources() -> list[Image.Image]:
+    sample_data = Path(matplotlib.get_data_path()) / "sample_data"
+    photos = [Image.open(sample_data / "grace_hopper.jpg").convert("RGB")]
+    with np.load(sample_data / "topobathy.npz") as terrain:
+        elevation = terrain["topo"].astype(np.float32)
+    span = float(elevation.max() - elevation.min()) or 1.0
+    colored = matplotlib.colormaps["terrain"]((elevation - elevation.min()) / span)[:, :, :3]
+    photos.append(Image.fromarray((colored * 255).astype(np.uint8), "RGB"))
+    blue_pack = sample_data / "Minduka_Present_Blue_Pack.png"
+    if blue_pack.exists():
+        photos.append(Image.open(blue_pack).convert("RGB"))
+    return photos
+
+
+def render(kind_name: str, index: int, seed: int, sources: list[Image.Image]) -> tuple[bytes, int]:
+    """A crop of a real photo, upscaled, with mild sensor noise; returns the bytes and EXIF orientation."""
+    kind = KINDS[kind_name]
+    rng = random.Random(f"{seed}:{kind_name}:{index}")
+    source = sources[rng.randrange(len(sources))]
+    aspect = kind.width / kind.height
+    crop_w = min(source.width, int(source.height * aspect))
+    crop_h = int(crop_w / aspect)
+    crop_w, crop_h = int(crop_w * rng.uniform(0.6, 1.0)), int(crop_h * rng.uniform(0.6, 1.0))
+    crop_h = max(1, int(crop_w / aspect))
+    left, top = rng.randrange(source.width - crop_w + 1), rng.randrange(source.height - crop_h + 1)
+    image = source.crop((left, top, left + crop_w, top + crop_h)).resize(
+        (kind.width, kind.height), Image.Resampling.BICUBIC
+    )
+    if kind.format != "PNG":  # sensor noise; PNGs with alpha are graphics, not camera output
+        noise = np.random.default_rng(rng.randrange(2**32)).normal(0.0, 5.0, (kind.height, kind.width, 3))
+        pixels = np.clip(np.asarray(image, dtype=np.float32) + noise.astype(np.float32), 0, 255)
+        image = Image.fromarray(pixels.astype(np.uint8), "RGB")
+    orientation = 1
+    buffer = io.BytesIO()
+    if kind.format == "JPEG":
+        exif = Image.Exif()
+        if kind_name == "jpeg12mp" and rng.random() < 0.3:
+            orientation = rng.choice((6, 8))  # a phone held upright
+        exif[0x0112] = orientation
+        image.save(buffer, "JPEG", quality=92, exif=exif.tobytes())
+    elif kind.format == "PNG":
+        image.putalpha(_vignette_alpha(kind.width, kind.height))
+        image.save(buffer, "PNG", compress_level=6)
+    else:
+        image.save(buffer, "WEBP", quality=85, method=4)
+    return buffer.getvalue(), orientation
+
+
+def _vignette_alpha(width: int, height: int) -> Image.Image:
+    mask = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(mask).ellipse((width // 10, height // 10, width * 9 // 10, height * 9 // 10), fill=255)
+    return mask.filter(ImageFilter.GaussianBlur(width // 20))
+
+
+def build_corpus(*, mix: dict[str, float], count: int, seed: int, cache_dir: Path) -> list[CorpusImage]:
+    """The corpus for these parameters, generated once and then read from `cache_dir`."""
+    key = hashlib.sha256(json.dumps([CORPUS_VERSION, sorted(mix.items()), count, seed]).encode()).hexdigest()[
+        :16
+    ]
+    folder = cache_dir / key
+    manifest = folder / "manifest.json"
+    if manifest.exists():
+        entries = json.loads(manifest.read_text(encoding="utf-8"))
+        images = [CorpusImage(**{**entry, "path": folder / entry["path"]}) for entry in entries]
+        if all(image.path.exists() for image in images):
+            return images
+    folder.mkdir(parents=True, exist_ok=True)
+    images = list(_generate(mix, count, seed, folder))
+    entries = [{**asdict(image), "path": image.path.name} for image in images]
+    manifest.write_text(json.dumps(entries, indent=1), encoding="utf-8")
+    return images
+
+
+def _generate(mix: dict[str, float], count: int, seed: int, folder: Path) -> Iterator[CorpusImage]:
+    sources = _sources()
+    for kind_name, kind_count in allocate(mix, count).items():
+        kind = KINDS[kind_name]
+        for index in range(kind_count):
+            data, orientation = render(kind_name, index, seed, sources)
+            path = folder / f"{kind_name}-{index:03d}.{kind.extension}"
+            path.write_bytes(data)
+            yield CorpusImage(
+                path, kind_name, kind.content_type, kind.width, kind.height, len(data), orientation
+            )
+
+
+def upload_plan(
+    corpus: list[CorpusImage], mix: dict[str, float], images: int, seed: int
+) -> list[CorpusImage]:
+    """The file each upload sends: kinds drawn by the mix, files taken in turn within a kind."""
+    by_kind: dict[str, list[CorpusImage]] = {}
+    for image in corpus:
+        by_kind.setdefault(image.kind, []).append(image)
+    kinds = [name for name in mix if name in by_kind]
+    rng = random.Random(seed)
+    drawn = rng.choices(kinds, weights=[mix[name] for name in kinds], k=images)
+    used = dict.fromkeys(kinds, 0)
+    plan = []
+    for name in drawn:
+        plan.append(by_kind[name][used[name] % len(by_kind[name])])
+        used[name] += 1
+    return plan
