@@ -62,9 +62,7 @@ def parse_mix(text: str) -> dict[str, float]:
         name, sep, value = part.partition("=")
         name = name.strip()
         if not sep or name not in KINDS:
-            raise CorpusError(
-                f"--mix entry {part!r}: expected KIND=WEIGHT with KIND one of {', '.join(KINDS)}"
-            )
+            raise CorpusError(f"--mix entry {part!r}: expected KIND=WEIGHT with KIND one of {', '.join(KINDS)}")
         try:
             weight = float(value)
         except ValueError:
@@ -144,9 +142,7 @@ def _vignette_alpha(width: int, height: int) -> Image.Image:
 
 def build_corpus(*, mix: dict[str, float], count: int, seed: int, cache_dir: Path) -> list[CorpusImage]:
     """The corpus for these parameters, generated once and then read from `cache_dir`."""
-    key = hashlib.sha256(json.dumps([CORPUS_VERSION, sorted(mix.items()), count, seed]).encode()).hexdigest()[
-        :16
-    ]
+    key = hashlib.sha256(json.dumps([CORPUS_VERSION, sorted(mix.items()), count, seed]).encode()).hexdigest()[:16]
     folder = cache_dir / key
     manifest = folder / "manifest.json"
     if manifest.exists():
@@ -169,14 +165,10 @@ def _generate(mix: dict[str, float], count: int, seed: int, folder: Path) -> Ite
             data, orientation = render(kind_name, index, seed, sources)
             path = folder / f"{kind_name}-{index:03d}.{kind.extension}"
             path.write_bytes(data)
-            yield CorpusImage(
-                path, kind_name, kind.content_type, kind.width, kind.height, len(data), orientation
-            )
+            yield CorpusImage(path, kind_name, kind.content_type, kind.width, kind.height, len(data), orientation)
 
 
-def upload_plan(
-    corpus: list[CorpusImage], mix: dict[str, float], images: int, seed: int
-) -> list[CorpusImage]:
+def upload_plan(corpus: list[CorpusImage], mix: dict[str, float], images: int, seed: int) -> list[CorpusImage]:
     """The file each upload sends: kinds drawn by the mix, files taken in turn within a kind."""
     by_kind: dict[str, list[CorpusImage]] = {}
     for image in corpus:

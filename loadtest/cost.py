@@ -29,9 +29,7 @@ def load_prices(region: str = "us-east-1", path: Path | None = None) -> dict[str
             for p in resources.files("loadtest.prices").iterdir()
             if p.name.endswith(".json")
         )
-        raise CostError(
-            f"no price table for region {region!r} (have: {', '.join(known)}); pass --prices FILE"
-        )
+        raise CostError(f"no price table for region {region!r} (have: {', '.join(known)}); pass --prices FILE")
     return dict(json.loads(table.read_text(encoding="utf-8")))
 
 
@@ -58,10 +56,9 @@ class Workload:
     dashboards: int = 2
     alarms: int = 9
 
-    def with_memory(self, memory_mb: int, billed_ms: float | None = None) -> Workload:
-        return replace(
-            self, memory_mb=memory_mb, worker_billed_ms_per_image=billed_ms or self.worker_billed_ms_per_image
-        )
+    def with_memory(self, memory_mb: int, billed_ms_per_image: float, label: str) -> Workload:
+        """The same workload on a worker of another size, whose duration there is known (measured or modeled)."""
+        return replace(self, memory_mb=memory_mb, worker_billed_ms_per_image=billed_ms_per_image, label=label)
 
 
 def cost_breakdown(workload: Workload, prices: dict[str, Any]) -> pd.DataFrame:
@@ -99,9 +96,7 @@ def cost_breakdown(workload: Workload, prices: dict[str, Any]) -> pd.DataFrame:
     sqs_requests = 1 + 2 * workload.worker_invocations_per_image
     per_image["SQS requests"] = sqs_requests * prices["sqs"]["per_million_requests"] / 1e6
     dynamodb = prices["dynamodb_on_demand"]
-    per_image["DynamoDB writes"] = (
-        workload.dynamodb_writes_per_image * dynamodb["per_million_write_units"] / 1e6
-    )
+    per_image["DynamoDB writes"] = workload.dynamodb_writes_per_image * dynamodb["per_million_write_units"] / 1e6
     per_image["DynamoDB reads"] = workload.dynamodb_reads_per_image * dynamodb["per_million_read_units"] / 1e6
     per_image["SNS publishes"] = 1 * prices["sns"]["per_million_publishes"] / 1e6
 
@@ -134,9 +129,7 @@ def compare(workloads: list[Workload], prices: dict[str, Any]) -> pd.DataFrame:
 def workload_from_run(summary: dict[str, Any], **overrides: Any) -> Workload:
     """Per-image figures measured by a load-test run (its summary.json)."""
     worker = summary.get("worker", {})
-    processed = max(
-        1, int(summary.get("counts", {}).get("DONE", 0)) + int(summary.get("counts", {}).get("FAILED", 0))
-    )
+    processed = max(1, int(summary.get("counts", {}).get("DONE", 0)) + int(summary.get("counts", {}).get("FAILED", 0)))
     fields: dict[str, Any] = {"label": f"run {summary.get('run_id', '')}".strip()}
     if worker.get("invocations"):
         fields["worker_invocations_per_image"] = worker["invocations"] / processed

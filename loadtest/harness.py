@@ -68,9 +68,7 @@ class RunState:
 class CompletionListener:
     """A queue subscribed to the topic for this run only (filter: the run's user), drained in a thread."""
 
-    def __init__(
-        self, target: Target, user_sub: str, on_message: Callable[[dict[str, Any], float], None]
-    ) -> None:
+    def __init__(self, target: Target, user_sub: str, on_message: Callable[[dict[str, Any], float], None]) -> None:
         self._target = target
         self._sqs = target.client("sqs")
         self._sns = target.client("sns")
@@ -78,9 +76,9 @@ class CompletionListener:
         self._stop = threading.Event()
         name = f"imgops-loadtest-{uuid.uuid4().hex[:12]}"
         self.queue_url: str = self._sqs.create_queue(QueueName=name)["QueueUrl"]
-        queue_arn = self._sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
+        queue_arn = self._sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
         policy = {
             "Version": "2012-10-17",
             "Statement": [
@@ -110,9 +108,7 @@ class CompletionListener:
     def _drain(self) -> None:
         while not self._stop.is_set():
             try:
-                batch = self._sqs.receive_message(
-                    QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
-                )
+                batch = self._sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
             except Exception:  # noqa: BLE001 - keep listening through a hiccup; the timeout bounds the run
                 self._stop.wait(0.5)
                 continue
@@ -126,9 +122,7 @@ class CompletionListener:
             if messages:
                 self._sqs.delete_message_batch(
                     QueueUrl=self.queue_url,
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
-                    ],
+                    Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
                 )
 
     def close(self) -> None:
@@ -151,9 +145,7 @@ class LoadTest:
             [ImageRecord(i, image.kind, image.content_type, image.size_bytes) for i, image in enumerate(plan)]
         )
         self._by_image_id: dict[str, ImageRecord] = {}
-        self._early: dict[
-            str, tuple[dict[str, Any], float]
-        ] = {}  # notifications that beat the upload's return
+        self._early: dict[str, tuple[dict[str, Any], float]] = {}  # notifications that beat the upload's return
         self._local = threading.local()
 
     def run(self, on_tick: Callable[[RunState], None] | None = None) -> RunState:
@@ -198,9 +190,7 @@ class LoadTest:
         with self.state.lock:
             return all(record.status not in {"PENDING", "UPLOADED"} for record in self.state.records)
 
-    def _sleep_until(
-        self, moment: float, deadline: float, on_tick: Callable[[RunState], None] | None
-    ) -> None:
+    def _sleep_until(self, moment: float, deadline: float, on_tick: Callable[[RunState], None] | None) -> None:
         while (delay := moment - time.time()) > 0 and time.monotonic() < deadline:
             time.sleep(min(delay, 0.2))
             if on_tick:

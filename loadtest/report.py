@@ -33,9 +33,7 @@ def throughput_plot(frame: pd.DataFrame, started: float) -> str:
     for column, label in (("uploaded_at", "uploads/s"), ("completed_at", "completions/s")):
         seconds = (pd.to_numeric(frame[column], errors="coerce").dropna() - started).astype(int)
         if len(seconds):
-            per_second = (
-                seconds.value_counts().sort_index().reindex(range(int(seconds.max()) + 1), fill_value=0)
-            )
+            per_second = seconds.value_counts().sort_index().reindex(range(int(seconds.max()) + 1), fill_value=0)
             axis.plot(per_second.index, per_second.to_numpy(), label=label)
     axis.set(xlabel="seconds since start", ylabel="images per second", title="Throughput over time")
     axis.legend()
@@ -48,9 +46,7 @@ def latency_cdf_plot(frame: pd.DataFrame) -> str:
         values = np.sort(pd.to_numeric(frame[column], errors="coerce").dropna().to_numpy())
         if len(values):
             axis.plot(values, np.arange(1, len(values) + 1) / len(values), label=stage)
-    axis.set(
-        xscale="log", xlabel="milliseconds (log)", ylabel="fraction of images", title="Latency CDF per stage"
-    )
+    axis.set(xscale="log", xlabel="milliseconds (log)", ylabel="fraction of images", title="Latency CDF per stage")
     axis.grid(alpha=0.3)
     axis.legend()
     return _png(figure)
@@ -117,17 +113,11 @@ def write_report(
     sections = [
         f"<h1>imgops load test {html.escape(summary['run_id'])}</h1>",
         "<table class='table'>"
-        + "".join(
-            f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in headline.items()
-        )
+        + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in headline.items())
         + "</table>",
         "<h2>Latency (ms)</h2>" + _table(summary["latency_ms"]),
         "<h2>Errors</h2>"
-        + (
-            _table({k: {"images": v} for k, v in summary["errors"].items()})
-            if summary["errors"]
-            else "<p>None.</p>"
-        ),
+        + (_table({k: {"images": v} for k, v in summary["errors"].items()}) if summary["errors"] else "<p>None.</p>"),
         "<h2>Worker (REPORT lines)</h2>"
         + _table({"worker": {k: v for k, v in summary["worker"].items() if not isinstance(v, dict)}}),
         "<h2>Cost</h2>" + _table(costs),

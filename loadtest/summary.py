@@ -21,11 +21,7 @@ PERCENTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
 def latency_table(frame: pd.DataFrame) -> dict[str, dict[str, float | None]]:
     table: dict[str, dict[str, float | None]] = {}
     for stage, column in STAGES.items():
-        values = (
-            pd.to_numeric(frame[column], errors="coerce").dropna()
-            if column in frame
-            else pd.Series(dtype=float)
-        )
+        values = pd.to_numeric(frame[column], errors="coerce").dropna() if column in frame else pd.Series(dtype=float)
         row: dict[str, float | None] = {
             name: _round(values.quantile(q)) if len(values) else None for name, q in PERCENTILES.items()
         }
@@ -62,9 +58,7 @@ def summarize(
     window = max(1e-9, end - started)
     upload_window = max(1e-9, float(uploaded["uploaded_at"].max()) - started) if len(uploaded) else 1e-9
     failures = frame[frame["status"].isin(["FAILED", "UPLOAD_ERROR", "OUTSTANDING"])]
-    reasons = failures.assign(
-        reason=failures["reason"].replace("", "(no reason: still outstanding at the timeout)")
-    )
+    reasons = failures.assign(reason=failures["reason"].replace("", "(no reason: still outstanding at the timeout)"))
     grouped = reasons.groupby(["status", "reason"]).size().reset_index()
     errors = {f"{status}: {reason}": int(count) for status, reason, count in grouped.itertuples(index=False)}
     return {
@@ -75,9 +69,7 @@ def summarize(
         "duration_s": _round(finished - started),
         "throughput_images_per_s": _round(len(completed) / window) if len(completed) else 0.0,
         "upload_images_per_s": _round(len(uploaded) / upload_window) if len(uploaded) else 0.0,
-        "upload_mb_per_s": _round(float(uploaded["bytes_in"].sum()) / 1e6 / upload_window)
-        if len(uploaded)
-        else 0.0,
+        "upload_mb_per_s": _round(float(uploaded["bytes_in"].sum()) / 1e6 / upload_window) if len(uploaded) else 0.0,
         "bytes_in_per_image": _round(float(uploaded["bytes_in"].mean())) if len(uploaded) else None,
         "bytes_out_per_image": _round(float(pd.to_numeric(completed["bytes_out"], errors="coerce").mean()))
         if len(completed) and completed["bytes_out"].notna().any()

@@ -30,7 +30,7 @@ __all__ = [
 
 SUPPORTED_CONTENT_TYPES: dict[str, str] = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 
-POSITIONS = frozenset({"top-left", "top-right", "bottom-left", "bottom-right", "center"})
+_POSITIONS = frozenset({"top-left", "top-right", "bottom-left", "bottom-right", "center"})
 
 _MB = 1024 * 1024
 # format → (Pillow format, extension, content type). Other formats a deployment chooses to allow become PNG.
@@ -93,8 +93,8 @@ class Watermark:
     min_size: int = 512
 
     def __post_init__(self) -> None:
-        if self.position not in POSITIONS:
-            raise ValueError(f"watermark position {self.position!r} is not one of {sorted(POSITIONS)}")
+        if self.position not in _POSITIONS:
+            raise ValueError(f"watermark position {self.position!r} is not one of {sorted(_POSITIONS)}")
         if not 0.0 <= self.opacity <= 1.0:
             raise ValueError(f"watermark opacity {self.opacity} is not between 0 and 1")
 
@@ -143,9 +143,7 @@ def make_thumbnails(data: bytes, options: ImageOptions = _DEFAULT_OPTIONS) -> Pr
     if not data:
         raise ImageRejected("empty file")
     if len(data) > options.max_bytes:
-        raise ImageRejected(
-            f"file is {len(data) / _MB:.1f} MB, over the {options.max_bytes / _MB:.1f} MB limit"
-        )
+        raise ImageRejected(f"file is {len(data) / _MB:.1f} MB, over the {options.max_bytes / _MB:.1f} MB limit")
     source = _open(data, options)
     image_format = "JPEG" if source.format == "MPO" else str(source.format)
     if image_format not in options.allowed_formats:
@@ -336,16 +334,12 @@ def _to_gray8(image: Image.Image) -> Image.Image:
     return image.point(lambda value: value * scale + offset).convert("L")
 
 
-def _resize(
-    image: Image.Image, size: tuple[int, int], box: tuple[float, float, float, float] | None
-) -> Image.Image:
+def _resize(image: Image.Image, size: tuple[int, int], box: tuple[float, float, float, float] | None) -> Image.Image:
     # Pillow premultiplies alpha for RGBA/LA here, so transparent pixels' colour cannot bleed into the edges.
     return image.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=2.0)
 
 
-def _encode(
-    image: Image.Image, output_format: str, options: ImageOptions, icc_profile: bytes | None
-) -> bytes:
+def _encode(image: Image.Image, output_format: str, options: ImageOptions, icc_profile: bytes | None) -> bytes:
     """No EXIF is copied: thumbnails are public and GPS tags are not."""
     params: dict[str, Any] = {}
     if output_format == "JPEG":

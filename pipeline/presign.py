@@ -91,9 +91,7 @@ def create_upload() -> Response[str]:
         user_sub=user_sub, content_type=content_type, method=method, settings=_settings(), s3=aws.s3_client()
     )
     logger.info("upload granted", extra={"user": user_sub, "key": grant.file_path, "method": method})
-    return Response(
-        status_code=201, content_type=content_types.APPLICATION_JSON, body=json.dumps(asdict(grant))
-    )
+    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=json.dumps(asdict(grant)))
 
 
 def _parse_request(body: str | None) -> tuple[str, UploadMethod]:

@@ -27,9 +27,7 @@ app = APIGatewayHttpResolver()
 _INTERNAL_FIELDS = frozenset({"sourceVersion", "claimed_at", "notified_at"})
 
 
-def describe_image(
-    *, image_id: str, user_sub: str, settings: Settings, table: Table, s3: S3Client
-) -> dict[str, Any]:
+def describe_image(*, image_id: str, user_sub: str, settings: Settings, table: Table, s3: S3Client) -> dict[str, Any]:
     """Another user's image answers exactly like a missing one, so ids cannot be probed."""
     try:
         uuid.UUID(image_id)

@@ -68,9 +68,7 @@ def _deps() -> WorkerDeps:
 
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(
-        event=event, record_handler=handle_record, processor=processor, context=context
-    )
+    return process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context)
 
 
 def handle_record(record: SQSRecord) -> None:

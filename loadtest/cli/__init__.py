@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from loadtest.cli import load, local
+from loadtest.cli import cost, load, local
 
 app = typer.Typer(
     name="imgops",
@@ -15,6 +15,7 @@ app = typer.Typer(
 )
 app.add_typer(local.app, name="local")
 app.add_typer(load.app, name="loadtest")
+app.add_typer(cost.app, name="cost")
 
 
 def main() -> None:

@@ -50,9 +50,7 @@ def synth(
             config.METRICS_RATE_MINUTES: str(metrics_rate),
         }
         try:
-            with console.status(
-                "Synthesizing (bundling Lambda code{})…".format("" if skip_bundling else " + pip")
-            ):
+            with console.status("Synthesizing (bundling Lambda code{})…".format("" if skip_bundling else " + pip")):
                 summary = synthesize(context, outdir=out)
         except SynthError as exc:
             # Same one-line form as command_errors(); SynthError is this module's domain error.
@@ -62,6 +60,4 @@ def synth(
         typer.echo(str(template))
     console.print(f"{summary.dashboards} dashboards, {summary.alarms} alarms", style="green")
     if skip_bundling:
-        console.print(
-            "Bundles hold sources only (--skip-bundling): synthesize without it to deploy.", style="yellow"
-        )
+        console.print("Bundles hold sources only (--skip-bundling): synthesize without it to deploy.", style="yellow")

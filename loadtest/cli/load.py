@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from dataclasses import asdict
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,9 +25,7 @@ from loadtest.local.stack import LocalStack, LocalStackOptions
 from loadtest.runner import RunResult, execute_run
 from loadtest.targets import Target, TargetError, aws_target, local_target, running_local_stack
 
-app = typer.Typer(
-    help="Load-test the pipeline: thousands of images, throughput, latency, cost.", no_args_is_help=True
-)
+app = typer.Typer(help="Load-test the pipeline: thousands of images, throughput, latency, cost.", no_args_is_help=True)
 console = Console(highlight=False)
 
 
@@ -87,15 +86,9 @@ def run(
         typer.Option(help="local: the embedded stack (started if none runs); aws: a deployed stack."),
     ] = TargetKind.local,
     stack_name: Annotated[str, typer.Option(help="CloudFormation stack name, with --target aws.")] = "imgops",
-    region: Annotated[
-        str, typer.Option(envvar="AWS_REGION", help="AWS region, with --target aws.")
-    ] = "us-east-1",
-    username: Annotated[
-        str, typer.Option(envvar="IMGOPS_USERNAME", help="Cognito user, with --target aws.")
-    ] = "",
-    password: Annotated[
-        str, typer.Option(envvar="IMGOPS_PASSWORD", help="Cognito password, with --target aws.")
-    ] = "",
+    region: Annotated[str, typer.Option(envvar="AWS_REGION", help="AWS region, with --target aws.")] = "us-east-1",
+    username: Annotated[str, typer.Option(envvar="IMGOPS_USERNAME", help="Cognito user, with --target aws.")] = "",
+    password: Annotated[str, typer.Option(envvar="IMGOPS_PASSWORD", help="Cognito password, with --target aws.")] = "",
     timeout: Annotated[
         float, typer.Option(min=1, help="Stop after this many seconds and report what is outstanding.")
     ] = 900,
@@ -104,23 +97,17 @@ def run(
     ] = False,
     workers: Annotated[
         int,
-        typer.Option(
-            min=0, max=64, help="Worker processes if an embedded stack is started [default: cores]."
-        ),
+        typer.Option(min=0, max=64, help="Worker processes if an embedded stack is started [default: cores]."),
     ] = 0,
     out: Annotated[Path, typer.Option(help="Runs are written to OUT/<run id>/.")] = Path("runs"),
     cache_dir: Annotated[Path | None, typer.Option(help="Corpus cache [default: ~/.imgops/corpus].")] = None,
 ) -> None:
     """Push IMAGES uploads through the pipeline; print a summary and write a run folder with report.html."""
-    options = RunOptions(
-        concurrency=concurrency, rate=rate, timeout_seconds=timeout, wait_for_results=not no_wait
-    )
+    options = RunOptions(concurrency=concurrency, rate=rate, timeout_seconds=timeout, wait_for_results=not no_wait)
     with command_errors(), _corpus_errors():
         weights = parse_mix(mix)
         with console.status("Preparing the corpus (generated once, then cached)…"):
-            files = build_corpus(
-                mix=weights, count=corpus_size, seed=seed, cache_dir=cache_dir or default_cache_dir()
-            )
+            files = build_corpus(mix=weights, count=corpus_size, seed=seed, cache_dir=cache_dir or default_cache_dir())
         plan = upload_plan(files, weights, images, seed)
         with _target(target, stack_name, region, username, password, workers) as resolved:
             result = _run_with_progress(resolved, plan, options, out, region)
@@ -153,18 +140,14 @@ def _target(
         previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         info = stack.start()
-        console.print(
-            f"Embedded local stack up ({stack.options.workers} workers); it stops when the run ends."
-        )
+        console.print(f"Embedded local stack up ({stack.options.workers} workers); it stops when the run ends.")
         yield local_target(info)
     finally:
         stack.stop()
         signal.signal(signal.SIGTERM, previous)
 
 
-def _run_with_progress(
-    target: Target, plan: list[Any], options: RunOptions, out: Path, region: str
-) -> RunResult:
+def _run_with_progress(target: Target, plan: list[Any], options: RunOptions, out: Path, region: str) -> RunResult:
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -191,14 +174,11 @@ def _run_with_progress(
             progress.update(
                 finished,
                 completed=done + failed,
-                detail=f"done {done} · failed {failed} · in flight {counts.get('UPLOADED', 0)}"
-                f" · {rate:.1f} images/s",
+                detail=f"done {done} · failed {failed} · in flight {counts.get('UPLOADED', 0)} · {rate:.1f} images/s",
             )
 
         try:
-            return execute_run(
-                target=target, plan=plan, options=options, out_dir=out, region=region, on_tick=tick
-            )
+            return execute_run(target=target, plan=plan, options=options, out_dir=out, region=region, on_tick=tick)
         except KeyboardInterrupt:
             stderr.print("interrupted: no report written")
             raise typer.Exit(130) from None
@@ -217,9 +197,7 @@ def _print_summary(result: RunResult) -> None:
     )
     table = Table("stage (ms)", "p50", "p90", "p99", "max", "n")
     for stage, row in summary["latency_ms"].items():
-        table.add_row(
-            stage, *(_fmt(row[k]) for k in ("p50", "p90", "p99", "max")), str(int(row["count"] or 0))
-        )
+        table.add_row(stage, *(_fmt(row[k]) for k in ("p50", "p90", "p99", "max")), str(int(row["count"] or 0)))
     console.print(table)
     worker = summary["worker"]
     if worker.get("invocations"):
@@ -236,3 +214,156 @@ def _print_summary(result: RunResult) -> None:
 
 def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:,.0f}"
+
+
+class Strategy(StrEnum):
+    cost = "cost"
+    speed = "speed"
+    balanced = "balanced"
+
+
+class Architecture(StrEnum):
+    x86_64 = "x86_64"
+    arm64 = "arm64"
+
+
+def _memory_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: expected comma-separated megabytes, e.g. 512,1024,1769") from None
+    if not sizes or sizes[0] < 128 or sizes[-1] > 10240:
+        raise typer.BadParameter("Lambda memory sizes are 128 to 10,240 MB")
+    return sizes
+
+
+@app.command()
+def sizing(
+    memory: Annotated[str, typer.Option(help="Memory sizes to evaluate, MB.")] = "128,256,512,1024,1536,1769,3008",
+    arch: Annotated[Architecture, typer.Option(help="Lambda architecture (prices differ).")] = Architecture.x86_64,
+    strategy: Annotated[Strategy, typer.Option(help="Which recommendation to lead with.")] = Strategy.balanced,
+    sample: Annotated[int, typer.Option(min=1, max=500, help="Images from the corpus to run the worker on.")] = 12,
+    mix: Mix = DEFAULT_MIX,
+    seed: Seed = 7,
+    target: Annotated[
+        TargetKind, typer.Option(help="local: measure here and model; aws: set the real function.")
+    ] = TargetKind.local,
+    stack_name: Annotated[str, typer.Option(help="CloudFormation stack name, with --target aws.")] = "imgops",
+    region: Annotated[str, typer.Option(envvar="AWS_REGION", help="Region of the price table / stack.")] = "us-east-1",
+    username: Annotated[str, typer.Option(envvar="IMGOPS_USERNAME", help="Cognito user, with --target aws.")] = "",
+    password: Annotated[str, typer.Option(envvar="IMGOPS_PASSWORD", help="Cognito password, with --target aws.")] = "",
+    out: Annotated[Path, typer.Option(help="Results go to OUT/sizing-<id>/.")] = Path("runs"),
+    cache_dir: Annotated[Path | None, typer.Option(help="Corpus cache [default: ~/.imgops/corpus].")] = None,
+) -> None:
+    """Recommend the worker's memory size: cost, speed and balanced, like AWS Lambda Power Tuning."""
+    from loadtest.cost import load_prices
+    from loadtest.runner import new_run_id
+    from loadtest.sizing import SizingError, aws_sizing, recommend
+    from loadtest.sizing_report import write_sizing
+
+    sizes = _memory_sizes(memory)
+    with command_errors(), _corpus_errors():
+        prices = load_prices(region)
+        gb_second = prices["lambda"]["gb_second"][arch.value]
+        per_request = prices["lambda"]["per_million_requests"] / 1e6
+        weights = parse_mix(mix)
+        files = build_corpus(mix=weights, count=max(sample, 4), seed=seed, cache_dir=cache_dir or default_cache_dir())
+        plan = upload_plan(files, weights, sample, seed)
+        try:
+            if target is TargetKind.aws:
+                resolved = aws_target(stack_name=stack_name, region=region, username=username, password=password)
+
+                def run_batch() -> float:
+                    options = RunOptions(timeout_seconds=300)
+                    result = execute_run(target=resolved, plan=plan, options=options, out_dir=out, region=region)
+                    return float(result.frame["started_at"].min())
+
+                with console.status("Setting the deployed worker to each memory size and sending a batch…"):
+                    table = aws_sizing(resolved, sizes, run_batch, gb_second=gb_second, per_request=per_request)
+                notes = ["All figures measured on AWS from the worker's REPORT lines (per invocation)."]
+                measured: dict[str, Any] = {}
+                raw: list[dict[str, Any]] = []
+            else:
+                table, measured, notes, raw = _local_sizing(plan, sizes, gb_second, per_request)
+            recommendations = recommend(table)
+        except SizingError as exc:
+            stderr.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None
+        folder = out / f"sizing-{new_run_id()}"
+        folder.mkdir(parents=True, exist_ok=True)
+        write_sizing(
+            folder,
+            table=table,
+            recommendations=recommendations,
+            measured=measured,
+            notes=notes,
+            arch=arch.value,
+            measurements=raw,
+        )
+    _print_sizing(table, recommendations, strategy.value, measured, notes, folder)
+
+
+def _local_sizing(
+    plan: list[Any], sizes: tuple[int, ...], gb_second: float, per_request: float
+) -> tuple[Any, dict[str, Any], list[str], list[dict[str, Any]]]:
+    from loadtest.sizing import cgroups_writable, measure, runs_out_of_memory, sizing_summary, sizing_table
+
+    images = [{"path": str(image.path), "content_type": image.content_type} for image in plan]
+    with _target(TargetKind.local, "", "us-east-1", "", "", 1) as resolved:
+        info = local_state.read_state()
+        bucket = f"{info.prefix}-sizing"
+        s3 = resolved.client("s3")
+        with contextlib.suppress(Exception):  # exists already from an earlier sizing run
+            s3.create_bucket(Bucket=bucket)  # no notifications: the stack's own workers never see these
+        environment = {**info.handler_environment(), "POWERTOOLS_LOG_LEVEL": "ERROR"}
+        with console.status(f"Measuring the worker on {len(images)} images (CPU time, wall time, peak memory)…"):
+            measurements, returncode = measure(images, bucket=bucket, environment=environment)
+        if not measurements:
+            raise TargetError(f"the worker probe produced no measurements (exit code {returncode})")
+        oom: dict[int, bool | None] = {}
+        with console.status("Running the worker under a real memory cap at each size…"):
+            for size in sizes:
+                oom[size] = runs_out_of_memory(images, bucket=bucket, environment=environment, memory_mb=size)
+    table = sizing_table(measurements, sizes, gb_second=gb_second, per_request=per_request, oom=oom)
+    notes = [
+        "Measured here: CPU time, wall time and peak memory of each invocation of the real handler "
+        f"({len(measurements)} images, against the local stack).",
+        "Modeled: duration at each memory = CPU time x max(1, 1769 MB / memory) + measured I/O wait; "
+        "assumes a Lambda vCPU is as fast as this machine's core.",
+        "Out-of-memory: measured under a real cgroup memory cap at each size"
+        if cgroups_writable()
+        else "Out-of-memory: NOT checked (cgroup memory controller not writable here).",
+    ]
+    return table, sizing_summary(measurements), notes, [asdict(m) for m in measurements]
+
+
+def _print_sizing(
+    table: Any,
+    recommendations: dict[str, int],
+    lead: str,
+    measured: dict[str, Any],
+    notes: list[str],
+    folder: Path,
+) -> None:
+    view = Table("memory MB", "p50 ms", "p95 ms", "billed ms", "$ / 1,000 images", "OOM")
+    for memory, row in table.iterrows():
+        style = "bold green" if memory == recommendations[lead] else ""
+        view.add_row(
+            str(memory),
+            f"{row['duration_p50_ms']:,.0f}",
+            f"{row['duration_p95_ms']:,.0f}",
+            f"{row['billed_ms_mean']:,.0f}",
+            f"{row['cost_per_1000_images_usd']:.5f}",
+            str(row["oom"]),
+            style=style,
+        )
+    console.print(view)
+    if measured:
+        console.print("measured: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in measured.items()))
+    for note in notes:
+        console.print(f"[dim]{note}[/dim]")
+    console.print(
+        f"recommended ({lead}): [bold]{recommendations[lead]} MB[/bold] · "
+        + " · ".join(f"{name} {mb} MB" for name, mb in recommendations.items())
+    )
+    console.print(f"report: {folder / 'report.html'}")

@@ -35,9 +35,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 @app.command()
 def up(
     port: Annotated[int, typer.Option(min=0, max=65535, help="AWS endpoint port (0 = a free port).")] = 0,
-    api_port: Annotated[
-        int, typer.Option(min=0, max=65535, help="Local HTTP API port (0 = a free port).")
-    ] = 0,
+    api_port: Annotated[int, typer.Option(min=0, max=65535, help="Local HTTP API port (0 = a free port).")] = 0,
     workers: Annotated[
         int,
         typer.Option(min=1, max=64, help="Worker processes (concurrent executions) [default: CPU cores]."),
@@ -48,9 +46,7 @@ def up(
     ] = WORKER_TIMEOUT_SECONDS,
     visibility_timeout: Annotated[
         int,
-        typer.Option(
-            min=1, max=43200, help="Work queue visibility timeout, seconds (AWS advises >= 6x timeout)."
-        ),
+        typer.Option(min=1, max=43200, help="Work queue visibility timeout, seconds (AWS advises >= 6x timeout)."),
     ] = QUEUE_VISIBILITY_TIMEOUT_SECONDS,
     log_level: Annotated[str, typer.Option(help="Handlers' Powertools log level.")] = "WARNING",
 ) -> None:
@@ -132,9 +128,7 @@ def _print_info(info: StackInfo) -> None:
 def _print_stack(info: StackInfo, token: str, workers: int) -> None:
     console.print(f"[green]imgops local stack is up[/green] ({workers} worker processes)")
     _print_info(info)
-    console.print(
-        "\n[bold]Bearer token[/bold] for the demo user (1 h; `imgops local token` prints a fresh one):"
-    )
+    console.print("\n[bold]Bearer token[/bold] for the demo user (1 h; `imgops local token` prints a fresh one):")
     console.print(token, soft_wrap=True)
     console.print(
         '\nIn another shell: [bold]eval "$(imgops local env)"[/bold], then see README.md › Upload an image.'

@@ -70,9 +70,7 @@ class LocalHttpApi:
             claims = self._verifier.verify(request.headers.get("Authorization"))
         except TokenRejected:
             return _json(401, {"message": "Unauthorized"})
-        event = http_api_event(
-            request, route_key=str(route_key), path_parameters=dict(path_parameters), claims=claims
-        )
+        event = http_api_event(request, route_key=str(route_key), path_parameters=dict(path_parameters), claims=claims)
         try:
             result = route.handler(event, LocalLambdaContext.create(route.function_name, timeout_seconds=29))
         except Exception:

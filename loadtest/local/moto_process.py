@@ -14,9 +14,7 @@ class MotoStartError(RuntimeError):
     pass
 
 
-def _serve(
-    port: int, conn: multiprocessing.connection.Connection, stop: multiprocessing.synchronize.Event
-) -> None:
+def _serve(port: int, conn: multiprocessing.connection.Connection, stop: multiprocessing.synchronize.Event) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request on the console
     from moto.server import ThreadedMotoServer
@@ -38,9 +36,7 @@ class MotoProcess:
         context = multiprocessing.get_context("spawn")
         self._stop = context.Event()
         self._parent_conn, child_conn = context.Pipe()
-        self._process = context.Process(
-            target=_serve, args=(port, child_conn, self._stop), name="moto", daemon=True
-        )
+        self._process = context.Process(target=_serve, args=(port, child_conn, self._stop), name="moto", daemon=True)
         self.endpoint_url = ""
         self._port = port
 
@@ -72,6 +68,4 @@ def ensure_port_free(port: int) -> None:
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
-            raise MotoStartError(
-                f"port {port} on 127.0.0.1 is already in use; pick another with --port"
-            ) from None
+            raise MotoStartError(f"port {port} on 127.0.0.1 is already in use; pick another with --port") from None

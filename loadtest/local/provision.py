@@ -184,6 +184,4 @@ def fetch_access_token(info: StackInfo, username: str | None = None, password: s
 
 
 def _queue_arn(sqs: Any, queue_url: str) -> str:
-    return str(
-        sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    )
+    return str(sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"])

@@ -32,9 +32,7 @@ from pipeline.resources import WORKER_BATCH_SIZE, WORKER_MEMORY_MB, WORKER_TIMEO
 class LocalLambdaContext(LambdaContext):
     """Powertools' LambdaContext, filled in the way the Lambda runtime fills it."""
 
-    def __init__(
-        self, function_name: str, *, timeout_seconds: float, memory_mb: int = WORKER_MEMORY_MB
-    ) -> None:
+    def __init__(self, function_name: str, *, timeout_seconds: float, memory_mb: int = WORKER_MEMORY_MB) -> None:
         self._function_name = function_name
         self._function_version = "$LATEST"
         self._invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
@@ -67,9 +65,19 @@ class RuntimeConfig:
     poll_wait_seconds: int = 1
 
 
-def report_line(
-    request_id: str, duration_ms: float, memory_mb: int, max_memory_mb: int, init_ms: float | None
-) -> str:
+def peak_rss_kb() -> int:
+    """This process's peak RSS. VmHWM, not ru_maxrss: the latter survives exec, so a spawned worker would
+    report its parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def report_line(request_id: str, duration_ms: float, memory_mb: int, max_memory_mb: int, init_ms: float | None) -> str:
     """AWS's REPORT line, field for field (tab-separated, Billed Duration rounded up to 1 ms)."""
     line = (
         f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
@@ -150,13 +158,10 @@ def invoke(
     duration_ms = (time.perf_counter() - started) * 1000
     done = [m for m in messages if m["MessageId"] not in failed]
     for start in range(0, len(done), 10):
-        entries = [
-            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-            for i, m in enumerate(done[start : start + 10])
-        ]
+        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[start : start + 10])]
         with contextlib.suppress(Exception):  # an undeleted message is redelivered and skipped as a duplicate
             sqs.delete_message_batch(QueueUrl=config.queue_url, Entries=entries)
-    max_memory_mb = math.ceil(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    max_memory_mb = math.ceil(peak_rss_kb() / 1024)
     line = report_line(context.aws_request_id, duration_ms, config.memory_mb, max_memory_mb, init_ms)
     print(line, flush=True)
     report_file.write(line + "\n")

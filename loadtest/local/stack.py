@@ -56,9 +56,7 @@ class LocalStack:
             "AWS_REGION": options.region,
         }
         os.environ.update(environment)  # the API's handlers run in this process
-        verifier = CognitoJwtVerifier(
-            issuer=info.issuer, client_id=info.user_pool_client_id, jwks_url=info.jwks_url
-        )
+        verifier = CognitoJwtVerifier(issuer=info.issuer, client_id=info.user_pool_client_id, jwks_url=info.jwks_url)
         self._api = ApiServer(LocalHttpApi(default_routes(), verifier), options.api_port).start()
         info = replace(info, api_url=self._api.url)
         self._workers = WorkerPool(

@@ -41,9 +41,7 @@ def read_state(path: Path | None = None) -> StackInfo:
     try:
         return StackInfo.from_json(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise NoLocalStack(
-            f"no local stack is running ({path} not found); start one with `imgops local up`"
-        ) from None
+        raise NoLocalStack(f"no local stack is running ({path} not found); start one with `imgops local up`") from None
     except (ValueError, TypeError) as exc:
         raise NoLocalStack(f"{path} is not a local stack state file: {exc}") from None
 
