@@ -128,6 +128,11 @@ def write_report(
         f"<figcaption>{html.escape(title)}</figcaption></figure>"
         for key, (title, data) in plots.items()
     ]
+    # Lets a headless browser (and the test that drives one) confirm every plot decoded.
+    script = (
+        "<script>addEventListener('load',()=>{document.body.dataset.plotsLoaded="
+        "[...document.images].filter(i=>i.complete&&i.naturalWidth>0).length})</script>"
+    )
     style = (
         "body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}"
         ".table{border-collapse:collapse}"
@@ -137,7 +142,7 @@ def write_report(
     path.write_text(
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>imgops load test {html.escape(summary['run_id'])}</title>"
-        f"<style>{style}</style></head><body>{''.join(sections)}</body></html>",
+        f"<style>{style}</style>{script}</head><body>{''.join(sections)}</body></html>",
         encoding="utf-8",
     )
     return path
