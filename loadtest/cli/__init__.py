@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from loadtest.cli import cost, load, local
+from loadtest.cli import cost, dashboards, load, local
 
 app = typer.Typer(
     name="imgops",
@@ -16,6 +16,7 @@ app = typer.Typer(
 app.add_typer(local.app, name="local")
 app.add_typer(load.app, name="loadtest")
 app.add_typer(cost.app, name="cost")
+app.add_typer(dashboards.app, name="dashboards")
 
 
 def main() -> None:

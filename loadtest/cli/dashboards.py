@@ -41,7 +41,8 @@ def synth(
     with command_errors():
         # Imported here: aws_cdk starts the jsii runtime, which every other imgops command can do without.
         from dashboards import config
-        from dashboards.app import SynthError, synthesize
+        from dashboards.app import synthesize
+        from dashboards.errors import SynthError
 
         context = {
             config.PREFIX: prefix,
@@ -53,7 +54,7 @@ def synth(
             with console.status("Synthesizing (bundling Lambda code{})…".format("" if skip_bundling else " + pip")):
                 summary = synthesize(context, outdir=out)
         except SynthError as exc:
-            # Same one-line form as command_errors(); SynthError is this module's domain error.
+            # Same one-line form as command_errors(), which does not know dashboards.errors.SynthError (yet).
             stderr.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from None
     for template in summary.templates:

@@ -9,6 +9,7 @@ import typer
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 
+from dashboards.errors import ConfigError, SynthError
 from loadtest.local.moto_process import MotoStartError
 from loadtest.local.state import NoLocalStack
 from pipeline.settings import SettingsError
@@ -19,6 +20,8 @@ DOMAIN_ERRORS: tuple[type[Exception], ...] = (
     MotoStartError,
     NoLocalStack,
     SettingsError,
+    ConfigError,
+    SynthError,
     ClientError,
     BotoCoreError,
     OSError,

@@ -20,7 +20,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def imgops(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "IMGOPS_STATE_DIR": str(home / "state"), "COLUMNS": "160"}
     env.pop("AWS_ENDPOINT_URL", None)
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         [sys.executable, "-m", "loadtest.cli", *args], env=env, capture_output=True, text=True, timeout=600, check=False
     )
 
@@ -54,7 +54,7 @@ def test_every_image_is_accounted_for(small_run: Path) -> None:
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (scripts/test installs it)")
 def test_report_renders_in_headless_chromium(small_run: Path, tmp_path: Path) -> None:
     assert CHROMIUM is not None
-    dom = subprocess.run(  # noqa: S603
+    dom = subprocess.run(
         [
             CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
@@ -80,7 +80,8 @@ def test_sizing_recommends_from_measurements(tmp_path: Path) -> None:
     assert table[128]["duration_mean_ms"] > table[1024]["duration_mean_ms"] >= table[1769]["duration_mean_ms"]
     assert set(sizing["recommendations_mb"]) == {"cost", "speed", "balanced"}
     assert len(sizing["measurements"]) == 3
-    assert "Modeled" in result.stdout and "Measured" in result.stdout
+    assert "Modeled" in result.stdout
+    assert "Measured" in result.stdout
 
 
 def test_bad_arguments_get_one_line_errors(tmp_path: Path) -> None:

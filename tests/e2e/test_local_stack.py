@@ -70,9 +70,9 @@ def test_upload_to_done_through_the_local_stack(
     info, _, _ = running_stack
     aws = clients(info)
     observer = aws["sqs"].create_queue(QueueName="e2e-observer")["QueueUrl"]
-    observer_arn = aws["sqs"].get_queue_attributes(QueueUrl=observer, AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
+    observer_arn = aws["sqs"].get_queue_attributes(QueueUrl=observer, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     aws["sns"].subscribe(
         TopicArn=info.topic_arn,
         Protocol="sqs",
@@ -86,9 +86,7 @@ def test_upload_to_done_through_the_local_stack(
     )["AuthenticationResult"]["AccessToken"]
     headers = {"Authorization": f"Bearer {token}"}
 
-    grant = requests.post(
-        f"{info.api_url}/uploads", json={"content_type": "image/jpeg"}, headers=headers, timeout=10
-    )
+    grant = requests.post(f"{info.api_url}/uploads", json={"content_type": "image/jpeg"}, headers=headers, timeout=10)
     assert grant.status_code == 201, grant.text
     upload = grant.json()
     photo = jpeg_bytes(4032, 3024, orientation=6)  # a 12 MP phone photo shot in portrait

@@ -38,18 +38,14 @@ def test_presigned_put_is_scoped_to_the_user_and_binds_content_type(settings: Se
     assert "content-type" in query["X-Amz-SignedHeaders"][0].split(";")
     assert urlparse(grant.upload_url).path == f"/{settings.upload_bucket}/{grant.file_path}"
 
-    response = requests.put(
-        grant.upload_url, data=b"png bytes", headers={"Content-Type": "image/png"}, timeout=10
-    )
+    response = requests.put(grant.upload_url, data=b"png bytes", headers={"Content-Type": "image/png"}, timeout=10)
     assert response.status_code == 200
     head = s3.head_object(Bucket=settings.upload_bucket, Key=grant.file_path)
     assert head["ContentType"] == "image/png"
 
 
 def test_presigned_post_caps_size_and_pins_key(settings: Settings, s3: Any) -> None:
-    grant = grant_upload(
-        user_sub="user-1", content_type="image/jpeg", method="POST", settings=settings, s3=s3
-    )
+    grant = grant_upload(user_sub="user-1", content_type="image/jpeg", method="POST", settings=settings, s3=s3)
 
     policy = json.loads(base64.b64decode(grant.fields["policy"]))
     conditions = policy["conditions"]
@@ -66,9 +62,7 @@ def test_presigned_post_caps_size_and_pins_key(settings: Settings, s3: Any) -> N
     assert s3.head_object(Bucket=settings.upload_bucket, Key=grant.file_path)["ContentLength"] > 0
 
 
-def api_event(
-    method: str, path: str, *, claims: dict[str, Any] | None, body: str | None = None
-) -> dict[str, Any]:
+def api_event(method: str, path: str, *, claims: dict[str, Any] | None, body: str | None = None) -> dict[str, Any]:
     route = "/images/{image_id}" if path.startswith("/images/") else path
     context: dict[str, Any] = {
         "http": {"method": method, "path": path},
@@ -106,9 +100,7 @@ ACCESS = {"sub": "user-1", "token_use": "access"}
         (ACCESS, '{"content_type": "image/jpeg", "method": "PATCH"}', 400, "method must be PUT or POST"),
     ],
 )
-def test_presign_refuses_bad_requests(
-    claims: dict[str, Any] | None, body: str, status: int, message: str
-) -> None:
+def test_presign_refuses_bad_requests(claims: dict[str, Any] | None, body: str, status: int, message: str) -> None:
     response = presign.handler(api_event("POST", "/uploads", claims=claims, body=body), _context())
     assert response["statusCode"] == status
     assert message in json.loads(response["body"])["message"]
@@ -167,9 +159,7 @@ def _context() -> LocalLambdaContext:
 
 @pytest.fixture
 def verifier(stack: StackInfo) -> CognitoJwtVerifier:
-    return CognitoJwtVerifier(
-        issuer=stack.issuer, client_id=stack.user_pool_client_id, jwks_url=stack.jwks_url
-    )
+    return CognitoJwtVerifier(issuer=stack.issuer, client_id=stack.user_pool_client_id, jwks_url=stack.jwks_url)
 
 
 def pool_signed(stack: StackInfo, **overrides: Any) -> str:
@@ -213,9 +203,7 @@ def _forged(stack: StackInfo) -> str:
         pytest.param(lambda stack: "Bearer not.a.jwt", id="garbage"),
         pytest.param(lambda stack: f"Bearer {_forged(stack)}", id="forged-signature"),
         pytest.param(lambda stack: f"Bearer {pool_signed(stack, exp=int(time.time()) - 10)}", id="expired"),
-        pytest.param(
-            lambda stack: f"Bearer {pool_signed(stack, client_id='someone-else')}", id="other-client"
-        ),
+        pytest.param(lambda stack: f"Bearer {pool_signed(stack, client_id='someone-else')}", id="other-client"),
         pytest.param(lambda stack: f"Bearer {pool_signed(stack, iss=stack.issuer + 'x')}", id="other-pool"),
         pytest.param(lambda stack: f"Bearer {pool_signed(stack, token_use='id')}", id="id-token"),
         pytest.param(lambda stack: f"Bearer {pool_signed(stack, sub=None)}", id="no-sub"),
@@ -270,8 +258,6 @@ def test_local_api_end_to_end_authorization(stack: StackInfo, local_api: str) ->
     foreign = requests.get(
         f"{local_api}/images/{grant['image_id']}", headers={"Authorization": f"Bearer {other}"}, timeout=10
     )
-    unknown_route = requests.get(
-        f"{local_api}/nope", headers={"Authorization": f"Bearer {token}"}, timeout=10
-    )
+    unknown_route = requests.get(f"{local_api}/nope", headers={"Authorization": f"Bearer {token}"}, timeout=10)
     assert (own.status_code, foreign.status_code, unknown_route.status_code) == (200, 404, 404)
     assert own.json()["status"] == "PROCESSING"

@@ -55,9 +55,7 @@ def test_upload_becomes_thumbnails_item_and_notification(
     assert (item["userId"], item["originalS3Key"]) == (SUB, key)
     assert (item["width"], item["height"], item["format"], item["mode"]) == (1600, 1200, "JPEG", "RGB")
     assert item["has_transparency"] is False
-    assert item["processedS3Keys"] == {
-        size: f"processed/{IMAGE_ID}/{size}.jpg" for size in ("1024", "512", "256")
-    }
+    assert item["processedS3Keys"] == {size: f"processed/{IMAGE_ID}/{size}.jpg" for size in ("1024", "512", "256")}
     assert item["processing_ms"] > 0
     expected = {"1024": (1024, 768), "512": (512, 384), "256": (256, 192)}
     for size, thumb_key in item["processedS3Keys"].items():
@@ -116,19 +114,13 @@ def test_redelivered_message_is_processed_once(
 
     assert worker.process_message(message["Body"], deps) == ["DONE"]
     first = store.get(deps.table, IMAGE_ID)
-    written = {
-        o["Key"]: o["LastModified"] for o in s3.list_objects_v2(Bucket=stack.processed_bucket)["Contents"]
-    }
-    remove_fault = inject_fault(
-        s3, "PutObject", status=500, code="InternalError"
-    )  # a rewrite would now blow up
+    written = {o["Key"]: o["LastModified"] for o in s3.list_objects_v2(Bucket=stack.processed_bucket)["Contents"]}
+    remove_fault = inject_fault(s3, "PutObject", status=500, code="InternalError")  # a rewrite would now blow up
 
     assert worker.process_message(message["Body"], deps) == ["duplicate"]
     remove_fault()
     assert store.get(deps.table, IMAGE_ID) == first
-    after = {
-        o["Key"]: o["LastModified"] for o in s3.list_objects_v2(Bucket=stack.processed_bucket)["Contents"]
-    }
+    after = {o["Key"]: o["LastModified"] for o in s3.list_objects_v2(Bucket=stack.processed_bucket)["Contents"]}
     assert after == written
     assert len(notifications()) == 1
 
@@ -177,9 +169,7 @@ def test_url_encoded_keys_and_foreign_prefixes(stack: StackInfo, s3: Any, sqs: A
     assert upload.key == key
     assert (store.get(deps.table, upload.image_id) or {})["originalS3Key"] == key
 
-    foreign = json.dumps(
-        {"Records": [{"s3": {"bucket": {"name": stack.upload_bucket}, "object": {"key": "x.jpg"}}}]}
-    )
+    foreign = json.dumps({"Records": [{"s3": {"bucket": {"name": stack.upload_bucket}, "object": {"key": "x.jpg"}}}]})
     assert worker.process_message(foreign, deps) == []
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -18,7 +19,8 @@ PRICES = load_prices("us-east-1")
 
 def test_parse_mix_normalises_and_refuses_nonsense() -> None:
     assert parse_mix("jpeg12mp=60,png=20, webp=20") == {"jpeg12mp": 0.6, "png": 0.2, "webp": 0.2}
-    for bad, message in [("gif=1", "KIND=WEIGHT"), ("png=x", "not a number"), ("png=0", "positive"), ("png=-1", "negative")]:
+    cases = [("gif=1", "KIND=WEIGHT"), ("png=x", "not a number"), ("png=0", "positive"), ("png=-1", "negative")]
+    for bad, message in cases:
         with pytest.raises(CorpusError, match=message):
             parse_mix(bad)
 
@@ -102,8 +104,9 @@ def test_arm64_is_cheaper_and_compare_lines_up_columns() -> None:
     arm = Workload(label="arm", architecture="arm64")
     table = compare([x86, arm], PRICES)
     assert list(table.columns) == ["x86", "arm"]
-    assert table.loc["Lambda worker compute", "arm"] < table.loc["Lambda worker compute", "x86"]
-    assert table.loc["S3 PUT", "arm"] == table.loc["S3 PUT", "x86"]
+    cells: dict[str, dict[str, float]] = table.to_dict(orient="index")  # type: ignore[assignment]
+    assert cells["Lambda worker compute"]["arm"] < cells["Lambda worker compute"]["x86"]
+    assert cells["S3 PUT"]["arm"] == cells["S3 PUT"]["x86"]
 
 
 def test_modeled_duration_follows_the_cpu_share() -> None:
@@ -118,12 +121,13 @@ def test_recommend_strategies_and_oom_exclusion() -> None:
     measurements = [Measurement("a", wall_ms=120, cpu_ms=100, peak_rss_mb=90)]
     prices = {"gb_second": 0.0000166667, "per_request": 0.2e-6}
     table = sizing_table(measurements, (128, 512, 1769, 3008), oom={128: True, 512: False}, **prices)
-    assert table.loc[128, "oom"] == "yes"
-    assert table.loc[1769, "oom"] == "not checked"
+    rows: dict[int, dict[str, Any]] = table.to_dict(orient="index")  # type: ignore[assignment]
+    assert rows[128]["oom"] == "yes"
+    assert rows[1769]["oom"] == "not checked"
     picks = recommend(table)
     assert picks["cost"] == 512  # 128 is cheaper on paper but runs out of memory
     assert picks["speed"] == 1769  # ties with 3008 on speed, cheaper
     assert picks["balanced"] in {512, 1769}
     with pytest.raises(SizingError):
         recommend(table.assign(oom="yes"))
-    assert math.isclose(table.loc[1769, "duration_mean_ms"], 120.0)
+    assert math.isclose(rows[1769]["duration_mean_ms"], 120.0)

@@ -1,0 +1,97 @@
+"""Synth-time choices of the CDK app, read from CDK context (`cdk.json`, `-c key=value`).
+
+Only what changes the synthesized artefacts lives here; deploy-time knobs (batch size, concurrency,
+API throttling, alarm e-mail) are CloudFormation parameters on the stack instead. The architecture
+is synth-time because the bundled wheels differ per architecture; the metrics rate is synth-time
+because alarm periods and thresholds derive from it and CloudWatch periods cannot be tokens.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+from dashboards.errors import ConfigError
+
+PREFIX = "imgops:prefix"
+ARCHITECTURE = "imgops:arch"
+SKIP_BUNDLING = "imgops:skip-bundling"
+METRICS_RATE_MINUTES = "imgops:metrics-rate-minutes"
+RUNBOOK_BASE_URL = "imgops:runbook-base-url"
+
+Architecture = Literal["x86_64", "arm64"]
+ARCHITECTURES: tuple[Architecture, ...] = ("x86_64", "arm64")
+METRICS_RATES = (1, 5, 60)
+# Relative to the repository root; set a browsable URL (e.g. the repo's blob/main/runbooks/) per deployment.
+DEFAULT_RUNBOOK_BASE_URL = "runbooks/"
+# Bucket names are global: prefixes become part of them, so keep them to S3's character set.
+_PREFIX_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,40}[a-z0-9]$")
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    prefix: str = "imgops"
+    architecture: Architecture = "arm64"
+    skip_bundling: bool = False
+    metrics_rate_minutes: int = 5
+    runbook_base_url: str = DEFAULT_RUNBOOK_BASE_URL
+
+    def __post_init__(self) -> None:
+        if not _PREFIX_PATTERN.match(self.prefix):
+            raise ConfigError(f"{PREFIX}={self.prefix!r}: use 3-42 lowercase letters, digits and dashes")
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(f"{ARCHITECTURE}={self.architecture!r}: choose one of {', '.join(ARCHITECTURES)}")
+        if self.metrics_rate_minutes not in METRICS_RATES:
+            raise ConfigError(
+                f"{METRICS_RATE_MINUTES}={self.metrics_rate_minutes!r}: choose one of "
+                + ", ".join(map(str, METRICS_RATES))
+            )
+
+    @classmethod
+    def from_context(cls, get: Callable[[str], Any]) -> AppConfig:
+        """`get` is `node.try_get_context`; CLI `-c` values arrive as strings, cdk.json values typed."""
+        defaults = cls()
+        return cls(
+            prefix=str(_or(get(PREFIX), defaults.prefix)),
+            architecture=cast("Architecture", str(_or(get(ARCHITECTURE), defaults.architecture))),
+            skip_bundling=_flag(get(SKIP_BUNDLING)),
+            metrics_rate_minutes=_int(get(METRICS_RATE_MINUTES), defaults.metrics_rate_minutes),
+            runbook_base_url=str(_or(get(RUNBOOK_BASE_URL), defaults.runbook_base_url)),
+        )
+
+    def as_context(self) -> Mapping[str, str]:
+        return {
+            PREFIX: self.prefix,
+            ARCHITECTURE: self.architecture,
+            SKIP_BUNDLING: str(self.skip_bundling).lower(),
+            METRICS_RATE_MINUTES: str(self.metrics_rate_minutes),
+            RUNBOOK_BASE_URL: self.runbook_base_url,
+        }
+
+    def runbook_link(self, slug: str) -> str:
+        return f"{self.runbook_base_url.rstrip('/')}/{slug}.md"
+
+
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None or value == "" else value
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value is None or str(value).strip().lower() in {"", "0", "false", "no"}:
+        return False
+    if str(value).strip().lower() in {"1", "true", "yes"}:
+        return True
+    raise ConfigError(f"{SKIP_BUNDLING}={value!r}: use true or false")
+
+
+def _int(value: Any, default: int) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{METRICS_RATE_MINUTES}={value!r} is not a whole number") from None

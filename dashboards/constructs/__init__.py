@@ -1,0 +1,1 @@
+"""One construct per module; the stack only composes them."""

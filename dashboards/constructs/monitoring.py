@@ -1,0 +1,388 @@
+"""Dashboards and alarms (cdk-monitoring-constructs): operations and capacity views, alarms to the ops topic.
+
+Every alarm has an exact name `<prefix>-<slug>` and a runbook `runbooks/<slug>.md`; `ALARMS` is the catalogue
+that names, runbooks and tests share.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypedDict
+
+import aws_cdk as cdk
+from aws_cdk import aws_apigatewayv2 as apigwv2
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from cdk_monitoring_constructs import (
+    AlarmFactoryDefaults,
+    CustomMetricGroup,
+    CustomMetricWithAlarm,
+    CustomThreshold,
+    DefaultDashboardFactory,
+    ErrorCountThreshold,
+    ErrorRateThreshold,
+    LatencyThreshold,
+    MaxMessageAgeThreshold,
+    MaxMessageCountThreshold,
+    MonitoringFacade,
+    SnsAlarmActionStrategy,
+)
+from constructs import Construct
+
+from dashboards.config import AppConfig
+from dashboards.constructs.s3_metrics import scan_budget_seconds
+from monitoring.s3_metrics import (
+    BUCKET_DIMENSION,
+    BUCKET_SIZE_BYTES,
+    NAMESPACE,
+    NUMBER_OF_OBJECTS,
+    PREFIX_DIMENSION,
+    SCAN_INCOMPLETE,
+)
+from pipeline.resources import (
+    QUEUE_MAX_RECEIVE_COUNT,
+    QUEUE_VISIBILITY_TIMEOUT_SECONDS,
+    WORKER_TIMEOUT_SECONDS,
+)
+
+# --- Thresholds, each with the reason it is where it is ---------------------------------------------------
+# Any parked message is an upload that will never get thumbnails unless someone redrives it.
+DLQ_MAX_MESSAGES = 0
+# A message failing every attempt is at most maxReceiveCount x visibility timeout old before the DLQ takes it
+# (18 min); older than that means the queue is not being drained, not that one message is unlucky.
+OLDEST_MESSAGE_MAX_AGE_SECONDS = QUEUE_MAX_RECEIVE_COUNT * QUEUE_VISIBILITY_TIMEOUT_SECONDS
+# A FRACTION, not a percentage: 0.05 = 5 % of invocations crash, time out or fail every record of their batch.
+WORKER_MAX_FAULT_RATE = 0.05
+# The event source's max concurrency should keep the worker under its limits; throttles for 15 minutes
+# straight mean the account's concurrency is exhausted and the backlog is growing.
+WORKER_MAX_THROTTLES = 0
+# At 80 % of the timeout the next slower image times out, and a timed-out batch is retried as a whole.
+WORKER_P99_MAX_SECONDS = 0.8 * WORKER_TIMEOUT_SECONDS
+# 1 request in 20 failing server-side for 15 minutes: past transient blips, before users call it an outage.
+API_MAX_5XX_RATE = 0.05
+# ~$12/month of originals at S3 Standard: far above the expected volume, so crossing it means runaway
+# uploads or missing clean-up, and a budget conversation.
+UPLOAD_BUCKET_MAX_BYTES = 500 * 2**30
+# ListObjectsV2 returns 1,000 keys per call in roughly 0.1-0.2 s in-region; assume the slow end.
+LIST_KEYS_PER_SECOND = 5_000
+# The worker writes this many thumbnails per upload, so the processed bucket lists this many times as long.
+THUMBNAILS_PER_UPLOAD = 3
+# Alarm while a scan still has room: at half of what one run can list in its time budget.
+SCAN_HEADROOM = 0.5
+# Consecutive missed scans before "not reporting": one can be a cold start or an API blip; three is a trend.
+MISSED_SCANS_TO_ALARM = 3
+# Standard CloudWatch resolution for the operational alarms: 3 of 3 five-minute periods.
+DATAPOINTS_TO_ALARM = 3
+
+
+def upload_object_count_threshold(rate_minutes: int) -> int:
+    """Uploads at which one scan (uploads + their thumbnails) would use half its time budget."""
+    listable = scan_budget_seconds(rate_minutes) * LIST_KEYS_PER_SECOND
+    return int(listable * SCAN_HEADROOM / (1 + THUMBNAILS_PER_UPLOAD))
+
+
+@dataclass(frozen=True)
+class AlarmSpec:
+    slug: str
+    title: str
+
+
+DLQ_NOT_EMPTY = AlarmSpec("dlq-not-empty", "Dead-letter queue has messages")
+QUEUE_BACKLOG_OLD = AlarmSpec("queue-oldest-message-age", "Oldest work-queue message too old")
+WORKER_FAULT_RATE = AlarmSpec("worker-fault-rate", "Worker fault rate above 5 %")
+WORKER_THROTTLES = AlarmSpec("worker-throttles", "Worker throttled")
+WORKER_DURATION = AlarmSpec("worker-duration-near-timeout", "Worker p99 duration near its timeout")
+API_5XX_RATE = AlarmSpec("api-5xx-rate", "API 5xx rate above 5 %")
+UPLOAD_BUCKET_SIZE = AlarmSpec("upload-bucket-size", "Upload bucket larger than expected")
+UPLOAD_OBJECT_COUNT = AlarmSpec("upload-object-count", "Upload bucket object count near scan capacity")
+UPLOADS_NOT_REPORTING = AlarmSpec("s3-metrics-not-reporting-uploads", "No bucket metrics for the upload bucket")
+PROCESSED_NOT_REPORTING = AlarmSpec("s3-metrics-not-reporting-processed", "No bucket metrics for the processed bucket")
+ALARMS: tuple[AlarmSpec, ...] = (
+    DLQ_NOT_EMPTY,
+    QUEUE_BACKLOG_OLD,
+    WORKER_FAULT_RATE,
+    WORKER_THROTTLES,
+    WORKER_DURATION,
+    API_5XX_RATE,
+    UPLOAD_BUCKET_SIZE,
+    UPLOAD_OBJECT_COUNT,
+    UPLOADS_NOT_REPORTING,
+    PROCESSED_NOT_REPORTING,
+)
+
+
+class _Naming(TypedDict):
+    alarm_name_override: str
+    runbook_link: str
+
+
+class Monitoring(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AppConfig,
+        alarm_topic: sns.ITopic,
+        worker: lambda_.IFunction,
+        presign: lambda_.IFunction,
+        read_api: lambda_.IFunction,
+        metrics_function: lambda_.IFunction,
+        queue: sqs.IQueue,
+        dead_letter_queue: sqs.IQueue,
+        table: dynamodb.ITable,
+        image_events: sns.ITopic,
+        http_api: apigwv2.IHttpApi,
+        api_stage: str,
+        upload_bucket_name: str,
+        processed_bucket_name: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._config = config
+        defaults = AlarmFactoryDefaults(
+            alarm_name_prefix=config.prefix,
+            actions_enabled=True,
+            action=SnsAlarmActionStrategy(on_alarm_topic=alarm_topic, on_ok_topic=alarm_topic),
+            datapoints_to_alarm=DATAPOINTS_TO_ALARM,
+        )
+        self.operations = MonitoringFacade(
+            self,
+            "Operations",
+            alarm_factory_defaults=defaults,
+            dashboard_factory=self._dashboards("OperationsDashboard", f"{config.prefix}-operations"),
+        )
+        self.capacity = MonitoringFacade(
+            self,
+            "Capacity",
+            alarm_factory_defaults=defaults,
+            dashboard_factory=self._dashboards("CapacityDashboard", f"{config.prefix}-capacity"),
+        )
+        self._operations(
+            worker=worker,
+            presign=presign,
+            read_api=read_api,
+            queue=queue,
+            dead_letter_queue=dead_letter_queue,
+            table=table,
+            image_events=image_events,
+            http_api=http_api,
+            api_stage=api_stage,
+        )
+        self._capacity(
+            metrics_function=metrics_function,
+            upload_bucket_name=upload_bucket_name,
+            processed_bucket_name=processed_bucket_name,
+        )
+
+    def _dashboards(self, construct_id: str, name: str) -> DefaultDashboardFactory:
+        return DefaultDashboardFactory(
+            self,
+            construct_id,
+            dashboard_name_prefix=name,
+            create_dashboard=True,
+            create_summary_dashboard=False,
+            create_alarm_dashboard=False,
+        )
+
+    def _name(self, alarm: AlarmSpec) -> _Naming:
+        return {
+            "alarm_name_override": f"{self._config.prefix}-{alarm.slug}",
+            "runbook_link": self._config.runbook_link(alarm.slug),
+        }
+
+    def _operations(
+        self,
+        *,
+        worker: lambda_.IFunction,
+        presign: lambda_.IFunction,
+        read_api: lambda_.IFunction,
+        queue: sqs.IQueue,
+        dead_letter_queue: sqs.IQueue,
+        table: dynamodb.ITable,
+        image_events: sns.ITopic,
+        http_api: apigwv2.IHttpApi,
+        api_stage: str,
+    ) -> None:
+        facade = self.operations
+        facade.add_large_header("imgops operations: uploads in, thumbnails out")
+        facade.monitor_api_gateway_v2_http_api(
+            api=http_api,
+            api_stage=api_stage,
+            human_readable_name="HTTP API (POST /uploads, GET /images/{image_id})",
+            alarm_friendly_name="api",
+            add5xx_rate_alarm={
+                "Critical": ErrorRateThreshold(max_error_rate=API_MAX_5XX_RATE, **self._name(API_5XX_RATE))
+            },
+        )
+        facade.monitor_sqs_queue_with_dlq(
+            queue=queue,
+            dead_letter_queue=dead_letter_queue,
+            human_readable_name="Work queue",
+            alarm_friendly_name="queue",
+            add_queue_max_message_age_alarm={
+                "Critical": MaxMessageAgeThreshold(
+                    max_age_in_seconds=OLDEST_MESSAGE_MAX_AGE_SECONDS, **self._name(QUEUE_BACKLOG_OLD)
+                )
+            },
+            add_dead_letter_queue_max_size_alarm={
+                "Critical": MaxMessageCountThreshold(
+                    max_message_count=DLQ_MAX_MESSAGES,
+                    datapoints_to_alarm=1,
+                    evaluation_periods=1,
+                    treat_missing_data_override=cloudwatch.TreatMissingData.NOT_BREACHING,
+                    **self._name(DLQ_NOT_EMPTY),
+                )
+            },
+        )
+        facade.monitor_lambda_function(
+            lambda_function=worker,
+            human_readable_name="Worker (thumbnails)",
+            alarm_friendly_name="worker",
+            add_fault_rate_alarm={
+                "Critical": ErrorRateThreshold(max_error_rate=WORKER_MAX_FAULT_RATE, **self._name(WORKER_FAULT_RATE))
+            },
+            add_throttles_count_alarm={
+                "Warning": ErrorCountThreshold(max_error_count=WORKER_MAX_THROTTLES, **self._name(WORKER_THROTTLES))
+            },
+            add_latency_p99_alarm={
+                "Warning": LatencyThreshold(
+                    max_latency=cdk.Duration.seconds(WORKER_P99_MAX_SECONDS), **self._name(WORKER_DURATION)
+                )
+            },
+        )
+        facade.monitor_dynamo_table(table=table, human_readable_name="Images table", alarm_friendly_name="table")
+        facade.monitor_sns_topic(topic=image_events, human_readable_name="Image events", alarm_friendly_name="events")
+        facade.monitor_lambda_function(
+            lambda_function=presign,
+            human_readable_name="Presign (POST /uploads)",
+            alarm_friendly_name="presign",
+        )
+        facade.monitor_lambda_function(
+            lambda_function=read_api, human_readable_name="Read API (GET /images)", alarm_friendly_name="read"
+        )
+
+    def _capacity(
+        self, *, metrics_function: lambda_.IFunction, upload_bucket_name: str, processed_bucket_name: str
+    ) -> None:
+        rate = self._config.metrics_rate_minutes
+        period = cdk.Duration.minutes(rate)
+
+        def metric(name: str, bucket: str, statistic: str, label: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace=NAMESPACE,
+                metric_name=name,
+                dimensions_map={BUCKET_DIMENSION: bucket},
+                statistic=statistic,
+                period=period,
+                label=label,
+            )
+
+        def by_prefix(name: str, bucket: str) -> cloudwatch.MathExpression:
+            # Hand-written: CustomMetricSearch would add `"Prefix"="*"`, which SEARCH takes literally.
+            schema = f"{{{NAMESPACE},{BUCKET_DIMENSION},{PREFIX_DIMENSION}}}"
+            return cloudwatch.MathExpression(
+                expression=f'SEARCH(\'{schema} {BUCKET_DIMENSION}="{bucket}" MetricName="{name}"\', '
+                f"'Maximum', {period.to_seconds()})",
+                using_metrics={},
+                label="${PROP('Dim." + PREFIX_DIMENSION + "')}",
+                period=period,
+            )
+
+        def not_reporting(bucket: str, alarm: AlarmSpec) -> CustomMetricWithAlarm:
+            return CustomMetricWithAlarm(
+                metric=metric(NUMBER_OF_OBJECTS, bucket, "SampleCount", "scans published"),
+                alarm_friendly_name=alarm.slug,
+                add_alarm={
+                    "Critical": CustomThreshold(
+                        comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+                        threshold=1,
+                        datapoints_to_alarm=MISSED_SCANS_TO_ALARM,
+                        evaluation_periods=MISSED_SCANS_TO_ALARM,
+                        treat_missing_data_override=cloudwatch.TreatMissingData.BREACHING,
+                        additional_description=f"{alarm.title} for {MISSED_SCANS_TO_ALARM} x {rate} min",
+                        **self._name(alarm),
+                    )
+                },
+            )
+
+        facade = self.capacity
+        facade.add_large_header(f"imgops capacity: {NAMESPACE} bucket metrics every {rate} min")
+        facade.monitor_custom(
+            human_readable_name="Buckets",
+            alarm_friendly_name="buckets",
+            metric_groups=[
+                CustomMetricGroup(
+                    title="Bucket size (bytes)",
+                    metrics=[
+                        CustomMetricWithAlarm(
+                            metric=metric(BUCKET_SIZE_BYTES, upload_bucket_name, "Maximum", "uploads"),
+                            alarm_friendly_name=UPLOAD_BUCKET_SIZE.slug,
+                            add_alarm={
+                                "Warning": CustomThreshold(
+                                    comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                                    threshold=UPLOAD_BUCKET_MAX_BYTES,
+                                    datapoints_to_alarm=1,
+                                    evaluation_periods=1,
+                                    treat_missing_data_override=cloudwatch.TreatMissingData.NOT_BREACHING,
+                                    **self._name(UPLOAD_BUCKET_SIZE),
+                                )
+                            },
+                        ),
+                        metric(BUCKET_SIZE_BYTES, processed_bucket_name, "Maximum", "processed"),
+                    ],
+                ),
+                CustomMetricGroup(
+                    title="Number of objects",
+                    metrics=[
+                        CustomMetricWithAlarm(
+                            metric=metric(NUMBER_OF_OBJECTS, upload_bucket_name, "Maximum", "uploads"),
+                            alarm_friendly_name=UPLOAD_OBJECT_COUNT.slug,
+                            add_alarm={
+                                "Warning": CustomThreshold(
+                                    comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                                    threshold=upload_object_count_threshold(rate),
+                                    datapoints_to_alarm=1,
+                                    evaluation_periods=1,
+                                    treat_missing_data_override=cloudwatch.TreatMissingData.NOT_BREACHING,
+                                    **self._name(UPLOAD_OBJECT_COUNT),
+                                )
+                            },
+                        ),
+                        metric(NUMBER_OF_OBJECTS, processed_bucket_name, "Maximum", "processed"),
+                    ],
+                ),
+                CustomMetricGroup(
+                    title="Upload bucket by prefix (bytes)",
+                    metrics=[by_prefix(BUCKET_SIZE_BYTES, upload_bucket_name)],
+                ),
+                CustomMetricGroup(
+                    title="Processed bucket by prefix (bytes)",
+                    metrics=[by_prefix(BUCKET_SIZE_BYTES, processed_bucket_name)],
+                ),
+                CustomMetricGroup(
+                    title="Upload bucket by prefix (objects)",
+                    metrics=[by_prefix(NUMBER_OF_OBJECTS, upload_bucket_name)],
+                ),
+                CustomMetricGroup(
+                    title="Processed bucket by prefix (objects)",
+                    metrics=[by_prefix(NUMBER_OF_OBJECTS, processed_bucket_name)],
+                ),
+                CustomMetricGroup(
+                    title="Scans: published (count) and incomplete (1 = nothing published)",
+                    metrics=[
+                        not_reporting(upload_bucket_name, UPLOADS_NOT_REPORTING),
+                        not_reporting(processed_bucket_name, PROCESSED_NOT_REPORTING),
+                        metric(SCAN_INCOMPLETE, upload_bucket_name, "Maximum", "uploads incomplete"),
+                        metric(SCAN_INCOMPLETE, processed_bucket_name, "Maximum", "processed incomplete"),
+                    ],
+                ),
+            ],
+        )
+        facade.monitor_lambda_function(
+            lambda_function=metrics_function,
+            human_readable_name="Bucket-metrics scan",
+            alarm_friendly_name="s3-metrics",
+        )

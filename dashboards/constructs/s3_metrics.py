@@ -1,0 +1,99 @@
+"""The bucket-metrics Lambda on an EventBridge schedule (see monitoring/s3_metrics.py for why it exists)."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from dashboards.config import METRICS_RATES, Architecture
+from dashboards.constructs.function import PipelineFunction
+from dashboards.nag import acknowledge
+from monitoring.s3_metrics import NAMESPACE, SAFETY_MARGIN_MS
+from pipeline.resources import Env
+
+MEMORY_MB = 256
+# Lambda's ceiling; a bucket too big to list in this is a job for S3 Inventory, not this function.
+MAX_TIMEOUT_SECONDS = 900
+# Finish before the next run starts, so two scans never overlap and double the LIST bill.
+SCHEDULE_GAP_SECONDS = 10
+
+
+def metrics_timeout_seconds(rate_minutes: int) -> int:
+    return min(rate_minutes * 60 - SCHEDULE_GAP_SECONDS, MAX_TIMEOUT_SECONDS)
+
+
+def scan_budget_seconds(rate_minutes: int) -> int:
+    """Listing time one run has for all buckets together."""
+    return metrics_timeout_seconds(rate_minutes) - SAFETY_MARGIN_MS // 1000
+
+
+class BucketMetrics(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        function_name: str,
+        code: lambda_.Code,
+        architecture: Architecture,
+        upload_bucket: s3.IBucket,
+        processed_bucket: s3.IBucket,
+        rate_minutes: int,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        if rate_minutes not in METRICS_RATES:
+            raise ValueError(f"rate_minutes must be one of {METRICS_RATES}, not {rate_minutes}")
+        self.rate = cdk.Duration.minutes(rate_minutes)
+        self.timeout = cdk.Duration.seconds(metrics_timeout_seconds(rate_minutes))
+        handler = PipelineFunction(
+            self,
+            "Handler",
+            function_name=function_name,
+            handler="monitoring.s3_metrics.handler",
+            code=code,
+            architecture=architecture,
+            memory_mb=MEMORY_MB,
+            timeout=self.timeout,
+            environment={
+                Env.UPLOAD_BUCKET: upload_bucket.bucket_name,
+                Env.PROCESSED_BUCKET: processed_bucket.bucket_name,
+                "POWERTOOLS_LOG_LEVEL": "INFO",
+            },
+            description=f"CustomS3 object counts and sizes every {rate_minutes} min",
+        )
+        self.function = handler.function
+        # Listing only: the function never reads an object.
+        handler.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"], resources=[upload_bucket.bucket_arn, processed_bucket.bucket_arn]
+            )
+        )
+        # PutMetricData has no resource-level permissions; the namespace condition is the only scope there is.
+        handler.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": NAMESPACE}},
+            )
+        )
+        acknowledge(
+            handler.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "cloudwatch:PutMetricData has no resource-level permissions; the cloudwatch:namespace condition "
+            f"limits it to {NAMESPACE}.",
+        )
+        # The next scheduled run is the retry; a retried scan would only publish stale totals late.
+        self.function.configure_async_invoke(retry_attempts=0, max_event_age=self.rate)
+        self.schedule = events.Rule(
+            self,
+            "Schedule",
+            description=f"Run the bucket-metrics scan every {rate_minutes} min",
+            schedule=events.Schedule.rate(self.rate),
+            # Delivery retries only within one period: a scan that starts late is a wasted scan.
+            targets=[targets.LambdaFunction(self.function, retry_attempts=2, max_event_age=self.rate)],
+        )

@@ -1,0 +1,103 @@
+"""The upload and processed buckets (plus their access-log bucket) and the upload → queue notification."""
+
+from __future__ import annotations
+
+from typing import cast
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from pipeline.resources import UPLOAD_PREFIX, ResourceNames
+
+# Originals are read once by the worker, then rarely: let S3 move cold ones to cheaper tiers.
+UPLOAD_TIERING_AFTER = cdk.Duration.days(30)
+# Access logs are for investigating recent incidents, not an archive.
+ACCESS_LOG_RETENTION = cdk.Duration.days(90)
+
+
+class Storage(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, names: ResourceNames) -> None:
+        super().__init__(scope, construct_id)
+        self.access_logs_bucket = s3.Bucket(
+            self,
+            "AccessLogs",
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[s3.LifecycleRule(id="expire-logs", expiration=ACCESS_LOG_RETENTION)],
+        )
+        self._upload_bucket_name = names.upload_bucket
+        self.upload_bucket = self._bucket(
+            "Uploads",
+            names.upload_bucket,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="tier-originals",
+                    transitions=[
+                        s3.Transition(
+                            storage_class=s3.StorageClass.INTELLIGENT_TIERING,
+                            transition_after=UPLOAD_TIERING_AFTER,
+                        )
+                    ],
+                ),
+                s3.LifecycleRule(
+                    id="abort-incomplete-uploads",
+                    abort_incomplete_multipart_upload_after=cdk.Duration.days(7),
+                ),
+            ],
+        )
+        self.processed_bucket = self._bucket("Processed", names.processed_bucket, lifecycle_rules=[])
+
+    def _bucket(self, construct_id: str, name: str, *, lifecycle_rules: list[s3.LifecycleRule]) -> s3.Bucket:
+        return s3.Bucket(
+            self,
+            construct_id,
+            bucket_name=name,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=lifecycle_rules,
+            server_access_logs_bucket=self.access_logs_bucket,
+            server_access_logs_prefix=f"{name}/",
+        )
+
+    def notify_uploads(self, queue: sqs.Queue) -> None:
+        """S3 → SQS for `user-uploads/` without CDK's notifications custom resource (a Lambda of its own).
+
+        The queue policy names the bucket by its fixed ARN instead of referencing it, so the bucket can depend
+        on the policy (S3 checks it can deliver when the configuration is set) without a cycle.
+        """
+        bucket_arn = f"arn:{cdk.Aws.PARTITION}:s3:::{self._upload_bucket_name}"
+        added = queue.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowUploadNotifications",
+                principals=[iam.ServicePrincipal("s3.amazonaws.com")],
+                actions=["sqs:SendMessage"],
+                resources=[queue.queue_arn],
+                conditions={
+                    "ArnEquals": {"aws:SourceArn": bucket_arn},
+                    "StringEquals": {"aws:SourceAccount": cdk.Aws.ACCOUNT_ID},
+                },
+            )
+        )
+        cfn_bucket = cast("s3.CfnBucket", self.upload_bucket.node.default_child)
+        cfn_bucket.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
+            queue_configurations=[
+                s3.CfnBucket.QueueConfigurationProperty(
+                    event="s3:ObjectCreated:*",
+                    queue=queue.queue_arn,
+                    filter=s3.CfnBucket.NotificationFilterProperty(
+                        s3_key=s3.CfnBucket.S3KeyFilterProperty(
+                            rules=[s3.CfnBucket.FilterRuleProperty(name="prefix", value=UPLOAD_PREFIX)]
+                        )
+                    ),
+                )
+            ]
+        )
+        if added.policy_dependable is not None:
+            cfn_bucket.node.add_dependency(added.policy_dependable)

@@ -1,0 +1,11 @@
+"""The CDK app's domain errors, importable without starting the jsii runtime (no aws_cdk import here)."""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A context value the app cannot synthesize with."""
+
+
+class SynthError(RuntimeError):
+    """The app did not synthesize: bad context, a construct error, or unacknowledged cdk-nag findings."""

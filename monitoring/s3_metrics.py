@@ -1,0 +1,279 @@
+"""Scheduled Lambda: bucket object counts and sizes as CloudWatch metrics, every few minutes.
+
+AWS/S3 publishes BucketSizeBytes and NumberOfObjects once a day; capacity alarms and the capacity dashboard
+need fresher numbers, so this function lists the buckets and publishes the same metric names under the
+`CustomS3` namespace, per bucket (`BucketName`) and per top-level prefix (`BucketName`, `Prefix`).
+
+Incomplete scans: listing is paginated and stops before the Lambda deadline. A bucket that was not listed to
+the end publishes NO size or count datums (a partial total would look like a sudden drop and could hide
+growth); it publishes `ScanIncomplete` = 1 instead (0 for a complete scan), and its object count simply goes
+missing, which the "not reporting" alarm treats as breaching. Errors listing one bucket do not stop the
+others; the invocation fails after publishing so the Lambda's Errors metric shows it.
+
+Counts cover current object versions only (ListObjectsV2); the pipeline's buckets are not versioned.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from aws_lambda_powertools import Logger
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from pipeline.resources import Env
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+    from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_cloudwatch.type_defs import DimensionTypeDef, MetricDatumTypeDef
+    from mypy_boto3_s3 import S3Client
+
+NAMESPACE = "CustomS3"
+NUMBER_OF_OBJECTS = "NumberOfObjects"
+BUCKET_SIZE_BYTES = "BucketSizeBytes"
+SCAN_INCOMPLETE = "ScanIncomplete"
+BUCKET_DIMENSION = "BucketName"
+PREFIX_DIMENSION = "Prefix"
+
+# Objects at the bucket root have no top-level prefix; a dimension value cannot be empty.
+ROOT_PREFIX = "(root)"
+# Keys are user-influenced: cap the per-prefix breakdown (2 custom metrics, $0.60/month, per prefix).
+MAX_PREFIXES_PER_BUCKET = 25
+OTHER_PREFIX = "(other)"
+# PutMetricData accepts at most 1,000 datums per request.
+MAX_DATUMS_PER_CALL = 1000
+# Room left at the deadline for one more ListObjectsV2 page in flight plus the PutMetricData calls.
+SAFETY_MARGIN_MS = 10_000
+
+logger = Logger(service="imgops-s3-metrics")
+
+# One listing page normally takes well under a second; a stuck call must not eat the whole budget.
+_CLIENT_CONFIG = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=10)
+
+
+class MetricsConfigError(ValueError):
+    """A deployment mistake: the function was not told which buckets to measure."""
+
+
+class ScanFailed(RuntimeError):
+    """At least one bucket could not be listed; raised after the other buckets' metrics are published."""
+
+
+@dataclass(frozen=True)
+class Totals:
+    objects: int = 0
+    size_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class BucketScan:
+    """What one listing covered; `totals` and `prefixes` are only trustworthy when `complete`."""
+
+    bucket: str
+    complete: bool
+    totals: Totals
+    prefixes: Mapping[str, Totals] = field(default_factory=dict)
+    pages: int = 0
+    error: str | None = None
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "bucket": self.bucket,
+            "complete": self.complete,
+            "objects_listed": self.totals.objects,
+            "bytes_listed": self.totals.size_bytes,
+            "pages": self.pages,
+            "prefixes": len(self.prefixes),
+            "error": self.error,
+        }
+
+
+def top_level_prefix(key: str) -> str:
+    head, slash, _ = key.partition("/")
+    return f"{head}/" if slash else ROOT_PREFIX
+
+
+def scan_bucket(s3: S3Client, bucket: str, *, keep_going: Callable[[], bool]) -> BucketScan:
+    """List the whole bucket, or stop as soon as `keep_going()` says the time is up."""
+    objects = size_bytes = pages = 0
+    # Plain counters: this loop runs once per object, millions of times in a big bucket.
+    by_prefix: dict[str, list[int]] = {}
+    token: str | None = None
+
+    def result(*, complete: bool) -> BucketScan:
+        prefixes = {prefix: Totals(count, size) for prefix, (count, size) in by_prefix.items()}
+        return BucketScan(bucket, complete, Totals(objects, size_bytes), prefixes, pages)
+
+    while True:
+        if not keep_going():
+            return result(complete=False)
+        page = (
+            s3.list_objects_v2(Bucket=bucket, ContinuationToken=token) if token else s3.list_objects_v2(Bucket=bucket)
+        )
+        pages += 1
+        for obj in page.get("Contents", []):
+            size = obj.get("Size", 0)
+            objects += 1
+            size_bytes += size
+            counters = by_prefix.setdefault(top_level_prefix(obj["Key"]), [0, 0])
+            counters[0] += 1
+            counters[1] += size
+        token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
+        if token is None:
+            return result(complete=True)
+
+
+def capped_prefixes(prefixes: Mapping[str, Totals], limit: int = MAX_PREFIXES_PER_BUCKET) -> dict[str, Totals]:
+    """The `limit - 1` largest prefixes by bytes, the rest folded into `(other)` so the sum still adds up."""
+    if len(prefixes) <= limit:
+        return dict(prefixes)
+    ranked = sorted(prefixes.items(), key=lambda item: (-item[1].size_bytes, item[0]))
+    kept = dict(ranked[: limit - 1])
+    rest = [totals for _, totals in ranked[limit - 1 :]]
+    kept[OTHER_PREFIX] = Totals(sum(t.objects for t in rest), sum(t.size_bytes for t in rest))
+    return kept
+
+
+def build_datums(scans: Sequence[BucketScan], *, timestamp: datetime) -> list[MetricDatumTypeDef]:
+    """Sizes and counts for complete scans only; `ScanIncomplete` 0/1 for every bucket."""
+    datums: list[MetricDatumTypeDef] = []
+    for scan in scans:
+        bucket_dim: DimensionTypeDef = {"Name": BUCKET_DIMENSION, "Value": scan.bucket}
+        datums.append(
+            {
+                "MetricName": SCAN_INCOMPLETE,
+                "Dimensions": [bucket_dim],
+                "Timestamp": timestamp,
+                "Value": 0.0 if scan.complete else 1.0,
+                "Unit": "Count",
+            }
+        )
+        if not scan.complete:
+            continue
+        breakdown: list[tuple[list[DimensionTypeDef], Totals]] = [([bucket_dim], scan.totals)]
+        breakdown += [
+            ([bucket_dim, {"Name": PREFIX_DIMENSION, "Value": prefix}], totals)
+            for prefix, totals in sorted(capped_prefixes(scan.prefixes).items())
+        ]
+        for dimensions, totals in breakdown:
+            datums.append(
+                {
+                    "MetricName": NUMBER_OF_OBJECTS,
+                    "Dimensions": dimensions,
+                    "Timestamp": timestamp,
+                    "Value": float(totals.objects),
+                    "Unit": "Count",
+                }
+            )
+            datums.append(
+                {
+                    "MetricName": BUCKET_SIZE_BYTES,
+                    "Dimensions": dimensions,
+                    "Timestamp": timestamp,
+                    "Value": float(totals.size_bytes),
+                    "Unit": "Bytes",
+                }
+            )
+    return datums
+
+
+def batched(
+    datums: Sequence[MetricDatumTypeDef], size: int = MAX_DATUMS_PER_CALL
+) -> Iterator[list[MetricDatumTypeDef]]:
+    for start in range(0, len(datums), size):
+        yield list(datums[start : start + size])
+
+
+def publish(cloudwatch: CloudWatchClient, datums: Sequence[MetricDatumTypeDef]) -> int:
+    calls = 0
+    for batch in batched(datums):
+        cloudwatch.put_metric_data(Namespace=NAMESPACE, MetricData=batch)
+        calls += 1
+    return calls
+
+
+def scan_all(
+    buckets: Sequence[str],
+    *,
+    s3: S3Client,
+    remaining_ms: Callable[[], int],
+    safety_margin_ms: int = SAFETY_MARGIN_MS,
+) -> list[BucketScan]:
+    """Scan buckets in turn, each given an equal share of the time left; unused time rolls over."""
+    scans: list[BucketScan] = []
+    for index, bucket in enumerate(buckets):
+        after_this = len(buckets) - index - 1
+        budget = max(0, remaining_ms() - safety_margin_ms)
+        stop_below = safety_margin_ms + budget * after_this // (after_this + 1)
+
+        def keep_going(stop_below: int = stop_below) -> bool:
+            return remaining_ms() > stop_below
+
+        try:
+            scans.append(scan_bucket(s3, bucket, keep_going=keep_going))
+        except (ClientError, BotoCoreError) as exc:
+            logger.exception("cannot list bucket", extra={"bucket": bucket})
+            scans.append(BucketScan(bucket, complete=False, totals=Totals(), error=str(exc)))
+    return scans
+
+
+def measure(
+    buckets: Sequence[str],
+    *,
+    s3: S3Client,
+    cloudwatch: CloudWatchClient,
+    remaining_ms: Callable[[], int],
+    now: datetime | None = None,
+    safety_margin_ms: int = SAFETY_MARGIN_MS,
+) -> dict[str, Any]:
+    """Scan, publish, and say what was covered; raises ScanFailed (after publishing) if a bucket errored."""
+    timestamp = now or datetime.now(UTC)
+    scans = scan_all(buckets, s3=s3, remaining_ms=remaining_ms, safety_margin_ms=safety_margin_ms)
+    datums = build_datums(scans, timestamp=timestamp)
+    calls = publish(cloudwatch, datums)
+    report = {"buckets": [scan.report() for scan in scans], "datums": len(datums), "put_calls": calls}
+    for scan in scans:
+        if not scan.complete and scan.error is None:
+            logger.warning("scan incomplete: nothing published for this bucket", extra=scan.report())
+    logger.info("bucket metrics published", extra=report)
+    failed = [scan.bucket for scan in scans if scan.error is not None]
+    if failed:
+        raise ScanFailed(f"could not list {', '.join(failed)}")
+    return report
+
+
+def buckets_from_env(environ: Mapping[str, str] | None = None) -> list[str]:
+    env = os.environ if environ is None else environ
+    names = [env.get(name, "").strip() for name in (Env.UPLOAD_BUCKET, Env.PROCESSED_BUCKET)]
+    if not all(names):
+        raise MetricsConfigError(f"{Env.UPLOAD_BUCKET} and {Env.PROCESSED_BUCKET} must both be set")
+    return names
+
+
+@cache
+def _s3() -> S3Client:
+    # Path-style when an endpoint (moto, LocalStack) is set, as pipeline.aws does.
+    path_style = Config(s3={"addressing_style": "path"}) if os.environ.get("AWS_ENDPOINT_URL") else Config()
+    return boto3.client("s3", config=_CLIENT_CONFIG.merge(path_style))
+
+
+@cache
+def _cloudwatch() -> CloudWatchClient:
+    return boto3.client("cloudwatch", config=_CLIENT_CONFIG)
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return measure(
+        buckets_from_env(),
+        s3=_s3(),
+        cloudwatch=_cloudwatch(),
+        remaining_ms=context.get_remaining_time_in_millis,
+    )

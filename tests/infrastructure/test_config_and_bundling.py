@@ -1,0 +1,134 @@
+"""Synth-time configuration and the local bundler, without synthesizing anything."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+
+from dashboards import config
+from dashboards.config import AppConfig
+from dashboards.constructs import bundling
+from dashboards.constructs.bundling import BundlingError, LocalPythonBundling, pinned_requirements, pip_command
+from dashboards.constructs.s3_metrics import metrics_timeout_seconds, scan_budget_seconds
+from dashboards.errors import ConfigError
+
+
+def context(values: dict[str, Any]) -> Any:
+    return values.get
+
+
+def test_defaults_match_cdk_json() -> None:
+    from dashboards.app import cdk_json_context
+
+    assert AppConfig.from_context(context(cdk_json_context())) == AppConfig()
+
+
+def test_cli_strings_are_parsed() -> None:
+    parsed = AppConfig.from_context(
+        context(
+            {
+                config.PREFIX: "acme-imgops",
+                config.ARCHITECTURE: "x86_64",
+                config.SKIP_BUNDLING: "true",
+                config.METRICS_RATE_MINUTES: "60",
+            }
+        )
+    )
+    assert parsed == AppConfig(prefix="acme-imgops", architecture="x86_64", skip_bundling=True, metrics_rate_minutes=60)
+    assert AppConfig.from_context(context(dict(parsed.as_context()))) == parsed
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        (config.PREFIX, "Imgops", "lowercase"),
+        (config.ARCHITECTURE, "sparc", "x86_64, arm64"),
+        (config.METRICS_RATE_MINUTES, "15", "1, 5, 60"),
+        (config.METRICS_RATE_MINUTES, "often", "whole number"),
+        (config.SKIP_BUNDLING, "maybe", "true or false"),
+    ],
+)
+def test_bad_context_is_a_config_error(key: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        AppConfig.from_context(context({key: value}))
+
+
+def test_runbook_links() -> None:
+    assert AppConfig().runbook_link("dlq-not-empty") == "runbooks/dlq-not-empty.md"
+    base = AppConfig(runbook_base_url="https://example.com/imgops/blob/main/runbooks/")
+    assert base.runbook_link("x") == "https://example.com/imgops/blob/main/runbooks/x.md"
+
+
+@pytest.mark.parametrize(("rate", "timeout", "budget"), [(1, 50, 40), (5, 290, 280), (60, 900, 890)])
+def test_metrics_function_finishes_before_the_next_run(rate: int, timeout: int, budget: int) -> None:
+    assert metrics_timeout_seconds(rate) == timeout
+    assert scan_budget_seconds(rate) == budget
+    assert timeout < rate * 60
+
+
+def test_requirements_come_from_pyproject() -> None:
+    pinned = pinned_requirements(bundling.WORKER_REQUIREMENTS)
+    assert [spec.split(">")[0].split("<")[0].lower() for spec in pinned] == ["pillow", "aws-lambda-powertools"]
+    assert all(any(op in spec for op in "<>=") for spec in pinned), pinned
+    with pytest.raises(BundlingError, match="not declared"):
+        pinned_requirements(["left-pad"])
+
+
+@pytest.mark.parametrize(
+    ("arch", "platform"), [("x86_64", "manylinux_2_28_x86_64"), ("arm64", "manylinux_2_28_aarch64")]
+)
+def test_pip_asks_for_lambda_wheels(arch: config.Architecture, platform: str, tmp_path: Path) -> None:
+    command = pip_command(tmp_path, ["Pillow>=11"], arch)
+    assert command[command.index("--platform") + 1] == platform
+    assert command[command.index("--python-version") + 1] == "3.12"
+    assert command[command.index("--implementation") + 1] == "cp"
+    assert "--only-binary=:all:" in command
+    assert command[command.index("--target") + 1] == str(tmp_path)
+    assert command[-1] == "Pillow>=11"
+
+
+def bundler(*, install: bool, arch: config.Architecture = "arm64") -> LocalPythonBundling:
+    return LocalPythonBundling(
+        packages=("monitoring", "pipeline"),
+        requirements=("aws-lambda-powertools>=3",),
+        architecture=arch,
+        install_dependencies=install,
+    )
+
+
+def test_skipped_bundling_copies_sources_and_never_runs_pip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_pip(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("pip must not run when dependencies are skipped")
+
+    monkeypatch.setattr(subprocess, "run", no_pip)
+    image = cdk.DockerImage.from_registry("unused")
+
+    assert bundler(install=False).try_bundle(str(tmp_path), image=image) is True
+
+    assert (tmp_path / "monitoring" / "s3_metrics.py").is_file()
+    assert (tmp_path / "pipeline" / "worker.py").is_file()
+    assert not list(tmp_path.rglob("__pycache__"))
+
+
+def test_pip_failure_is_a_bundling_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+
+    def failing_pip(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        calls.append(command)
+        return subprocess.CompletedProcess(command, 1, "", "Collecting x\nERROR: No matching distribution found")
+
+    monkeypatch.setattr(subprocess, "run", failing_pip)
+
+    with pytest.raises(BundlingError, match="No matching distribution"):
+        bundler(install=True).try_bundle(str(tmp_path), image=cdk.DockerImage.from_registry("unused"))
+    assert "manylinux_2_28_aarch64" in calls[0]
+
+
+def test_asset_hash_tracks_platform_and_dependencies_not_time() -> None:
+    assert bundler(install=True).asset_hash() == bundler(install=True).asset_hash()
+    assert bundler(install=True).asset_hash() != bundler(install=False).asset_hash()
+    assert bundler(install=True).asset_hash() != bundler(install=True, arch="x86_64").asset_hash()
