@@ -47,7 +47,10 @@ class MotoProcess:
         if not self._parent_conn.poll(timeout):
             self.stop()
             raise MotoStartError(f"the embedded AWS (moto) did not start within {timeout:.0f} s")
-        status, detail = self._parent_conn.recv()
+        try:
+            status, detail = self._parent_conn.recv()
+        except EOFError:  # the child died before it could say anything
+            status, detail = "error", f"its process exited with code {self._process.exitcode}"
         if status != "ok":
             self.stop()
             raise MotoStartError(f"the embedded AWS (moto) could not start: {detail}")
