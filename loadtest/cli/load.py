@@ -367,3 +367,47 @@ def _print_sizing(
         + " · ".join(f"{name} {mb} MB" for name, mb in recommendations.items())
     )
     console.print(f"report: {folder / 'report.html'}")
+
+
+@app.command()
+def selfcheck(
+    images: Annotated[int, typer.Option(min=1, max=100_000, help="Uploads to send to the sink.")] = 2000,
+    concurrency: Annotated[int, typer.Option(min=1, max=512, help="Uploads in flight at once.")] = 32,
+    mix: Mix = DEFAULT_MIX,
+    seed: Seed = 7,
+    corpus_size: CorpusSize = 24,
+    cache_dir: Annotated[Path | None, typer.Option(help="Corpus cache [default: ~/.imgops/corpus].")] = None,
+) -> None:
+    """How fast the harness alone can push uploads: against a do-nothing loopback sink instead of AWS."""
+    from loadtest.harness import LoadTest
+    from loadtest.sink import UploadSink
+
+    with command_errors(), _corpus_errors():
+        weights = parse_mix(mix)
+        files = build_corpus(mix=weights, count=corpus_size, seed=seed, cache_dir=cache_dir or default_cache_dir())
+        plan = upload_plan(files, weights, images, seed)
+        with UploadSink() as sink:
+            target = Target(
+                name="sink",
+                api_url=sink.url,
+                region="us-east-1",
+                endpoint_url=sink.url,
+                topic_arn="",
+                user_pool_client_id="",
+                worker_function="",
+                username="",
+                password="",
+                static_token="selfcheck",  # noqa: S106 - the sink checks nothing
+            )
+            state = LoadTest(target, plan, RunOptions(concurrency=concurrency, wait_for_results=False)).run()
+    counts = state.counts()
+    elapsed = max(1e-9, (state.finished or time.time()) - state.started)
+    sent = counts.get("SENT", 0)
+    megabytes = sum(r.bytes_in for r in state.records if r.status == "SENT") / 1e6
+    console.print(
+        f"harness self-check: {sent} of {images} uploads in {elapsed:.2f} s = "
+        f"[bold]{sent / elapsed:.0f} uploads/s[/bold]"
+        f", {megabytes / elapsed:.0f} MB/s ({concurrency} in flight; errors {counts.get('UPLOAD_ERROR', 0)})"
+    )
+    if counts.get("UPLOAD_ERROR"):
+        raise typer.Exit(1)

@@ -92,3 +92,11 @@ def test_bad_arguments_get_one_line_errors(tmp_path: Path) -> None:
     assert "Traceback" not in bad_mix.stderr
     assert bad_memory.returncode == 2
     assert "128 to 10,240 MB" in bad_memory.stderr
+
+
+def test_selfcheck_exercises_the_upload_path(tmp_path: Path) -> None:
+    result = imgops(
+        "loadtest", "selfcheck", "--images", "40", "--mix", "webp=1", "--corpus-size", "2", home=tmp_path
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "40 of 40 uploads" in result.stdout
