@@ -95,12 +95,7 @@ def aws_target(*, stack_name: str, region: str, username: str, password: str) ->
         raise TargetError(
             "--target aws needs Cognito credentials: --username/--password or IMGOPS_USERNAME/IMGOPS_PASSWORD"
         )
-    cloudformation = boto3.client("cloudformation", region_name=region)
-    try:
-        stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
-    except Exception as exc:  # noqa: BLE001 - botocore's errors carry the useful message
-        raise TargetError(f"cannot read stack {stack_name!r} in {region}: {exc}") from None
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+    outputs = _stack_outputs(stack_name, region)
     needed = (
         StackOutputs.API_URL,
         StackOutputs.TOPIC_ARN,
@@ -121,3 +116,65 @@ def aws_target(*, stack_name: str, region: str, username: str, password: str) ->
         username=username,
         password=password,
     )
+
+
+@dataclass(frozen=True)
+class Resources:
+    """The queues, table and bucket on-call commands act on, local or deployed."""
+
+    region: str
+    endpoint_url: str | None
+    work_queue_url: str
+    dlq_url: str
+    images_table: str
+    upload_bucket: str
+
+    def client(self, service: str) -> Any:
+        return boto3.session.Session(region_name=self.region).client(  # type: ignore[call-overload]
+            service, endpoint_url=self.endpoint_url
+        )
+
+    def table(self) -> Any:
+        session = boto3.session.Session(region_name=self.region)
+        return session.resource("dynamodb", endpoint_url=self.endpoint_url).Table(self.images_table)
+
+
+def resolve_resources(*, stack_name: str | None, region: str, state_file: Path | None = None) -> Resources:
+    """`--stack-name` reads a deployed stack's outputs; otherwise the running local stack's state file."""
+    if stack_name:
+        outputs = _stack_outputs(stack_name, region)
+        needed = (
+            StackOutputs.WORK_QUEUE_URL,
+            StackOutputs.DLQ_URL,
+            StackOutputs.IMAGES_TABLE,
+            StackOutputs.UPLOAD_BUCKET,
+        )
+        missing = [name for name in needed if name not in outputs]
+        if missing:
+            raise TargetError(f"stack {stack_name!r} lacks outputs {', '.join(missing)}; is it an imgops stack?")
+        return Resources(
+            region=region,
+            endpoint_url=None,
+            work_queue_url=outputs[StackOutputs.WORK_QUEUE_URL],
+            dlq_url=outputs[StackOutputs.DLQ_URL],
+            images_table=outputs[StackOutputs.IMAGES_TABLE],
+            upload_bucket=outputs[StackOutputs.UPLOAD_BUCKET],
+        )
+    info = state.read_state(state_file)
+    return Resources(
+        region=info.region,
+        endpoint_url=info.endpoint_url,
+        work_queue_url=info.queue_url,
+        dlq_url=info.dlq_url,
+        images_table=info.images_table,
+        upload_bucket=info.upload_bucket,
+    )
+
+
+def _stack_outputs(stack_name: str, region: str) -> dict[str, str]:
+    cloudformation = boto3.client("cloudformation", region_name=region)
+    try:
+        stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+    except Exception as exc:  # noqa: BLE001 - botocore's errors carry the useful message
+        raise TargetError(f"cannot read stack {stack_name!r} in {region}: {exc}") from None
+    return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}

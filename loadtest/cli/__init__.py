@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from loadtest.cli import cost, dashboards, load, local
+from loadtest.cli import cost, dashboards, dlq, faults, images, load, local
 
 app = typer.Typer(
     name="imgops",
@@ -17,6 +17,9 @@ app.add_typer(local.app, name="local")
 app.add_typer(load.app, name="loadtest")
 app.add_typer(cost.app, name="cost")
 app.add_typer(dashboards.app, name="dashboards")
+app.add_typer(dlq.app, name="dlq")
+app.add_typer(images.app, name="images")
+app.add_typer(faults.app, name="faults")
 
 
 def main() -> None:

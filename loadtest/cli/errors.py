@@ -10,8 +10,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 
 from dashboards.errors import ConfigError, SynthError
+from loadtest.corpus import CorpusError
+from loadtest.cost import CostError
+from loadtest.images import ImageNotFound
+from loadtest.local.faults import FaultSpecError
 from loadtest.local.moto_process import MotoStartError
 from loadtest.local.state import NoLocalStack
+from loadtest.sizing import SizingError
+from loadtest.targets import TargetError
 from pipeline.settings import SettingsError
 
 stderr = Console(stderr=True, highlight=False)
@@ -22,6 +28,12 @@ DOMAIN_ERRORS: tuple[type[Exception], ...] = (
     SettingsError,
     ConfigError,
     SynthError,
+    CorpusError,
+    CostError,
+    FaultSpecError,
+    ImageNotFound,
+    SizingError,
+    TargetError,
     ClientError,
     BotoCoreError,
     OSError,

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from loadtest.cli.errors import command_errors, stderr
-from loadtest.corpus import DEFAULT_MIX, CorpusError, build_corpus, parse_mix, upload_plan
+from loadtest.corpus import DEFAULT_MIX, build_corpus, parse_mix, upload_plan
 from loadtest.harness import RunOptions, RunState
 from loadtest.local import state as local_state
 from loadtest.local.stack import LocalStack, LocalStackOptions
@@ -55,7 +55,7 @@ def corpus(
     ] = None,
 ) -> None:
     """Generate (or find cached) the upload corpus and list it."""
-    with command_errors(), _corpus_errors():
+    with command_errors():
         images = build_corpus(
             mix=parse_mix(mix), count=corpus_size, seed=seed, cache_dir=cache_dir or default_cache_dir()
         )
@@ -104,7 +104,7 @@ def run(
 ) -> None:
     """Push IMAGES uploads through the pipeline; print a summary and write a run folder with report.html."""
     options = RunOptions(concurrency=concurrency, rate=rate, timeout_seconds=timeout, wait_for_results=not no_wait)
-    with command_errors(), _corpus_errors():
+    with command_errors():
         weights = parse_mix(mix)
         with console.status("Preparing the corpus (generated once, then cached)…"):
             files = build_corpus(mix=weights, count=corpus_size, seed=seed, cache_dir=cache_dir or default_cache_dir())
@@ -112,15 +112,6 @@ def run(
         with _target(target, stack_name, region, username, password, workers) as resolved:
             result = _run_with_progress(resolved, plan, options, out, region)
     _print_summary(result)
-
-
-@contextlib.contextmanager
-def _corpus_errors() -> Iterator[None]:
-    try:
-        yield
-    except (CorpusError, TargetError) as exc:
-        stderr.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
 
 
 @contextlib.contextmanager
@@ -258,37 +249,33 @@ def sizing(
     """Recommend the worker's memory size: cost, speed and balanced, like AWS Lambda Power Tuning."""
     from loadtest.cost import load_prices
     from loadtest.runner import new_run_id
-    from loadtest.sizing import SizingError, aws_sizing, recommend
+    from loadtest.sizing import aws_sizing, recommend
     from loadtest.sizing_report import write_sizing
 
     sizes = _memory_sizes(memory)
-    with command_errors(), _corpus_errors():
+    with command_errors():
         prices = load_prices(region)
         gb_second = prices["lambda"]["gb_second"][arch.value]
         per_request = prices["lambda"]["per_million_requests"] / 1e6
         weights = parse_mix(mix)
         files = build_corpus(mix=weights, count=max(sample, 4), seed=seed, cache_dir=cache_dir or default_cache_dir())
         plan = upload_plan(files, weights, sample, seed)
-        try:
-            if target is TargetKind.aws:
-                resolved = aws_target(stack_name=stack_name, region=region, username=username, password=password)
+        if target is TargetKind.aws:
+            resolved = aws_target(stack_name=stack_name, region=region, username=username, password=password)
 
-                def run_batch() -> float:
-                    options = RunOptions(timeout_seconds=300)
-                    result = execute_run(target=resolved, plan=plan, options=options, out_dir=out, region=region)
-                    return float(result.frame["started_at"].min())
+            def run_batch() -> float:
+                options = RunOptions(timeout_seconds=300)
+                result = execute_run(target=resolved, plan=plan, options=options, out_dir=out, region=region)
+                return float(result.frame["started_at"].min())
 
-                with console.status("Setting the deployed worker to each memory size and sending a batch…"):
-                    table = aws_sizing(resolved, sizes, run_batch, gb_second=gb_second, per_request=per_request)
-                notes = ["All figures measured on AWS from the worker's REPORT lines (per invocation)."]
-                measured: dict[str, Any] = {}
-                raw: list[dict[str, Any]] = []
-            else:
-                table, measured, notes, raw = _local_sizing(plan, sizes, gb_second, per_request)
-            recommendations = recommend(table)
-        except SizingError as exc:
-            stderr.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(1) from None
+            with console.status("Setting the deployed worker to each memory size and sending a batch…"):
+                table = aws_sizing(resolved, sizes, run_batch, gb_second=gb_second, per_request=per_request)
+            notes = ["All figures measured on AWS from the worker's REPORT lines (per invocation)."]
+            measured: dict[str, Any] = {}
+            raw: list[dict[str, Any]] = []
+        else:
+            table, measured, notes, raw = _local_sizing(plan, sizes, gb_second, per_request)
+        recommendations = recommend(table)
         folder = out / f"sizing-{new_run_id()}"
         folder.mkdir(parents=True, exist_ok=True)
         write_sizing(
@@ -382,7 +369,7 @@ def selfcheck(
     from loadtest.harness import LoadTest
     from loadtest.sink import UploadSink
 
-    with command_errors(), _corpus_errors():
+    with command_errors():
         weights = parse_mix(mix)
         files = build_corpus(mix=weights, count=corpus_size, seed=seed, cache_dir=cache_dir or default_cache_dir())
         plan = upload_plan(files, weights, images, seed)

@@ -15,8 +15,9 @@ from rich.table import Table
 
 from loadtest.cli.errors import command_errors
 from loadtest.local import state
+from loadtest.local.metrics import DEFAULT_SAMPLE_SECONDS
 from loadtest.local.provision import StackInfo, fetch_access_token
-from loadtest.local.stack import LocalStack, LocalStackOptions
+from loadtest.local.stack import DEFAULT_BUCKET_METRICS_SECONDS, LocalStack, LocalStackOptions
 from pipeline.resources import QUEUE_VISIBILITY_TIMEOUT_SECONDS, WORKER_TIMEOUT_SECONDS
 
 app = typer.Typer(help="The embedded local AWS (moto) with the pipeline running on it.", no_args_is_help=True)
@@ -49,6 +50,25 @@ def up(
         typer.Option(min=1, max=43200, help="Work queue visibility timeout, seconds (AWS advises >= 6x timeout)."),
     ] = QUEUE_VISIBILITY_TIMEOUT_SECONDS,
     log_level: Annotated[str, typer.Option(help="Handlers' Powertools log level.")] = "WARNING",
+    metrics: Annotated[
+        bool,
+        typer.Option(
+            "--metrics/--no-metrics",
+            help="Publish AWS/Lambda, AWS/SQS, AWS/ApiGateway and CustomS3 metrics to the local CloudWatch.",
+        ),
+    ] = True,
+    metrics_every: Annotated[
+        int,
+        typer.Option(
+            min=10,
+            max=86400,
+            help="Run the bucket-metrics Lambda (CustomS3) every N seconds, and once at start; deployed: 5 min.",
+        ),
+    ] = DEFAULT_BUCKET_METRICS_SECONDS,
+    sample_every: Annotated[
+        float,
+        typer.Option(min=1, max=3600, help="Publish the queues' AWS/SQS metrics every N seconds (AWS: 60)."),
+    ] = DEFAULT_SAMPLE_SECONDS,
 ) -> None:
     """Start the local stack in the foreground; Ctrl-C stops it cleanly."""
     options = LocalStackOptions(
@@ -59,13 +79,16 @@ def up(
         worker_timeout_seconds=worker_timeout,
         visibility_timeout_seconds=visibility_timeout,
         log_level=log_level.upper(),
+        metrics=metrics,
+        bucket_metrics_every_seconds=metrics_every,
+        sample_every_seconds=sample_every,
     )
     signal.signal(signal.SIGTERM, _interrupt)
-    with command_errors(), LocalStack(options) as stack:
+    with command_errors(), LocalStack(options, announce=_announce) as stack:
         with console.status("Starting the embedded AWS and provisioning the pipeline…"):
             info = stack.start()
             token = fetch_access_token(info)
-        _print_stack(info, token, options.workers)
+        _print_stack(info, token, options)
         try:
             stack.supervise()
         except KeyboardInterrupt:
@@ -125,9 +148,19 @@ def _print_info(info: StackInfo) -> None:
     console.print(table)
 
 
-def _print_stack(info: StackInfo, token: str, workers: int) -> None:
-    console.print(f"[green]imgops local stack is up[/green] ({workers} worker processes)")
+def _announce(message: str) -> None:
+    console.print(message, style="dim", soft_wrap=True)
+
+
+def _print_stack(info: StackInfo, token: str, options: LocalStackOptions) -> None:
+    console.print(f"[green]imgops local stack is up[/green] ({options.workers} worker processes)")
     _print_info(info)
+    if options.metrics:
+        console.print(
+            f"\n[bold]CloudWatch[/bold] (local): worker/API metrics per invocation, queues every "
+            f"{options.sample_every_seconds:g} s, bucket metrics every {options.bucket_metrics_every_seconds} s; "
+            "`imgops dashboards render` draws them."
+        )
     console.print("\n[bold]Bearer token[/bold] for the demo user (1 h; `imgops local token` prints a fresh one):")
     console.print(token, soft_wrap=True)
     console.print(

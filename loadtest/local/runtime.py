@@ -2,7 +2,8 @@
 
 Each worker process long-polls the queue with the mapping's batch size, calls the real handler with an SQS
 event and a Lambda-like context, deletes only the messages that did not come back in `batchItemFailures`,
-and prints a REPORT line in AWS's format so one parser serves local and deployed runs.
+and prints a REPORT line in AWS's format so one parser serves local and deployed runs. It also publishes the
+`AWS/Lambda` metrics Lambda would (see loadtest/local/metrics.py), batched from a background thread.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any, TextIO
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from loadtest.local.metrics import DEFAULT_FLUSH_SECONDS, MetricBuffer, WorkerMeter, WorkerSignals, client_config
 from pipeline.resources import WORKER_BATCH_SIZE, WORKER_MEMORY_MB, WORKER_TIMEOUT_SECONDS
 
 
@@ -63,6 +65,8 @@ class RuntimeConfig:
     timeout_seconds: int = WORKER_TIMEOUT_SECONDS
     memory_mb: int = WORKER_MEMORY_MB
     poll_wait_seconds: int = 1
+    # Seconds between PutMetricData batches from each worker; 0 publishes no metrics.
+    metrics_flush_seconds: float = DEFAULT_FLUSH_SECONDS
 
 
 def peak_rss_kb() -> int:
@@ -107,7 +111,12 @@ def sqs_event(messages: list[dict[str, Any]], *, queue_arn: str, region: str) ->
     }
 
 
-def run_worker(config: RuntimeConfig, stop: multiprocessing.synchronize.Event, index: int) -> None:
+def run_worker(
+    config: RuntimeConfig,
+    stop: multiprocessing.synchronize.Event,
+    index: int,
+    signals: WorkerSignals | None = None,
+) -> None:
     """Entry point of one worker process: runs until `stop` is set; never dies of a handler error."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into `stop`
     init_started = time.perf_counter()
@@ -115,6 +124,35 @@ def run_worker(config: RuntimeConfig, stop: multiprocessing.synchronize.Event, i
 
     init_ms: float | None = (time.perf_counter() - init_started) * 1000
     sqs = boto3.client("sqs", region_name=config.region)
+    meter = _worker_meter(config, signals, index)
+    try:
+        _poll(handler, sqs, config, stop, index, init_ms, meter)
+    finally:
+        if meter is not None:
+            meter.buffer.close()
+
+
+def _worker_meter(config: RuntimeConfig, signals: WorkerSignals | None, index: int) -> WorkerMeter | None:
+    if config.metrics_flush_seconds <= 0:
+        return None
+
+    def warn(message: str) -> None:
+        print(f"worker {index}: metrics: {message}", file=sys.stderr, flush=True)
+
+    cloudwatch = boto3.client("cloudwatch", region_name=config.region, config=client_config())
+    buffer = MetricBuffer(cloudwatch, flush_every=config.metrics_flush_seconds, on_error=warn).start()
+    return WorkerMeter(config.function_name, buffer, signals, index=index, timeout_seconds=config.timeout_seconds)
+
+
+def _poll(
+    handler: Callable[[dict[str, Any], Any], Any],
+    sqs: Any,
+    config: RuntimeConfig,
+    stop: multiprocessing.synchronize.Event,
+    index: int,
+    init_ms: float | None,
+    meter: WorkerMeter | None,
+) -> None:
     with config.report_log.open("a", encoding="utf-8") as report_file:
         while not stop.is_set():
             try:
@@ -131,7 +169,7 @@ def run_worker(config: RuntimeConfig, stop: multiprocessing.synchronize.Event, i
                 continue
             messages: list[dict[str, Any]] = [dict(message) for message in response.get("Messages", [])]
             if messages:
-                invoke(handler, messages, sqs, config, report_file, init_ms)
+                invoke(handler, messages, sqs, config, report_file, init_ms, meter)
                 init_ms = None
 
 
@@ -142,25 +180,35 @@ def invoke(
     config: RuntimeConfig,
     report_file: TextIO,
     init_ms: float | None,
+    meter: WorkerMeter | None = None,
 ) -> set[str]:
     """One invocation; returns the ids of the messages left on the queue for redelivery."""
     context = LocalLambdaContext.create(
         config.function_name, timeout_seconds=config.timeout_seconds, memory_mb=config.memory_mb
     )
     event = sqs_event(messages, queue_arn=config.queue_arn, region=config.region)
+    if meter is not None:
+        meter.received(messages)
+    concurrent = meter.started() if meter is not None else 1
     started = time.perf_counter()
     failed = {message["MessageId"] for message in messages}
+    crashed = True
     try:
         result = handler(event, context)
         failed = {item["itemIdentifier"] for item in (result or {}).get("batchItemFailures", [])}
+        crashed = False
     except Exception:  # noqa: BLE001 - like Lambda: a crashed invocation leaves the whole batch for redelivery
         traceback.print_exc()
     duration_ms = (time.perf_counter() - started) * 1000
     done = [m for m in messages if m["MessageId"] not in failed]
+    deleted = 0
     for start in range(0, len(done), 10):
         entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[start : start + 10])]
         with contextlib.suppress(Exception):  # an undeleted message is redelivered and skipped as a duplicate
-            sqs.delete_message_batch(QueueUrl=config.queue_url, Entries=entries)
+            response = sqs.delete_message_batch(QueueUrl=config.queue_url, Entries=entries)
+            deleted += len(response.get("Successful", []))
+    if meter is not None:
+        meter.finished(duration_ms=duration_ms, error=crashed, concurrent=concurrent, deleted=deleted)
     max_memory_mb = math.ceil(peak_rss_kb() / 1024)
     line = report_line(context.aws_request_id, duration_ms, config.memory_mb, max_memory_mb, init_ms)
     print(line, flush=True)
@@ -179,6 +227,8 @@ class WorkerPool:
         self._context = multiprocessing.get_context("spawn")
         self._stop = self._context.Event()
         self._processes: list[multiprocessing.process.BaseProcess] = []
+        # Shared with every worker process (and survive a replaced one) for the stack's SQS sampler.
+        self.signals = WorkerSignals.create(self._context, workers)
 
     def start(self) -> WorkerPool:
         self._processes = [self._spawn(index) for index in range(self._count)]
@@ -189,7 +239,10 @@ class WorkerPool:
         os.environ.update(self._environment)  # spawn copies the parent's environment at start
         try:
             process = self._context.Process(
-                target=run_worker, args=(self._config, self._stop, index), name=f"worker-{index}", daemon=True
+                target=run_worker,
+                args=(self._config, self._stop, index, self.signals),
+                name=f"worker-{index}",
+                daemon=True,
             )
             process.start()
         finally:
@@ -203,6 +256,8 @@ class WorkerPool:
             return 0
         dead = [index for index, process in enumerate(self._processes) if not process.is_alive()]
         for index in dead:
+            with contextlib.suppress(Exception):
+                self.signals.set_busy(index, False)  # it died mid-invocation: that execution is over
             self._processes[index] = self._spawn(index)
         return len(dead)
 

@@ -1,22 +1,55 @@
-"""`imgops local up`: the embedded AWS, the pipeline's resources, the local API and the worker runtime."""
+"""`imgops local up`: the embedded AWS, the pipeline's resources, the local API and the worker runtime.
+
+It also stands in for what AWS runs around the code: CloudWatch metrics the services publish (worker, API,
+queues; see loadtest/local/metrics.py) and the EventBridge schedule of the bucket-metrics Lambda.
+"""
 
 from __future__ import annotations
 
 import os
+import threading
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from types import TracebackType
+from typing import Any
+
+import boto3
+from werkzeug.wrappers import Request, Response
 
 from loadtest.local import state
-from loadtest.local.api import ApiServer, LocalHttpApi, default_routes
+from loadtest.local.api import ApiServer, LocalHttpApi, Route, default_routes
 from loadtest.local.jwt_auth import CognitoJwtVerifier
+from loadtest.local.metrics import (
+    API_NAMESPACE,
+    DEFAULT_FLUSH_SECONDS,
+    DEFAULT_SAMPLE_SECONDS,
+    MetricBuffer,
+    Periodic,
+    QueueRef,
+    QueueSampler,
+    api_request_datums,
+    client_config,
+    metered,
+)
 from loadtest.local.moto_process import MotoProcess
 from loadtest.local.provision import StackInfo, provision
-from loadtest.local.runtime import RuntimeConfig, WorkerPool
+from loadtest.local.runtime import LocalLambdaContext, RuntimeConfig, WorkerPool
 from pipeline.resources import QUEUE_VISIBILITY_TIMEOUT_SECONDS, WORKER_TIMEOUT_SECONDS, ResourceNames
 
 # The embedded AWS accepts any credentials; fixed dummies guarantee real ones are never sent to it.
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "imgops-local", "AWS_SECRET_ACCESS_KEY": "imgops-local"}
+# The HTTP API's id and stage as the local API reports them (api.http_api_event's requestContext).
+LOCAL_API_ID = "local"
+LOCAL_API_STAGE = "$default"
+# The deployed schedule's default (dashboards.config.AppConfig.metrics_rate_minutes).
+DEFAULT_BUCKET_METRICS_SECONDS = 5 * 60
+# Locally the scan may run more often than AWS allows; it still needs time for a page and the publish.
+MIN_BUCKET_METRICS_TIMEOUT_SECONDS = 30
+# The HTTP API integration timeout.
+API_HANDLER_TIMEOUT_SECONDS = 29
 
 
 @dataclass(frozen=True)
@@ -29,14 +62,94 @@ class LocalStackOptions:
     worker_timeout_seconds: int = WORKER_TIMEOUT_SECONDS
     visibility_timeout_seconds: int = QUEUE_VISIBILITY_TIMEOUT_SECONDS
     log_level: str = "WARNING"
+    # CloudWatch metrics like AWS publishes them; off: no sampler, no schedule, no PutMetricData from anyone.
+    metrics: bool = True
+    bucket_metrics_every_seconds: int = DEFAULT_BUCKET_METRICS_SECONDS
+    sample_every_seconds: float = DEFAULT_SAMPLE_SECONDS
+    metrics_flush_seconds: float = DEFAULT_FLUSH_SECONDS
+
+
+class MeteredHttpApi(LocalHttpApi):
+    """The local API publishing AWS/ApiGateway per request, as an HTTP API stage does."""
+
+    def __init__(
+        self,
+        routes: list[Route],
+        verifier: CognitoJwtVerifier,
+        buffer: MetricBuffer,
+        *,
+        api_id: str = LOCAL_API_ID,
+        stage: str = LOCAL_API_STAGE,
+    ) -> None:
+        self._buffer = buffer
+        self._api_id = api_id
+        self._stage = stage
+        self._integration = threading.local()
+        super().__init__([self._metered(route) for route in routes], verifier)
+
+    def _metered(self, route: Route) -> Route:
+        def record(duration_ms: float) -> None:
+            self._integration.latency_ms = duration_ms
+
+        handler = metered(
+            route.function_name,
+            route.handler,
+            self._buffer,
+            timeout_seconds=API_HANDLER_TIMEOUT_SECONDS,
+            on_duration=record,
+        )
+        return replace(route, handler=handler)
+
+    def respond(self, request: Request) -> Response:
+        self._integration.latency_ms = None
+        started = time.perf_counter()
+        response = super().respond(request)
+        latency_ms = (time.perf_counter() - started) * 1000
+        self._buffer.add(
+            API_NAMESPACE,
+            api_request_datums(
+                self._api_id,
+                self._stage,
+                status=response.status_code,
+                latency_ms=latency_ms,
+                integration_latency_ms=getattr(self._integration, "latency_ms", None),
+                timestamp=datetime.now(UTC),
+            ),
+        )
+        return response
+
+
+def scheduled_event(region: str, rule_name: str) -> dict[str, Any]:
+    """The event EventBridge hands a scheduled target."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [f"arn:aws:events:{region}:123456789012:rule/{rule_name}"],
+        "detail": {},
+    }
+
+
+def bucket_metrics_timeout_seconds(every_seconds: int) -> int:
+    from monitoring.s3_metrics import timeout_seconds
+
+    return max(timeout_seconds(every_seconds), MIN_BUCKET_METRICS_TIMEOUT_SECONDS)
 
 
 class LocalStack:
-    def __init__(self, options: LocalStackOptions) -> None:
+    def __init__(self, options: LocalStackOptions, *, announce: Callable[[str], None] | None = None) -> None:
+        """`announce` receives one line per bucket-metrics run and per metrics problem (the CLI prints them)."""
         self.options = options
         self._moto = MotoProcess(options.port)
         self._api: ApiServer | None = None
         self._workers: WorkerPool | None = None
+        self._metrics: MetricBuffer | None = None
+        self._schedules: list[Periodic] = []
+        self._announce = announce
         self.info: StackInfo | None = None
 
     def start(self) -> StackInfo:
@@ -57,7 +170,20 @@ class LocalStack:
         }
         os.environ.update(environment)  # the API's handlers run in this process
         verifier = CognitoJwtVerifier(issuer=info.issuer, client_id=info.user_pool_client_id, jwks_url=info.jwks_url)
-        self._api = ApiServer(LocalHttpApi(default_routes(), verifier), options.api_port).start()
+        names = ResourceNames(options.prefix)
+        # The deployed function names, so handler contexts and AWS/Lambda metrics say what AWS would.
+        physical = {"presign": names.presign_function, "read-api": names.read_api_function}
+        routes = [replace(r, function_name=physical.get(r.function_name, r.function_name)) for r in default_routes()]
+        if options.metrics:
+            cloudwatch = boto3.client(
+                "cloudwatch", region_name=options.region, endpoint_url=endpoint, config=client_config()
+            )
+            self._metrics = MetricBuffer(cloudwatch, flush_every=options.metrics_flush_seconds, on_error=self._say)
+            self._metrics.start()
+            api: LocalHttpApi = MeteredHttpApi(routes, verifier, self._metrics)
+        else:
+            api = LocalHttpApi(routes, verifier)
+        self._api = ApiServer(api, options.api_port).start()
         info = replace(info, api_url=self._api.url)
         self._workers = WorkerPool(
             RuntimeConfig(
@@ -67,15 +193,65 @@ class LocalStack:
                 function_name=ResourceNames(options.prefix).worker_function,
                 report_log=state.report_log(),
                 timeout_seconds=options.worker_timeout_seconds,
+                metrics_flush_seconds=options.metrics_flush_seconds if options.metrics else 0,
             ),
             options.workers,
             environment,
         )
         state.report_log().parent.mkdir(parents=True, exist_ok=True)
         self._workers.start()
+        if self._metrics is not None:
+            self._start_schedules(info, self._metrics, self._workers)
         state.write_state(info)
         self.info = info
         return info
+
+    def _start_schedules(self, info: StackInfo, buffer: MetricBuffer, workers: WorkerPool) -> None:
+        """The SQS sampler (every minute, as AWS publishes) and the bucket-metrics Lambda's schedule."""
+        names = ResourceNames(info.prefix)
+        sqs = boto3.client("sqs", region_name=info.region, endpoint_url=info.endpoint_url, config=client_config())
+        sampler = QueueSampler(
+            sqs,
+            buffer,
+            work=QueueRef(names.work_queue, info.queue_url),
+            dead_letters=QueueRef(names.dead_letter_queue, info.dlq_url),
+            signals=workers.signals,
+        )
+        every = self.options.bucket_metrics_every_seconds
+        self._schedules = [
+            Periodic("sqs-sampler", self.options.sample_every_seconds, sampler.sample, on_error=self._say),
+            Periodic("bucket-metrics", every, self._bucket_metrics_run(info, buffer, every), on_error=self._say),
+        ]
+        for schedule in self._schedules:
+            # First runs here, not on the threads: a baseline sample and the scan at start (empty buckets, fast),
+            # and boto3's default session creates the handler's clients on this thread only (not thread-safe).
+            schedule.run_now()
+            schedule.start()
+
+    def _bucket_metrics_run(self, info: StackInfo, buffer: MetricBuffer, every: int) -> Callable[[], None]:
+        """One scheduled invocation of monitoring.s3_metrics.handler, metered like the worker."""
+        from monitoring import s3_metrics
+
+        function_name = s3_metrics.function_name(info.prefix)
+        timeout = bucket_metrics_timeout_seconds(every)
+        handler = metered(function_name, s3_metrics.handler, buffer, timeout_seconds=timeout)
+
+        def run() -> None:
+            context = LocalLambdaContext.create(function_name, timeout_seconds=timeout, memory_mb=s3_metrics.MEMORY_MB)
+            started = time.perf_counter()
+            try:
+                report = handler(scheduled_event(info.region, f"{info.prefix}-bucket-metrics"), context)
+            except s3_metrics.ScanFailed as exc:
+                self._say(f"bucket metrics: {exc}")
+                return
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            self._say(f"bucket metrics: {describe_scan(report)} ({elapsed_ms:.0f} ms)")
+
+        return run
+
+    def _say(self, message: str) -> None:
+        if self._announce is not None:
+            self._announce(message)
 
     def supervise(self, interval: float = 1.0) -> None:
         """Block until interrupted, restarting any worker process that died."""
@@ -86,10 +262,14 @@ class LocalStack:
 
     def stop(self) -> None:
         state.clear_state()
+        for schedule in self._schedules:
+            schedule.stop()
         if self._workers is not None:
             self._workers.stop()
         if self._api is not None:
             self._api.stop()
+        if self._metrics is not None:
+            self._metrics.close()  # before moto goes: the last datums still have somewhere to go
         self._moto.stop()
 
     def __enter__(self) -> LocalStack:
@@ -99,3 +279,14 @@ class LocalStack:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def describe_scan(report: dict[str, Any]) -> str:
+    """`bucket: N objects, M bytes` per bucket from monitoring.s3_metrics.measure's report."""
+    parts = []
+    for bucket in report.get("buckets", []):
+        state_note = "" if bucket.get("complete") else " (incomplete)"
+        parts.append(
+            f"{bucket['bucket']} {bucket['objects_listed']} objects, {bucket['bytes_listed']} bytes{state_note}"
+        )
+    return "; ".join(parts) + f"; {report.get('datums', 0)} datums"

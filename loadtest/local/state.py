@@ -46,5 +46,10 @@ def read_state(path: Path | None = None) -> StackInfo:
         raise NoLocalStack(f"{path} is not a local stack state file: {exc}") from None
 
 
+def faults_file() -> Path:
+    """The fault rules the local stack's workers follow (see loadtest.local.faults)."""
+    return state_dir() / "faults.json"
+
+
 def clear_state() -> None:
     state_file().unlink(missing_ok=True)

@@ -1,0 +1,100 @@
+"""`imgops dlq …`: inspect, redrive and purge the worker's dead-letter queue."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from loadtest import dlq as dlq_ops
+from loadtest.cli.errors import command_errors, stderr
+from loadtest.cli.target_options import AsJson, Region, StackName, StateFile
+from loadtest.targets import resolve_resources
+
+app = typer.Typer(help="The worker's dead-letter queue: look first, then redrive or purge.", no_args_is_help=True)
+console = Console(highlight=False)
+
+
+def _table(messages: list[dlq_ops.DlqMessage], title: str) -> Table:
+    table = Table("message id", "sent", "receives", "s3 key", "image id", "status", "reason", title=title)
+    for m in messages:
+        table.add_row(m.message_id, m.sent_at, str(m.receive_count), m.s3_key, m.image_id, m.status, m.reason)
+    return table
+
+
+@app.command()
+def inspect(
+    stack_name: StackName = None,
+    region: Region = "us-east-1",
+    state_file: StateFile = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="List at most this many.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """List DLQ messages with their image's status and failure reason, leaving the DLQ as it was."""
+    with command_errors():
+        resources = resolve_resources(stack_name=stack_name, region=region, state_file=state_file)
+        messages = dlq_ops.inspect(resources.client("sqs"), resources.dlq_url, resources.table(), limit)
+    if as_json:
+        typer.echo(dlq_ops.as_json(messages))
+    elif messages:
+        console.print(_table(messages, f"{len(messages)} message(s) on {resources.dlq_url}"))
+    else:
+        console.print(f"The DLQ is empty ({resources.dlq_url}).")
+
+
+@app.command()
+def redrive(
+    stack_name: StackName = None,
+    region: Region = "us-east-1",
+    state_file: StateFile = None,
+    message_id: Annotated[list[str] | None, typer.Option("--id", help="Only this message (repeatable).")] = None,
+    limit: Annotated[int | None, typer.Option("--max", min=1, help="Move at most this many.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Move DLQ messages back to the work queue (SQS's move task on AWS; copy-then-delete elsewhere)."""
+    with command_errors():
+        resources = resolve_resources(stack_name=stack_name, region=region, state_file=state_file)
+        result = dlq_ops.redrive(
+            resources.client("sqs"),
+            dlq_url=resources.dlq_url,
+            queue_url=resources.work_queue_url,
+            ids=set(message_id) if message_id else None,
+            limit=limit,
+        )
+    if as_json:
+        typer.echo(json.dumps({"method": result.method, "moved": result.moved, "error": result.error}))
+    elif result.method == "move-task":
+        console.print(f"Started SQS message move task {result.moved[0]}: all DLQ messages go back to the work queue.")
+    else:
+        console.print(f"Moved {len(result.moved)} message(s) back to the work queue: {', '.join(result.moved) or '-'}")
+    if result.error:
+        stderr.print(f"[red]error:[/red] {result.error}; the rest are still on the DLQ")
+        raise typer.Exit(1)
+
+
+@app.command()
+def purge(
+    stack_name: StackName = None,
+    region: Region = "us-east-1",
+    state_file: StateFile = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: the messages are deleted for good.")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Delete every DLQ message (only with --yes) and print what was removed."""
+    if not yes:
+        stderr.print(
+            "[red]error:[/red] purge deletes every DLQ message for good; run `imgops dlq inspect` first, then add --yes"
+        )
+        raise typer.Exit(1)
+    with command_errors():
+        resources = resolve_resources(stack_name=stack_name, region=region, state_file=state_file)
+        removed = dlq_ops.purge(resources.client("sqs"), resources.dlq_url, resources.table())
+    if as_json:
+        typer.echo(dlq_ops.as_json(removed))
+    elif removed:
+        console.print(_table(removed, f"removed {len(removed)} message(s)"))
+    else:
+        console.print("The DLQ was empty; nothing removed.")

@@ -1,0 +1,56 @@
+"""`imgops images …`: one image's status, and running it through the worker again."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from loadtest import images as image_ops
+from loadtest.cli.errors import command_errors
+from loadtest.cli.target_options import AsJson, Region, StackName, StateFile
+from loadtest.targets import resolve_resources
+
+app = typer.Typer(help="One image: its status and metadata, or reprocess it.", no_args_is_help=True)
+console = Console(highlight=False)
+
+ImageId = Annotated[str, typer.Argument(help="The image id (the UUID in its upload key).")]
+
+
+@app.command()
+def status(
+    image_id: ImageId, stack_name: StackName = None, region: Region = "us-east-1", state_file: StateFile = None,
+    as_json: AsJson = False,
+) -> None:  # fmt: skip
+    """Show the image's item: status, failure reason, sizes, thumbnails."""
+    with command_errors():
+        resources = resolve_resources(stack_name=stack_name, region=region, state_file=state_file)
+        item = image_ops.status(resources.table(), image_id)
+    if as_json:
+        typer.echo(json.dumps(item, indent=2, default=str))
+        return
+    table = Table(show_header=False, box=None)
+    for name, value in sorted(item.items()):
+        table.add_row(f"[bold]{name}[/bold]", json.dumps(value) if isinstance(value, dict) else str(value))
+    console.print(table)
+
+
+@app.command()
+def reprocess(
+    image_id: ImageId, stack_name: StackName = None, region: Region = "us-east-1", state_file: StateFile = None
+) -> None:
+    """Queue the image's original for the worker again (a fresh S3 event; thumbnails are rewritten)."""
+    with command_errors():
+        resources = resolve_resources(stack_name=stack_name, region=region, state_file=state_file)
+        message_id = image_ops.reprocess(
+            table=resources.table(),
+            s3=resources.client("s3"),
+            sqs=resources.client("sqs"),
+            queue_url=resources.work_queue_url,
+            upload_bucket=resources.upload_bucket,
+            image_id=image_id,
+        )
+    console.print(f"Queued {image_id} for reprocessing (message {message_id}).")

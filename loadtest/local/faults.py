@@ -1,0 +1,172 @@
+"""Fault injection for the local stack: AWS errors, throttling and worker crashes, switched on and off live.
+
+Rules live in a small JSON file (`imgops faults set …` writes it); every worker process re-reads it when it
+changes. A matching call gets a real AWS error response, which botocore parses as it would from AWS, so the
+worker sees exactly what throttling or a 5xx looks like. `SIGKILL` as the code kills the worker process at
+that call, mid-batch, as an out-of-memory kill or a host failure would.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import random
+import signal
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import botocore.exceptions
+import botocore.session
+from botocore.awsrequest import AWSResponse, HTTPHeaders
+
+FAULTS_FILE_ENV = "IMGOPS_FAULTS_FILE"
+KILL = "SIGKILL"
+
+# The status AWS answers each error code with; anything else is a 500.
+_STATUS = {
+    "ThrottlingException": 400,
+    "Throttling": 400,
+    "ProvisionedThroughputExceededException": 400,
+    "RequestLimitExceeded": 400,
+    "SlowDown": 503,
+    "ServiceUnavailable": 503,
+    "InternalError": 500,
+    "InternalServerError": 500,
+}
+
+
+class FaultSpecError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class FaultRule:
+    service: str  # botocore's hyphenated service id: s3, dynamodb, sns, sqs
+    operation: str  # PutObject, PutItem, Publish … or * for all
+    rate: float  # 0..1: the share of matching calls that fail
+    code: str  # AWS error code, or SIGKILL
+
+    def matches(self, service: str, operation: str) -> bool:
+        return self.service == service and self.operation in ("*", operation)
+
+
+def parse_rules(text: str) -> list[FaultRule]:
+    """`dynamodb:PutItem=0.2:ProvisionedThroughputExceededException,s3:PutObject=0.01:SIGKILL`."""
+    rules = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        target, sep, effect = part.partition("=")
+        service, colon, operation = target.partition(":")
+        rate_text, colon2, code = effect.partition(":")
+        if not (sep and colon and colon2 and service and operation and code):
+            raise FaultSpecError(f"fault {part!r}: expected SERVICE:OPERATION=RATE:CODE, e.g. sns:Publish=1:Throttling")
+        try:
+            rate = float(rate_text)
+        except ValueError:
+            raise FaultSpecError(f"fault {part!r}: rate {rate_text!r} is not a number") from None
+        if not 0.0 <= rate <= 1.0:
+            raise FaultSpecError(f"fault {part!r}: rate must be between 0 and 1")
+        rules.append(FaultRule(service.strip().lower(), operation.strip(), rate, code.strip()))
+    return rules
+
+
+def error_body(protocol: str, code: str) -> tuple[bytes, dict[str, str]]:
+    """An AWS error response body in the service's wire protocol."""
+    if protocol in {"json", "rest-json"}:
+        return f'{{"__type":"{code}","message":"injected fault"}}'.encode(), {"x-amzn-errortype": code}
+    if protocol == "rest-xml":
+        return f"<Error><Code>{code}</Code><Message>injected fault</Message></Error>".encode(), {}
+    error = f"<Error><Type>Sender</Type><Code>{code}</Code><Message>injected fault</Message></Error>"
+    return f"<ErrorResponse>{error}</ErrorResponse>".encode(), {}
+
+
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self._body
+
+
+@functools.cache
+def _protocol(service: str) -> str:
+    try:
+        return str(botocore.session.get_session().get_service_model(service).protocol)
+    except botocore.exceptions.UnknownServiceError:
+        return "json"
+
+
+def error_response(service: str, code: str, status: int | None = None) -> AWSResponse:
+    """What AWS would answer: `code` in `service`'s wire protocol, with the status AWS uses for it."""
+    body, headers = error_body(_protocol(service), code)
+    return AWSResponse(
+        f"https://{service}.fault.local", status or _STATUS.get(code, 500), HTTPHeaders.from_dict(headers), _Raw(body)
+    )
+
+
+def write_rules(path: Path, rules: list[FaultRule]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps([asdict(rule) for rule in rules]), encoding="utf-8")
+    temporary.replace(path)
+
+
+def read_rules(path: Path) -> list[FaultRule]:
+    try:
+        return [FaultRule(**rule) for rule in json.loads(path.read_text(encoding="utf-8"))]
+    except (FileNotFoundError, ValueError, TypeError):
+        return []
+
+
+class FaultInjector:
+    """A botocore `before-send` hook that consults the rules file (re-read when it changes)."""
+
+    def __init__(self, path: Path, rng: random.Random | None = None) -> None:
+        self._path = path
+        self._rng = rng or random.Random()
+        self._lock = threading.Lock()
+        self._stamp: float | None = None
+        self._rules: list[FaultRule] = []
+        self.injected = 0
+
+    def rules(self) -> list[FaultRule]:
+        try:
+            stamp = self._path.stat().st_mtime
+        except FileNotFoundError:
+            stamp = None
+        with self._lock:
+            if stamp != self._stamp:
+                self._stamp, self._rules = stamp, read_rules(self._path) if stamp else []
+            return self._rules
+
+    def __call__(self, event_name: str, **_: Any) -> AWSResponse | None:
+        service, operation = event_name.split(".", 2)[1:]
+        for rule in self.rules():
+            if rule.matches(service, operation) and self._rng.random() < rule.rate:
+                if rule.code == KILL:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                self.injected += 1
+                return error_response(service, rule.code)
+        return None
+
+    def install(self, events: Any) -> FaultInjector:
+        """Register on a botocore event system (a session's or a client's)."""
+        events.register("before-send", self)
+        return self
+
+
+def install_from_environment() -> FaultInjector | None:
+    """In a worker process: hook boto3's default session when the local stack named a faults file."""
+    path = os.environ.get(FAULTS_FILE_ENV)
+    if not path:
+        return None
+    import boto3
+
+    boto3.setup_default_session()  # every client the handlers create later comes from this session
+    assert boto3.DEFAULT_SESSION is not None
+    return FaultInjector(Path(path)).install(boto3.DEFAULT_SESSION.events)

@@ -1,0 +1,534 @@
+"""CloudWatch metrics the local stack publishes the way AWS publishes them, so the deployed dashboards show data.
+
+On AWS, Lambda, SQS and API Gateway publish `AWS/*` metrics themselves. Locally nobody does, so the local runtime
+writes the same metric names, units and dimensions into the embedded CloudWatch (moto), which accepts `AWS/*`
+namespaces (real CloudWatch rejects them: this module is for local endpoints only).
+
+- `AWS/Lambda` (FunctionName), one datum each per invocation, like AWS: Invocations 1, Errors 0/1 (an unhandled
+  exception, or running past the timeout Lambda would have enforced; returned `batchItemFailures` are not errors),
+  Duration ms, Throttles 0 (a local worker never throttles: a busy pool just polls later), ConcurrentExecutions =
+  invocations of the function running at that moment, this one included. Per-invocation 0/1 values matter: the
+  dashboards graph `Average` of Errors and Throttles as rates.
+- `AWS/SQS` (QueueName), sampled every minute like AWS, for the work queue and the DLQ:
+  ApproximateNumberOfMessagesVisible/NotVisible from GetQueueAttributes. NumberOfMessagesDeleted counts the
+  workers' successful deletes (the DLQ: its net decrease, as nothing local deletes there). NumberOfMessagesSent is
+  derived, since moto keeps no counter: net growth + deleted + moved to the DLQ. ApproximateAgeOfOldestMessage: the
+  sampler never receives to peek (a receive counts towards maxReceiveCount and would push messages into the DLQ),
+  so it is the longest wait (now - SentTimestamp) of any message a worker received during the interval; while
+  messages wait and nobody receives any, the time since the sampler first saw them waiting (a lower bound, short
+  by up to one interval); 0 for an empty queue.
+- `AWS/ApiGateway` (ApiId, Stage) per request: Count, 4xx/5xx (0/1), Latency and IntegrationLatency ms.
+
+Nothing here may disturb what it measures: datums go into a bounded buffer that a daemon thread flushes with
+batched PutMetricData; a failed call drops its batch and is reported at most once a minute.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import ctypes
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from botocore.config import Config
+
+if TYPE_CHECKING:
+    from multiprocessing.context import BaseContext
+    from multiprocessing.sharedctypes import Synchronized, SynchronizedArray
+
+    from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_cloudwatch.type_defs import DimensionTypeDef, MetricDatumTypeDef
+    from mypy_boto3_sqs import SQSClient
+
+LAMBDA_NAMESPACE = "AWS/Lambda"
+SQS_NAMESPACE = "AWS/SQS"
+API_NAMESPACE = "AWS/ApiGateway"
+# PutMetricData takes at most 1,000 datums per call.
+MAX_DATUMS_PER_CALL = 1000
+# A worker handles ~10 invocations per flush; this is minutes of backlog if the endpoint is down, then the oldest go.
+MAX_PENDING_DATUMS = 20_000
+DEFAULT_FLUSH_SECONDS = 5.0
+# How often AWS publishes the SQS metrics.
+DEFAULT_SAMPLE_SECONDS = 60.0
+ERROR_REPORT_INTERVAL_SECONDS = 60.0
+
+
+def client_config() -> Config:
+    """Short timeouts and one retry: a stuck metrics call must not hold a worker's shutdown."""
+    return Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"})
+
+
+def _utc(epoch_seconds: float) -> datetime:
+    return datetime.fromtimestamp(epoch_seconds, UTC)
+
+
+class MetricBuffer:
+    """Datums from any thread, sent in batches by a daemon thread: `add` never blocks on CloudWatch or raises."""
+
+    def __init__(
+        self,
+        cloudwatch: CloudWatchClient,
+        *,
+        flush_every: float = DEFAULT_FLUSH_SECONDS,
+        max_pending: int = MAX_PENDING_DATUMS,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
+        self._cloudwatch = cloudwatch
+        self._flush_every = flush_every
+        self._pending: collections.deque[tuple[str, MetricDatumTypeDef]] = collections.deque(maxlen=max_pending)
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._on_error = on_error
+        self._last_error_report = float("-inf")
+        self.sent = 0
+        self.dropped = 0
+
+    def add(self, namespace: str, datums: Iterable[MetricDatumTypeDef]) -> None:
+        with self._lock:
+            for datum in datums:
+                if len(self._pending) == self._pending.maxlen:
+                    self.dropped += 1  # the deque drops the oldest
+                self._pending.append((namespace, datum))
+
+    def flush(self) -> int:
+        """Send everything pending; returns how many datums CloudWatch accepted."""
+        with self._flush_lock:
+            with self._lock:
+                pending = list(self._pending)
+                self._pending.clear()
+            by_namespace: dict[str, list[MetricDatumTypeDef]] = {}
+            for namespace, datum in pending:
+                by_namespace.setdefault(namespace, []).append(datum)
+            accepted = 0
+            for namespace, datums in by_namespace.items():
+                for start in range(0, len(datums), MAX_DATUMS_PER_CALL):
+                    batch = datums[start : start + MAX_DATUMS_PER_CALL]
+                    try:
+                        self._cloudwatch.put_metric_data(Namespace=namespace, MetricData=batch)
+                    except Exception as exc:  # noqa: BLE001 - metrics are best effort by design
+                        self.dropped += len(batch)
+                        self._report(f"PutMetricData {namespace} failed, {len(batch)} datums dropped: {exc}")
+                    else:
+                        accepted += len(batch)
+            self.sent += accepted
+            return accepted
+
+    def _report(self, message: str) -> None:
+        now = time.monotonic()
+        if self._on_error is not None and now - self._last_error_report >= ERROR_REPORT_INTERVAL_SECONDS:
+            self._last_error_report = now
+            with contextlib.suppress(Exception):
+                self._on_error(message)
+
+    def start(self) -> MetricBuffer:
+        self._thread = threading.Thread(target=self._run, name="metrics-flush", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._flush_every):
+            self.flush()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the thread and send what is left (bounded by the client's timeouts)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.flush()
+
+
+class Periodic:
+    """`task` now (when `run_first`) and every `every` seconds on a daemon thread; a failing run is reported only."""
+
+    def __init__(
+        self,
+        name: str,
+        every: float,
+        task: Callable[[], object],
+        *,
+        run_first: bool = True,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
+        self._name = name
+        self._every = every
+        self._task = task
+        self._run_first = run_first
+        self._on_error = on_error
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def start(self) -> Periodic:
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        if self._run_first:
+            self.run_now()
+        while not self._stop.wait(self._every):
+            self.run_now()
+
+    def run_now(self) -> None:
+        try:
+            self._task()
+        except Exception as exc:  # noqa: BLE001 - one failed sample must not end the schedule
+            if self._on_error is not None:
+                with contextlib.suppress(Exception):
+                    self._on_error(f"{self._name}: {exc}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+
+# --- AWS/Lambda ---------------------------------------------------------------------------------------------
+
+
+def invocation_datums(
+    function_name: str, *, duration_ms: float, error: bool, concurrent: int, timestamp: datetime
+) -> list[MetricDatumTypeDef]:
+    """What Lambda publishes for one invocation of `function_name`."""
+    dimensions: list[DimensionTypeDef] = [{"Name": "FunctionName", "Value": function_name}]
+
+    def datum(name: str, value: float, unit: Any) -> MetricDatumTypeDef:
+        return {"MetricName": name, "Dimensions": dimensions, "Timestamp": timestamp, "Value": value, "Unit": unit}
+
+    return [
+        datum("Invocations", 1.0, "Count"),
+        datum("Errors", 1.0 if error else 0.0, "Count"),
+        datum("Duration", round(duration_ms, 2), "Milliseconds"),
+        datum("Throttles", 0.0, "Count"),
+        datum("ConcurrentExecutions", float(max(concurrent, 1)), "Count"),
+    ]
+
+
+class InFlight:
+    """Concurrent invocations of one function inside one process (the local API's handlers share a process)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def enter(self) -> int:
+        with self._lock:
+            self._count += 1
+            return self._count
+
+    def leave(self) -> None:
+        with self._lock:
+            self._count = max(0, self._count - 1)
+
+
+def metered(
+    function_name: str,
+    handler: Callable[[dict[str, Any], Any], dict[str, Any]],
+    buffer: MetricBuffer,
+    *,
+    timeout_seconds: float,
+    on_duration: Callable[[float], None] | None = None,
+) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """`handler`, publishing AWS/Lambda datums for each call; exceptions still propagate to the caller."""
+    in_flight = InFlight()
+
+    def call(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        concurrent = in_flight.enter()
+        started = time.perf_counter()
+        error = True
+        try:
+            result = handler(event, context)
+            error = False
+            return result
+        finally:
+            duration_ms = (time.perf_counter() - started) * 1000
+            in_flight.leave()
+            with contextlib.suppress(Exception):
+                if on_duration is not None:
+                    on_duration(duration_ms)
+                buffer.add(
+                    LAMBDA_NAMESPACE,
+                    invocation_datums(
+                        function_name,
+                        duration_ms=duration_ms,
+                        error=error or duration_ms > timeout_seconds * 1000,
+                        concurrent=concurrent,
+                        timestamp=datetime.now(UTC),
+                    ),
+                )
+
+    return call
+
+
+# --- Worker processes → the sampler -----------------------------------------------------------------------
+
+NO_WAIT = -1.0
+
+
+@dataclass(frozen=True)
+class WorkerSignals:
+    """Counters the worker processes share with the stack's sampler (created before the workers are spawned)."""
+
+    # 1 while worker i runs an invocation: a flag per worker, so a replaced (crashed) worker cannot leave a
+    # count behind.
+    busy: SynchronizedArray[int]
+    deleted: Synchronized[int]
+    # Longest wait (s) of a message received since the sampler last looked; NO_WAIT when nothing was received.
+    longest_wait: Synchronized[float]
+
+    @classmethod
+    def create(cls, context: BaseContext, workers: int) -> WorkerSignals:
+        return cls(
+            busy=context.Array(ctypes.c_byte, workers),
+            deleted=context.Value(ctypes.c_long, 0),
+            longest_wait=context.Value(ctypes.c_double, NO_WAIT),
+        )
+
+    def set_busy(self, index: int, busy: bool) -> int:
+        """Mark worker `index`; returns how many workers are busy now."""
+        with self.busy.get_lock():
+            self.busy[index] = 1 if busy else 0
+            return sum(self.busy[:])
+
+    def take_deleted(self) -> int:
+        with self.deleted.get_lock():
+            value = int(self.deleted.value)
+            self.deleted.value = 0
+        return value
+
+    def take_longest_wait(self) -> float | None:
+        with self.longest_wait.get_lock():
+            value = float(self.longest_wait.value)
+            self.longest_wait.value = NO_WAIT
+        return None if value == NO_WAIT else value
+
+
+def longest_wait_seconds(messages: Sequence[Mapping[str, Any]], now: float) -> float | None:
+    """now - SentTimestamp of the oldest message in a received batch."""
+    sent = [int(m["Attributes"]["SentTimestamp"]) for m in messages if "SentTimestamp" in m.get("Attributes", {})]
+    return max(0.0, now - min(sent) / 1000) if sent else None
+
+
+class WorkerMeter:
+    """What one worker process records per invocation; every method swallows its own failures."""
+
+    def __init__(
+        self,
+        function_name: str,
+        buffer: MetricBuffer,
+        signals: WorkerSignals | None,
+        *,
+        index: int,
+        timeout_seconds: float,
+    ) -> None:
+        self.function_name = function_name
+        self.buffer = buffer
+        self._signals = signals
+        self._index = index
+        self._timeout_ms = timeout_seconds * 1000
+
+    def received(self, messages: Sequence[Mapping[str, Any]]) -> None:
+        with contextlib.suppress(Exception):
+            wait = longest_wait_seconds(messages, time.time())
+            if wait is not None and self._signals is not None:
+                with self._signals.longest_wait.get_lock():
+                    self._signals.longest_wait.value = max(self._signals.longest_wait.value, wait)
+
+    def started(self) -> int:
+        """Returns the function's concurrent executions, this one included."""
+        if self._signals is None:
+            return 1
+        try:
+            return self._signals.set_busy(self._index, True)
+        except Exception:  # noqa: BLE001 - a wrong gauge beats a dead worker
+            return 1
+
+    def finished(self, *, duration_ms: float, error: bool, concurrent: int, deleted: int) -> None:
+        with contextlib.suppress(Exception):
+            if self._signals is not None:
+                self._signals.set_busy(self._index, False)
+                with self._signals.deleted.get_lock():
+                    self._signals.deleted.value += deleted
+            self.buffer.add(
+                LAMBDA_NAMESPACE,
+                invocation_datums(
+                    self.function_name,
+                    duration_ms=duration_ms,
+                    error=error or duration_ms > self._timeout_ms,
+                    concurrent=concurrent,
+                    timestamp=datetime.now(UTC),
+                ),
+            )
+
+
+# --- AWS/SQS ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueRef:
+    name: str
+    url: str
+
+
+@dataclass(frozen=True)
+class QueueSnapshot:
+    visible: int
+    not_visible: int
+    delayed: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.visible + self.not_visible + self.delayed
+
+
+def read_snapshot(sqs: SQSClient, queue_url: str) -> QueueSnapshot:
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=[
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ],
+    )["Attributes"]
+    return QueueSnapshot(
+        visible=int(attributes.get("ApproximateNumberOfMessages", 0)),
+        not_visible=int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
+        delayed=int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)),
+    )
+
+
+@dataclass
+class BacklogAge:
+    """ApproximateAgeOfOldestMessage without receiving (see the module docstring for what it means locally)."""
+
+    waiting_since: float | None = None
+
+    def update(self, now: float, snapshot: QueueSnapshot, longest_wait: float | None) -> float:
+        if snapshot.total == 0:
+            self.waiting_since = None
+            return 0.0
+        if longest_wait is not None:  # workers took messages: the oldest of them is the best evidence there is
+            self.waiting_since = None
+            return longest_wait
+        if self.waiting_since is None:
+            self.waiting_since = now
+        return now - self.waiting_since
+
+
+def queue_datums(
+    queue_name: str,
+    *,
+    snapshot: QueueSnapshot,
+    age_seconds: float,
+    sent: int | None,
+    deleted: int | None,
+    timestamp: datetime,
+) -> list[MetricDatumTypeDef]:
+    """One sample of a queue; `sent`/`deleted` are None on the first sample (no interval to count over yet)."""
+    dimensions: list[DimensionTypeDef] = [{"Name": "QueueName", "Value": queue_name}]
+    values: list[tuple[str, float | None, Any]] = [
+        ("ApproximateNumberOfMessagesVisible", snapshot.visible, "Count"),
+        ("ApproximateNumberOfMessagesNotVisible", snapshot.not_visible, "Count"),
+        ("ApproximateAgeOfOldestMessage", round(age_seconds, 1), "Seconds"),
+        ("NumberOfMessagesSent", sent, "Count"),
+        ("NumberOfMessagesDeleted", deleted, "Count"),
+    ]
+    return [
+        {"MetricName": name, "Dimensions": dimensions, "Timestamp": timestamp, "Value": float(value), "Unit": unit}
+        for name, value, unit in values
+        if value is not None
+    ]
+
+
+class QueueSampler:
+    """One `sample()` per minute publishes AWS/SQS for the work queue and its DLQ."""
+
+    def __init__(
+        self,
+        sqs: SQSClient,
+        buffer: MetricBuffer,
+        *,
+        work: QueueRef,
+        dead_letters: QueueRef,
+        signals: WorkerSignals | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._sqs = sqs
+        self._buffer = buffer
+        self._work = work
+        self._dead_letters = dead_letters
+        self._signals = signals
+        self._clock = clock
+        self._previous: tuple[QueueSnapshot, QueueSnapshot] | None = None
+        self._work_age = BacklogAge()
+        self._dlq_age = BacklogAge()
+
+    def sample(self) -> list[MetricDatumTypeDef]:
+        now = self._clock()
+        work = read_snapshot(self._sqs, self._work.url)
+        dlq = read_snapshot(self._sqs, self._dead_letters.url)
+        deleted = self._signals.take_deleted() if self._signals is not None else 0
+        longest_wait = self._signals.take_longest_wait() if self._signals is not None else None
+        timestamp = _utc(now)
+        work_sent = work_deleted = dlq_sent = dlq_deleted = None
+        if self._previous is not None:
+            previous_work, previous_dlq = self._previous
+            dlq_change = dlq.total - previous_dlq.total
+            dlq_sent, dlq_deleted = max(0, dlq_change), max(0, -dlq_change)
+            work_deleted = deleted
+            work_sent = max(0, work.total - previous_work.total + deleted + dlq_sent)
+        self._previous = (work, dlq)
+        datums = queue_datums(
+            self._work.name,
+            snapshot=work,
+            age_seconds=self._work_age.update(now, work, longest_wait),
+            sent=work_sent,
+            deleted=work_deleted,
+            timestamp=timestamp,
+        ) + queue_datums(
+            self._dead_letters.name,
+            snapshot=dlq,
+            age_seconds=self._dlq_age.update(now, dlq, None),
+            sent=dlq_sent,
+            deleted=dlq_deleted,
+            timestamp=timestamp,
+        )
+        self._buffer.add(SQS_NAMESPACE, datums)
+        return datums
+
+
+# --- AWS/ApiGateway ---------------------------------------------------------------------------------------
+
+
+def api_request_datums(
+    api_id: str,
+    stage: str,
+    *,
+    status: int,
+    latency_ms: float,
+    integration_latency_ms: float | None,
+    timestamp: datetime,
+) -> list[MetricDatumTypeDef]:
+    """What an HTTP API publishes per request (per-request 0/1 for 4xx and 5xx: the dashboards average them)."""
+    dimensions: list[DimensionTypeDef] = [{"Name": "ApiId", "Value": api_id}, {"Name": "Stage", "Value": stage}]
+    values: list[tuple[str, float | None, Any]] = [
+        ("Count", 1.0, "Count"),
+        ("4xx", 1.0 if 400 <= status < 500 else 0.0, "Count"),
+        ("5xx", 1.0 if status >= 500 else 0.0, "Count"),
+        ("Latency", round(latency_ms, 2), "Milliseconds"),
+        (
+            "IntegrationLatency",
+            None if integration_latency_ms is None else round(integration_latency_ms, 2),
+            "Milliseconds",
+        ),
+    ]
+    return [
+        {"MetricName": name, "Dimensions": dimensions, "Timestamp": timestamp, "Value": value, "Unit": unit}
+        for name, value, unit in values
+        if value is not None
+    ]
