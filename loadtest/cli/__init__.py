@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from loadtest.cli import cost, dashboards, dlq, faults, images, load, local
+from loadtest.cli import alarms, cost, dashboards, dlq, faults, images, load, local
 
 app = typer.Typer(
     name="imgops",
@@ -20,6 +20,7 @@ app.add_typer(dashboards.app, name="dashboards")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(images.app, name="images")
 app.add_typer(faults.app, name="faults")
+app.add_typer(alarms.app, name="alarms")
 
 
 def main() -> None:

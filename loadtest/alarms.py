@@ -1,0 +1,262 @@
+"""Evaluate the synthesized template's alarms against a target's metrics, as CloudWatch would.
+
+moto stores alarms but never evaluates them nor notifies; on the local stack this module does both, so a
+drill sees the same ALARM → OK cycle and the same SNS message on-call would get from AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    "GreaterThanThreshold": operator.gt,
+    "GreaterThanOrEqualToThreshold": operator.ge,
+    "LessThanThreshold": operator.lt,
+    "LessThanOrEqualToThreshold": operator.le,
+}
+_SYMBOL = {
+    "GreaterThanThreshold": ">",
+    "GreaterThanOrEqualToThreshold": ">=",
+    "LessThanThreshold": "<",
+    "LessThanOrEqualToThreshold": "<=",
+}
+
+
+@dataclass(frozen=True)
+class AlarmDefinition:
+    name: str
+    description: str
+    namespace: str
+    metric_name: str
+    dimensions: tuple[tuple[str, str], ...]
+    stat: str
+    period: int
+    evaluation_periods: int
+    datapoints_to_alarm: int
+    threshold: float
+    comparison: str
+    treat_missing_data: str
+    action_topics: tuple[str, ...] = ()
+    unresolved: tuple[str, ...] = ()  # dimensions whose value has no local counterpart
+
+
+@dataclass
+class Evaluation:
+    alarm: AlarmDefinition
+    state: str  # OK | ALARM | INSUFFICIENT_DATA
+    values: list[float | None] = field(default_factory=list)  # oldest first, one per evaluated period
+    reason: str = ""
+
+
+def physical_names(template: Mapping[str, Any]) -> dict[str, str]:
+    """Logical id → the name a Ref/GetAtt of it resolves to in metric dimensions and alarm actions."""
+    names: dict[str, str] = {}
+    for logical_id, resource in template.get("Resources", {}).items():
+        properties = resource.get("Properties", {})
+        for key in ("QueueName", "FunctionName", "BucketName", "TableName", "TopicName", "Name"):
+            value = properties.get(key)
+            if isinstance(value, str):
+                names[logical_id] = value
+                break
+    return names
+
+
+def _resolve(value: Any, names: Mapping[str, str]) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        if "Ref" in value:
+            return names.get(value["Ref"])
+        if "Fn::GetAtt" in value:
+            return names.get(value["Fn::GetAtt"][0])
+    return None
+
+
+def alarms_from_template(
+    template: Mapping[str, Any], overrides: Mapping[str, str] | None = None
+) -> list[AlarmDefinition]:
+    """Every AWS::CloudWatch::Alarm with a single metric (what the CDK app defines); `overrides` maps a
+    logical id to the name it has on the target when that differs from the template."""
+    names = {**physical_names(template), **(overrides or {})}
+    alarms = []
+    for resource in template.get("Resources", {}).values():
+        if resource.get("Type") != "AWS::CloudWatch::Alarm":
+            continue
+        p = resource["Properties"]
+        if "Metrics" in p:
+            [query] = [q for q in p["Metrics"] if q.get("ReturnData", True)]
+            stat_block = query["MetricStat"]
+            metric, period, stat = stat_block["Metric"], int(stat_block["Period"]), str(stat_block["Stat"])
+        else:
+            metric = {"Namespace": p["Namespace"], "MetricName": p["MetricName"], "Dimensions": p.get("Dimensions", [])}
+            period, stat = int(p["Period"]), str(p.get("Statistic") or p.get("ExtendedStatistic"))
+        dimensions, unresolved = [], []
+        for dimension in metric.get("Dimensions", []):
+            value = _resolve(dimension["Value"], names)
+            if value is None:
+                unresolved.append(dimension["Name"])
+                value = f"unresolved:{dimension['Name']}"
+            dimensions.append((dimension["Name"], value))
+        topics = tuple(t for t in (_resolve(a, names) for a in p.get("AlarmActions", [])) if t)
+        alarms.append(
+            AlarmDefinition(
+                name=_resolve(p.get("AlarmName"), names) or "unnamed",
+                description=str(p.get("AlarmDescription", "")),
+                namespace=metric["Namespace"],
+                metric_name=metric["MetricName"],
+                dimensions=tuple(dimensions),
+                stat=stat,
+                period=period,
+                evaluation_periods=int(p["EvaluationPeriods"]),
+                datapoints_to_alarm=int(p.get("DatapointsToAlarm", p["EvaluationPeriods"])),
+                threshold=float(p["Threshold"]),
+                comparison=str(p["ComparisonOperator"]),
+                treat_missing_data=str(p.get("TreatMissingData", "missing")),
+                action_topics=topics,
+                unresolved=tuple(unresolved),
+            )
+        )
+    return sorted(alarms, key=lambda alarm: alarm.name)
+
+
+def decide(alarm: AlarmDefinition, values: list[float | None]) -> Evaluation:
+    """CloudWatch's M-out-of-N rule over the last N periods, with its missing-data treatments."""
+    compare = _COMPARE[alarm.comparison]
+    breaching = sum(1 for v in values if v is not None and compare(v, alarm.threshold))
+    present = sum(1 for v in values if v is not None)
+    missing = len(values) - present
+    treat = alarm.treat_missing_data
+    if treat == "breaching":
+        breaching += missing
+    if present == 0 and treat in {"missing", "ignore"}:
+        return Evaluation(alarm, "INSUFFICIENT_DATA", values, "no datapoints in the evaluation window")
+    state = "ALARM" if breaching >= alarm.datapoints_to_alarm else "OK"
+    shown = ", ".join("missing" if v is None else f"{v:g}" for v in values)
+    reason = (
+        f"{breaching} of the last {len(values)} datapoints breaching "
+        f"({alarm.stat} {_SYMBOL[alarm.comparison]} {alarm.threshold:g}; needs {alarm.datapoints_to_alarm}): [{shown}]"
+    )
+    return Evaluation(alarm, state, values, reason)
+
+
+def fetch_values(
+    cloudwatch: Any, alarm: AlarmDefinition, *, now: datetime | None = None, period: int | None = None
+) -> list[float | None]:
+    """One value per evaluation period, oldest first (None where no datapoint); `period` compresses time
+    for drills on the local stack."""
+    period = period or alarm.period
+    end = (now or datetime.now(UTC)).replace(microsecond=0)
+    start = end - timedelta(seconds=period * alarm.evaluation_periods)
+    response = cloudwatch.get_metric_data(
+        MetricDataQueries=[
+            {
+                "Id": "m1",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": alarm.namespace,
+                        "MetricName": alarm.metric_name,
+                        "Dimensions": [{"Name": n, "Value": v} for n, v in alarm.dimensions],
+                    },
+                    "Period": period,
+                    "Stat": alarm.stat,
+                },
+                "ReturnData": True,
+            }
+        ],
+        StartTime=start,
+        EndTime=end + timedelta(seconds=1),
+    )
+    result = response["MetricDataResults"][0]
+    slots: list[float | None] = [None] * alarm.evaluation_periods
+    for timestamp, value in zip(result.get("Timestamps", []), result.get("Values", []), strict=False):
+        index = int((timestamp - start).total_seconds() // period)
+        index = min(max(index, 0), alarm.evaluation_periods - 1)
+        slots[index] = value if slots[index] is None else _merge(alarm.stat, slots[index], value)
+    return slots
+
+
+def _merge(stat: str, first: float | None, second: float) -> float:
+    if first is None:
+        return second
+    if stat in {"Sum", "SampleCount"}:
+        return first + second
+    if stat == "Minimum":
+        return min(first, second)
+    return max(first, second)
+
+
+def notification(evaluation: Evaluation, previous: str, region: str, account: str = "123456789012") -> str:
+    """The JSON CloudWatch publishes to an alarm's SNS topic."""
+    alarm = evaluation.alarm
+    return json.dumps(
+        {
+            "AlarmName": alarm.name,
+            "AlarmDescription": alarm.description,
+            "AWSAccountId": account,
+            "NewStateValue": evaluation.state,
+            "NewStateReason": evaluation.reason,
+            "StateChangeTime": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "Region": region,
+            "AlarmArn": f"arn:aws:cloudwatch:{region}:{account}:alarm:{alarm.name}",
+            "OldStateValue": previous,
+            "Trigger": {
+                "MetricName": alarm.metric_name,
+                "Namespace": alarm.namespace,
+                "Statistic": alarm.stat,
+                "Dimensions": [{"name": n, "value": v} for n, v in alarm.dimensions],
+                "Period": alarm.period,
+                "EvaluationPeriods": alarm.evaluation_periods,
+                "DatapointsToAlarm": alarm.datapoints_to_alarm,
+                "ComparisonOperator": alarm.comparison,
+                "Threshold": alarm.threshold,
+                "TreatMissingData": alarm.treat_missing_data,
+            },
+        }
+    )
+
+
+def apply_locally(cloudwatch: Any, sns: Any, evaluation: Evaluation, topic_arns: Mapping[str, str], region: str) -> str:
+    """What CloudWatch does on AWS and moto does not: keep the alarm's state and notify on a change.
+    Returns the previous state."""
+    alarm = evaluation.alarm
+    existing = cloudwatch.describe_alarms(AlarmNames=[alarm.name]).get("MetricAlarms", [])
+    if not existing:
+        cloudwatch.put_metric_alarm(
+            AlarmName=alarm.name,
+            AlarmDescription=alarm.description,
+            Namespace=alarm.namespace,
+            MetricName=alarm.metric_name,
+            Dimensions=[{"Name": n, "Value": v} for n, v in alarm.dimensions],
+            Statistic=alarm.stat
+            if alarm.stat in {"Average", "Sum", "SampleCount", "Maximum", "Minimum"}
+            else "Maximum",
+            Period=alarm.period,
+            EvaluationPeriods=alarm.evaluation_periods,
+            DatapointsToAlarm=alarm.datapoints_to_alarm,
+            Threshold=alarm.threshold,
+            ComparisonOperator=alarm.comparison,
+            TreatMissingData=alarm.treat_missing_data,
+            AlarmActions=[topic_arns[t] for t in alarm.action_topics if t in topic_arns],
+            OKActions=[topic_arns[t] for t in alarm.action_topics if t in topic_arns],
+        )
+        previous = "INSUFFICIENT_DATA"  # where CloudWatch starts every alarm (moto would say OK)
+        cloudwatch.set_alarm_state(AlarmName=alarm.name, StateValue=previous, StateReason="created by imgops")
+    else:
+        previous = str(existing[0].get("StateValue", "INSUFFICIENT_DATA"))
+    if previous != evaluation.state:
+        cloudwatch.set_alarm_state(
+            AlarmName=alarm.name, StateValue=evaluation.state, StateReason=evaluation.reason[:1000]
+        )
+        for topic in alarm.action_topics:
+            if topic in topic_arns:
+                sns.publish(
+                    TopicArn=topic_arns[topic],
+                    Subject=f'{evaluation.state}: "{alarm.name}" in {region}'[:100],
+                    Message=notification(evaluation, previous, region),
+                )
+    return previous
