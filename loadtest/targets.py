@@ -95,16 +95,11 @@ def aws_target(*, stack_name: str, region: str, username: str, password: str) ->
         raise TargetError(
             "--target aws needs Cognito credentials: --username/--password or IMGOPS_USERNAME/IMGOPS_PASSWORD"
         )
-    outputs = _stack_outputs(stack_name, region)
-    needed = (
-        StackOutputs.API_URL,
-        StackOutputs.TOPIC_ARN,
-        StackOutputs.USER_POOL_CLIENT_ID,
-        StackOutputs.WORKER_FUNCTION,
+    outputs = _stack_outputs(
+        stack_name,
+        region,
+        (StackOutputs.API_URL, StackOutputs.TOPIC_ARN, StackOutputs.USER_POOL_CLIENT_ID, StackOutputs.WORKER_FUNCTION),
     )
-    missing = [name for name in needed if name not in outputs]
-    if missing:
-        raise TargetError(f"stack {stack_name!r} lacks outputs {', '.join(missing)}; is it an imgops stack?")
     return Target(
         name=f"aws:{stack_name}",
         api_url=outputs[StackOutputs.API_URL].rstrip("/"),
@@ -142,16 +137,11 @@ class Resources:
 def resolve_resources(*, stack_name: str | None, region: str, state_file: Path | None = None) -> Resources:
     """`--stack-name` reads a deployed stack's outputs; otherwise the running local stack's state file."""
     if stack_name:
-        outputs = _stack_outputs(stack_name, region)
-        needed = (
-            StackOutputs.WORK_QUEUE_URL,
-            StackOutputs.DLQ_URL,
-            StackOutputs.IMAGES_TABLE,
-            StackOutputs.UPLOAD_BUCKET,
+        outputs = _stack_outputs(
+            stack_name,
+            region,
+            (StackOutputs.WORK_QUEUE_URL, StackOutputs.DLQ_URL, StackOutputs.IMAGES_TABLE, StackOutputs.UPLOAD_BUCKET),
         )
-        missing = [name for name in needed if name not in outputs]
-        if missing:
-            raise TargetError(f"stack {stack_name!r} lacks outputs {', '.join(missing)}; is it an imgops stack?")
         return Resources(
             region=region,
             endpoint_url=None,
@@ -171,10 +161,15 @@ def resolve_resources(*, stack_name: str | None, region: str, state_file: Path |
     )
 
 
-def _stack_outputs(stack_name: str, region: str) -> dict[str, str]:
+def _stack_outputs(stack_name: str, region: str, needed: tuple[str, ...]) -> dict[str, str]:
+    """The stack's outputs, refusing a stack that lacks any of `needed`."""
     cloudformation = boto3.client("cloudformation", region_name=region)
     try:
         stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
     except Exception as exc:  # noqa: BLE001 - botocore's errors carry the useful message
         raise TargetError(f"cannot read stack {stack_name!r} in {region}: {exc}") from None
-    return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+    missing = [name for name in needed if name not in outputs]
+    if missing:
+        raise TargetError(f"stack {stack_name!r} lacks outputs {', '.join(missing)}; is it an imgops stack?")
+    return outputs

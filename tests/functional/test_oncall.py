@@ -147,3 +147,37 @@ def test_images_status_and_reprocess(stack: StackInfo, s3: Any, sqs: Any, deps: 
     )
     assert missing.exit_code == 1
     assert "no image" in missing.output
+
+
+def test_deployed_stack_is_found_by_its_outputs(moto_endpoint: str, unique_prefix: str) -> None:
+    from loadtest.targets import TargetError, aws_target, resolve_resources
+    from pipeline.resources import StackOutputs
+
+    values = {
+        StackOutputs.WORK_QUEUE_URL: "https://sqs/work",
+        StackOutputs.DLQ_URL: "https://sqs/dlq",
+        StackOutputs.IMAGES_TABLE: "t-images",
+        StackOutputs.UPLOAD_BUCKET: "t-uploads",
+        StackOutputs.API_URL: "https://api.example/",
+        StackOutputs.TOPIC_ARN: "arn:aws:sns:us-east-1:123456789012:t",
+        StackOutputs.USER_POOL_CLIENT_ID: "client",
+        StackOutputs.WORKER_FUNCTION: "t-worker",
+    }
+    template = {
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {name: {"Value": value} for name, value in values.items()},
+    }
+    cloudformation = boto3.client("cloudformation")
+    cloudformation.create_stack(StackName=f"{unique_prefix}-pipeline", TemplateBody=json.dumps(template))
+    partial = {**template, "Outputs": {StackOutputs.API_URL: {"Value": "x"}}}
+    cloudformation.create_stack(StackName=f"{unique_prefix}-other", TemplateBody=json.dumps(partial))
+
+    resources = resolve_resources(stack_name=f"{unique_prefix}-pipeline", region="us-east-1")
+    target = aws_target(stack_name=f"{unique_prefix}-pipeline", region="us-east-1", username="u", password="p")
+
+    assert (resources.dlq_url, resources.images_table, resources.endpoint_url) == ("https://sqs/dlq", "t-images", None)
+    assert (target.api_url, target.worker_function) == ("https://api.example", "t-worker")
+    with pytest.raises(TargetError, match="lacks outputs"):
+        resolve_resources(stack_name=f"{unique_prefix}-other", region="us-east-1")
+    with pytest.raises(TargetError, match="cannot read stack"):
+        resolve_resources(stack_name=f"{unique_prefix}-missing", region="us-east-1")
