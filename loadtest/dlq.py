@@ -167,7 +167,7 @@ def redrive(
 
 
 def _start_move_task(sqs: Any, dlq_url: str, queue_url: str) -> str | None:
-    """The message-move task's handle, or None where the endpoint lacks it (moto)."""
+    """The message-move task's handle, or None where it cannot start (another task running, no permission)."""
     arn = {
         url: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         for url in (dlq_url, queue_url)

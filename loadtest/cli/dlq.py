@@ -63,6 +63,7 @@ def redrive(
             queue_url=resources.work_queue_url,
             ids=set(message_id) if message_id else None,
             limit=limit,
+            prefer_move_task=resources.endpoint_url is None,  # moto, LocalStack: no message-move task
         )
     if as_json:
         typer.echo(json.dumps({"method": result.method, "moved": result.moved, "error": result.error}))

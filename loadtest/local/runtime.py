@@ -17,7 +17,6 @@ import resource
 import signal
 import sys
 import time
-import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import Any, TextIO
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from loadtest.local.faults import install_from_environment
 from loadtest.local.metrics import DEFAULT_FLUSH_SECONDS, MetricBuffer, WorkerMeter, WorkerSignals, client_config
 from pipeline.resources import WORKER_BATCH_SIZE, WORKER_MEMORY_MB, WORKER_TIMEOUT_SECONDS
 
@@ -119,11 +119,14 @@ def run_worker(
 ) -> None:
     """Entry point of one worker process: runs until `stop` is set; never dies of a handler error."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into `stop`
+    # Faults hook the default session, which the handler's clients come from; the poller and the metrics
+    # below use sessions of their own, as Lambda's poller is not the function.
+    install_from_environment()
     init_started = time.perf_counter()
     from pipeline.worker import handler
 
     init_ms: float | None = (time.perf_counter() - init_started) * 1000
-    sqs = boto3.client("sqs", region_name=config.region)
+    sqs = boto3.session.Session().client("sqs", region_name=config.region)
     meter = _worker_meter(config, signals, index)
     try:
         _poll(handler, sqs, config, stop, index, init_ms, meter)
@@ -139,7 +142,7 @@ def _worker_meter(config: RuntimeConfig, signals: WorkerSignals | None, index: i
     def warn(message: str) -> None:
         print(f"worker {index}: metrics: {message}", file=sys.stderr, flush=True)
 
-    cloudwatch = boto3.client("cloudwatch", region_name=config.region, config=client_config())
+    cloudwatch = boto3.session.Session().client("cloudwatch", region_name=config.region, config=client_config())
     buffer = MetricBuffer(cloudwatch, flush_every=config.metrics_flush_seconds, on_error=warn).start()
     return WorkerMeter(config.function_name, buffer, signals, index=index, timeout_seconds=config.timeout_seconds)
 
@@ -197,8 +200,14 @@ def invoke(
         result = handler(event, context)
         failed = {item["itemIdentifier"] for item in (result or {}).get("batchItemFailures", [])}
         crashed = False
-    except Exception:  # noqa: BLE001 - like Lambda: a crashed invocation leaves the whole batch for redelivery
-        traceback.print_exc()
+    except Exception as exc:  # noqa: BLE001 - like Lambda: a failed invocation leaves the whole batch for redelivery
+        # One line, as Lambda's console shows an invocation error; the per-record errors are in the handler's log.
+        first_line = (str(exc).splitlines() or [""])[0]
+        print(
+            f"{context.aws_request_id} invocation failed: {type(exc).__name__}: {first_line}",
+            file=sys.stderr,
+            flush=True,
+        )
     duration_ms = (time.perf_counter() - started) * 1000
     done = [m for m in messages if m["MessageId"] not in failed]
     deleted = 0

@@ -21,6 +21,7 @@ from werkzeug.wrappers import Request, Response
 
 from loadtest.local import state
 from loadtest.local.api import ApiServer, LocalHttpApi, Route, default_routes
+from loadtest.local.faults import FAULTS_FILE_ENV
 from loadtest.local.jwt_auth import CognitoJwtVerifier
 from loadtest.local.metrics import (
     API_NAMESPACE,
@@ -167,6 +168,7 @@ class LocalStack:
             **LOCAL_CREDENTIALS,
             "POWERTOOLS_LOG_LEVEL": options.log_level,
             "AWS_REGION": options.region,
+            FAULTS_FILE_ENV: str(state.faults_file()),  # `imgops faults set` reaches the workers through it
         }
         os.environ.update(environment)  # the API's handlers run in this process
         verifier = CognitoJwtVerifier(issuer=info.issuer, client_id=info.user_pool_client_id, jwks_url=info.jwks_url)
