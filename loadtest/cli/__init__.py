@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from loadtest.cli import alarms, cost, dashboards, dlq, faults, images, load, local
+from loadtest.cli import alarms, cost, dashboards, dlq, drill, faults, images, load, local
 
 app = typer.Typer(
     name="imgops",
@@ -21,6 +21,7 @@ app.add_typer(dlq.app, name="dlq")
 app.add_typer(images.app, name="images")
 app.add_typer(faults.app, name="faults")
 app.add_typer(alarms.app, name="alarms")
+app.add_typer(drill.app, name="drill")
 
 
 def main() -> None:
