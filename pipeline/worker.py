@@ -22,6 +22,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from botocore.exceptions import ClientError
 
 from pipeline import aws, store
+from pipeline.auth import SUB_PATTERN
 from pipeline.errors import error_code, is_transient
 from pipeline.imaging import ImageRejected, ProcessedImage, make_thumbnails
 from pipeline.resources import PROCESSED_PREFIX, UPLOAD_PREFIX
@@ -121,7 +122,7 @@ def owner_of(key: str) -> str | None:
     if not key.startswith(UPLOAD_PREFIX):
         return None
     owner, _, name = key[len(UPLOAD_PREFIX) :].partition("/")
-    return owner if owner and name and not name.endswith("/") else None
+    return owner if SUB_PATTERN.fullmatch(owner) and name and not name.endswith("/") else None
 
 
 def image_id_for(bucket: str, key: str) -> str:

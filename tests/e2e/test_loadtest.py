@@ -100,3 +100,10 @@ def test_selfcheck_exercises_the_upload_path(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "40 of 40 uploads" in result.stdout
+
+
+def test_bench_thumbnails_runs_every_approach(tmp_path: Path) -> None:
+    result = imgops("bench", "thumbnails", "--images", "1", "--repeat", "1", "--markdown", home=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "| imgops |" in result.stdout
+    assert "| tutorial" in result.stdout

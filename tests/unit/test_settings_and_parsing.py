@@ -87,6 +87,8 @@ def test_parse_skips_test_events_and_foreign_keys() -> None:
     assert owner_of("user-uploads//a.jpg") is None
     assert owner_of("user-uploads/sub-1/") is None
     assert owner_of("user-uploads/sub-1/nested/a.jpg") == "sub-1"
+    assert owner_of("user-uploads/../a.jpg") is None  # no Cognito sub looks like that
+    assert owner_of("user-uploads/%2e%2e/a.jpg") is None
 
 
 @pytest.mark.parametrize("body", ["not json", "[1]", '{"Records": "x"}', '{"Records": [{"s3": {}}]}'])
