@@ -20,7 +20,8 @@ from dashboards.constructs.s3_metrics import BucketMetrics
 from dashboards.constructs.storage import Storage
 from dashboards.constructs.table import ImagesTable
 from dashboards.constructs.worker import Worker
-from pipeline.resources import WORKER_BATCH_SIZE, ResourceNames
+from monitoring import s3_metrics
+from pipeline.resources import WORKER_BATCH_SIZE, ResourceNames, StackOutputs
 
 # Deploy-time defaults. Lambda's SQS poller needs a batching window above 10 messages; keep to 1-10.
 MAX_BATCH_SIZE = 10
@@ -138,7 +139,7 @@ class ImgopsStack(cdk.Stack):
         self.bucket_metrics = BucketMetrics(
             self,
             "BucketMetrics",
-            function_name=f"{names.prefix}-s3-metrics",
+            function_name=s3_metrics.function_name(names.prefix),
             code=metrics_code,
             architecture=config.architecture,
             upload_bucket=self.storage.upload_bucket,
@@ -168,11 +169,20 @@ class ImgopsStack(cdk.Stack):
             processed_bucket_name=self.storage.processed_bucket.bucket_name,
         )
 
+        # `imgops loadtest run --target aws` reads these keys (pipeline.resources.StackOutputs); `key` pins the
+        # output name even if an output ever moves into a nested construct, where CDK would hash its id.
         for output_id, value, description in (
-            ("ApiUrl", self.api.url, "Base URL of the HTTP API"),
-            ("UserPoolId", self.auth.user_pool.user_pool_id, "Cognito user pool"),
-            ("UserPoolClientId", self.auth.client.user_pool_client_id, "App client (JWT audience)"),
+            (StackOutputs.API_URL, self.api.url, "Base URL of the HTTP API"),
+            (StackOutputs.TOPIC_ARN, self.image_events.topic.topic_arn, "Image status notifications (SNS)"),
+            (StackOutputs.USER_POOL_ID, self.auth.user_pool.user_pool_id, "Cognito user pool"),
+            (StackOutputs.USER_POOL_CLIENT_ID, self.auth.client.user_pool_client_id, "App client (JWT audience)"),
+            (StackOutputs.WORKER_FUNCTION, self.worker.function.function_name, "Thumbnail worker Lambda"),
+            (StackOutputs.UPLOAD_BUCKET, self.storage.upload_bucket.bucket_name, "Originals (presigned PUTs)"),
+            (StackOutputs.PROCESSED_BUCKET, self.storage.processed_bucket.bucket_name, "Thumbnails"),
+            (StackOutputs.WORK_QUEUE_URL, self.work_queue.queue.queue_url, "Upload events for the worker"),
+            (StackOutputs.DLQ_URL, self.work_queue.dead_letter_queue.queue_url, "Uploads that failed every retry"),
+            (StackOutputs.IMAGES_TABLE, self.images.table.table_name, "One item per image"),
             ("ThumbnailCdnDomain", self.cdn.domain_name, "CloudFront domain for processed/…"),
             ("AlarmTopicArn", self.alerts.topic.topic_arn, "Ops alarm topic"),
         ):
-            cdk.CfnOutput(self, output_id, value=value, description=description)
+            cdk.CfnOutput(self, output_id, value=value, description=description, key=output_id)

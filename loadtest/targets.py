@@ -13,12 +13,20 @@ import jwt
 import requests
 
 from loadtest.local import state
-from loadtest.local.provision import StackInfo, fetch_access_token
+from loadtest.local.provision import StackInfo, fetch_access_token, local_session
 from pipeline.resources import ResourceNames, StackOutputs
 
 
 class TargetError(RuntimeError):
     pass
+
+
+def _session(region: str, endpoint_url: str | None) -> boto3.session.Session:
+    """The embedded local AWS gets the local stack's dummy credentials; anything else (LocalStack via
+    AWS_ENDPOINT_URL, real AWS) the usual credential chain."""
+    if endpoint_url is not None and endpoint_url.startswith("http://127.0.0.1:"):
+        return local_session(region)
+    return boto3.session.Session(region_name=region)
 
 
 @dataclass
@@ -38,9 +46,7 @@ class Target:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def client(self, service: str) -> Any:
-        return boto3.session.Session(region_name=self.region).client(  # type: ignore[call-overload]
-            service, endpoint_url=self.endpoint_url
-        )
+        return _session(self.region, self.endpoint_url).client(service, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
 
     def access_token(self) -> str:
         """A Cognito access token, renewed well before its hour runs out."""
@@ -125,12 +131,10 @@ class Resources:
     upload_bucket: str
 
     def client(self, service: str) -> Any:
-        return boto3.session.Session(region_name=self.region).client(  # type: ignore[call-overload]
-            service, endpoint_url=self.endpoint_url
-        )
+        return _session(self.region, self.endpoint_url).client(service, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
 
     def table(self) -> Any:
-        session = boto3.session.Session(region_name=self.region)
+        session = _session(self.region, self.endpoint_url)
         return session.resource("dynamodb", endpoint_url=self.endpoint_url).Table(self.images_table)
 
 

@@ -52,6 +52,14 @@ MAX_DATUMS_PER_CALL = 1000
 # Room left at the deadline for one more ListObjectsV2 page in flight plus the PutMetricData calls.
 SAFETY_MARGIN_MS = 10_000
 
+# How the function is deployed; the CDK construct and the local stack's schedule both read these.
+FUNCTION_NAME_SUFFIX = "-s3-metrics"
+MEMORY_MB = 256
+# Lambda's ceiling; a bucket too big to list in this is a job for S3 Inventory, not this function.
+MAX_TIMEOUT_SECONDS = 900
+# Finish before the next run starts, so two scans never overlap and double the LIST bill.
+SCHEDULE_GAP_SECONDS = 10
+
 logger = Logger(service="imgops-s3-metrics")
 
 # One listing page normally takes well under a second; a stuck call must not eat the whole budget.
@@ -93,6 +101,15 @@ class BucketScan:
             "prefixes": len(self.prefixes),
             "error": self.error,
         }
+
+
+def function_name(prefix: str) -> str:
+    return f"{prefix}{FUNCTION_NAME_SUFFIX}"
+
+
+def timeout_seconds(every_seconds: int) -> int:
+    """The function's timeout when it runs every `every_seconds`."""
+    return min(every_seconds - SCHEDULE_GAP_SECONDS, MAX_TIMEOUT_SECONDS)
 
 
 def top_level_prefix(key: str) -> str:

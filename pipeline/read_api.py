@@ -24,7 +24,7 @@ logger = Logger(service="imgops-read-api")
 app = APIGatewayHttpResolver()
 
 # Bookkeeping the worker keeps for idempotency; not part of the API's answer.
-_INTERNAL_FIELDS = frozenset({"sourceVersion", "claimed_at", "notified_at"})
+_INTERNAL_FIELDS = frozenset({"sourceVersion", "claimed_at", "notified_at", "claimToken", "lease_expires"})
 
 
 def describe_image(*, image_id: str, user_sub: str, settings: Settings, table: Table, s3: S3Client) -> dict[str, Any]:

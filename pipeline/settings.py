@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.imaging import ImageOptions, Watermark
-from pipeline.resources import PRESIGN_EXPIRY_SECONDS, Env
+from pipeline.resources import PRESIGN_EXPIRY_SECONDS, WORKER_TIMEOUT_SECONDS, Env
 
 DEFAULT_SIZES = (1024, 512, 256)
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -30,6 +30,7 @@ class Settings:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     jpeg_quality: int = 85
     url_expiry_seconds: int = PRESIGN_EXPIRY_SECONDS
+    worker_timeout_seconds: int = WORKER_TIMEOUT_SECONDS
     watermark: Watermark | None = field(default=None)
 
     @classmethod
@@ -45,6 +46,7 @@ class Settings:
             max_upload_bytes=_positive_int(env, Env.MAX_UPLOAD_BYTES, DEFAULT_MAX_UPLOAD_BYTES),
             jpeg_quality=_positive_int(env, Env.JPEG_QUALITY, 85),
             url_expiry_seconds=_positive_int(env, Env.URL_EXPIRY_SECONDS, PRESIGN_EXPIRY_SECONDS),
+            worker_timeout_seconds=_positive_int(env, Env.WORKER_TIMEOUT_SECONDS, WORKER_TIMEOUT_SECONDS),
             watermark=_watermark(env),
         )
 

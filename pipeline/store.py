@@ -7,12 +7,14 @@ take over from an older one. A second table (Powertools Idempotency) could not e
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline.errors import error_code
 
@@ -45,8 +47,15 @@ class ClaimOutcome(enum.StrEnum):
     STALE = "stale"  # a newer upload of the same key owns the item
 
 
-def claim(table: Table, upload: Upload, *, now: str) -> ClaimOutcome:
-    item = {
+class ClaimBusy(RuntimeError):
+    """Another delivery of the same version holds a live claim: retry later (SQS redelivers after the
+    visibility timeout, by which time that delivery has finished or its lease has run out)."""
+
+
+def claim(table: Table, upload: Upload, *, now: str, token: str, lease_seconds: int) -> ClaimOutcome:
+    """A claim is a lease as long as the function's timeout: a PROCESSING item whose lease ran out belongs to a
+    delivery that died (a crash, a timeout) and may be taken over; one whose lease runs is someone's work."""
+    item: dict[str, Any] = {
         "imageId": upload.image_id,
         "userId": upload.user_id,
         "originalS3Key": upload.key,
@@ -54,6 +63,8 @@ def claim(table: Table, upload: Upload, *, now: str) -> ClaimOutcome:
         "sourceVersion": upload.version,
         "uploaded_at": upload.event_time,
         "claimed_at": now,
+        "claimToken": token,
+        "lease_expires": int(time.time()) + lease_seconds,
     }
     try:
         table.put_item(Item=item, ConditionExpression="attribute_not_exists(imageId)")
@@ -66,15 +77,30 @@ def claim(table: Table, upload: Upload, *, now: str) -> ClaimOutcome:
     existing = get(table, upload.image_id) or {}
     if existing.get("sourceVersion") == upload.version:
         if existing.get("status") == Status.PROCESSING.value:
-            return ClaimOutcome.PROCESS  # an earlier attempt died part-way: do it again
-        return ClaimOutcome.DUPLICATE if existing.get("notified_at") else ClaimOutcome.NOTIFY_ONLY
+            if int(existing.get("lease_expires", 0)) > time.time():
+                raise ClaimBusy(f"{upload.key} is being processed by another delivery")
+            return _take_over(table, item, existing, "claimToken")  # the earlier attempt died part-way
+        if existing.get("notified_at"):
+            return ClaimOutcome.DUPLICATE
+        # Finished but not notified: the finishing delivery may still be publishing (it keeps its lease until
+        # it has); only a delivery that died leaves the notification to us.
+        if int(existing.get("lease_expires", 0)) > time.time():
+            raise ClaimBusy(f"{upload.key} is being notified by another delivery")
+        renewed = {**existing, "claimToken": item["claimToken"], "lease_expires": item["lease_expires"]}
+        outcome = _take_over(table, _to_dynamo(renewed), existing, "claimToken")
+        return ClaimOutcome.NOTIFY_ONLY if outcome is ClaimOutcome.PROCESS else outcome
     if str(existing.get("uploaded_at", "")) > upload.event_time:
         return ClaimOutcome.STALE
+    return _take_over(table, item, existing, "sourceVersion")
+
+
+def _take_over(table: Table, item: dict[str, Any], existing: dict[str, Any], guard: str) -> ClaimOutcome:
+    """Replace `existing` only if nobody replaced it since we read it."""
     try:
         table.put_item(
             Item=item,
-            ConditionExpression="sourceVersion = :previous",
-            ExpressionAttributeValues={":previous": existing.get("sourceVersion", "")},
+            ConditionExpression=f"{guard} = :previous",
+            ExpressionAttributeValues={":previous": existing.get(guard, "")},
         )
     except ClientError as exc:
         if error_code(exc) == "ConditionalCheckFailedException":
@@ -83,8 +109,10 @@ def claim(table: Table, upload: Upload, *, now: str) -> ClaimOutcome:
     return ClaimOutcome.PROCESS
 
 
-def finish(table: Table, upload: Upload, fields: dict[str, Any]) -> bool:
-    """Record the result unless a newer upload took the item over meanwhile (then False)."""
+def finish(table: Table, upload: Upload, fields: dict[str, Any], *, token: str, lease_seconds: int) -> bool:
+    """Record the result unless another delivery or a newer upload took the item over meanwhile (then False);
+    the lease is renewed so that the notification, which comes next, is ours too."""
+    fields = {**fields, "lease_expires": int(time.time()) + lease_seconds}
     names = {f"#f{i}": name for i, name in enumerate(fields)}
     values = {f":v{i}": _to_dynamo(value) for i, value in enumerate(fields.values())}
     assignments = ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))
@@ -92,15 +120,27 @@ def finish(table: Table, upload: Upload, fields: dict[str, Any]) -> bool:
         table.update_item(
             Key={"imageId": upload.image_id},
             UpdateExpression=f"SET {assignments}",
-            ConditionExpression="sourceVersion = :version",
+            ConditionExpression="sourceVersion = :version AND claimToken = :token",
             ExpressionAttributeNames=names,
-            ExpressionAttributeValues={**values, ":version": upload.version},
+            ExpressionAttributeValues={**values, ":version": upload.version, ":token": token},
         )
     except ClientError as exc:
         if error_code(exc) == "ConditionalCheckFailedException":
             return False
         raise
     return True
+
+
+def release(table: Table, upload: Upload, *, token: str) -> None:
+    """Give up our claim after a failure so the redelivery need not wait for the lease to run out."""
+    # Failing is fine: someone else's claim now, or DynamoDB is what failed; the lease runs out on its own.
+    with contextlib.suppress(ClientError, BotoCoreError):
+        table.update_item(
+            Key={"imageId": upload.image_id},
+            UpdateExpression="SET lease_expires = :zero",
+            ConditionExpression="claimToken = :token",
+            ExpressionAttributeValues={":zero": 0, ":token": token},
+        )
 
 
 def mark_notified(table: Table, upload: Upload, now: str) -> None:

@@ -7,9 +7,11 @@ redelivers it, and after `maxReceiveCount` parks it in the DLQ.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -136,45 +138,61 @@ def image_id_for(bucket: str, key: str) -> str:
 
 def process_upload(upload: Upload, deps: WorkerDeps) -> str:
     started = time.perf_counter()
-    outcome = store.claim(deps.table, upload, now=_now())
+    token = uuid.uuid4().hex
+    outcome = store.claim(
+        deps.table, upload, now=_now(), token=token, lease_seconds=deps.settings.worker_timeout_seconds
+    )
     if outcome is ClaimOutcome.NOTIFY_ONLY:
-        item = store.get(deps.table, upload.image_id) or {}
-        _notify(deps, upload, item)
+        with _releasing_on_failure(deps, upload, token):
+            _notify(deps, upload, store.get(deps.table, upload.image_id) or {})
         return str(outcome)
     if outcome is not ClaimOutcome.PROCESS:
         logger.info("skipping upload", extra={"key": upload.key, "outcome": str(outcome)})
         return str(outcome)
 
+    with _releasing_on_failure(deps, upload, token):
+        fields = _outcome(deps, upload)
+        fields["processed_at"] = _now()
+        fields["processing_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        lease = deps.settings.worker_timeout_seconds
+        if not store.finish(deps.table, upload, fields, token=token, lease_seconds=lease):
+            return str(ClaimOutcome.STALE)
+        _notify(deps, upload, fields)  # a failure here leaves DONE-but-not-notified: a redelivery only notifies
+    logger.info("upload finished", extra={"key": upload.key, **fields})
+    return str(fields["status"])
+
+
+@contextlib.contextmanager
+def _releasing_on_failure(deps: WorkerDeps, upload: Upload, token: str) -> Iterator[None]:
+    """A failure lets go of the claim, so the redelivery need not wait for the lease, then raises (retry)."""
+    try:
+        yield
+    except Exception as exc:
+        logger.exception("upload will be retried", extra={"key": upload.key, "transient": is_transient(exc)})
+        store.release(deps.table, upload, token=token)
+        raise
+
+
+def _outcome(deps: WorkerDeps, upload: Upload) -> dict[str, Any]:
+    """Thumbnails written and the item's fields, or FAILED with the reason; anything else raises (retry)."""
     try:
         content_type, data = _read_original(deps.s3, upload, deps.settings.max_upload_bytes)
         image = make_thumbnails(data, deps.settings.image_options())
     except ImageRejected as rejection:
-        fields: dict[str, Any] = {"status": Status.FAILED.value, "reason": rejection.reason}
         logger.warning("upload rejected", extra={"key": upload.key, "reason": rejection.reason})
-    except Exception as exc:
-        logger.exception("upload will be retried", extra={"key": upload.key, "transient": is_transient(exc)})
-        raise
-    else:
-        keys = _write_thumbnails(deps, upload, image)
-        fields = {
-            "status": Status.DONE.value,
-            "processedS3Keys": keys,
-            "width": image.width,
-            "height": image.height,
-            "format": image.format,
-            "mode": image.mode,
-            "has_transparency": image.has_transparency,
-            "content_type": content_type,
-            "size_bytes": len(data),
-            "processed_bytes": sum(len(thumbnail.data) for thumbnail in image.thumbnails),
-        }
-    fields["processed_at"] = _now()
-    fields["processing_ms"] = round((time.perf_counter() - started) * 1000, 1)
-    if not store.finish(deps.table, upload, fields):
-        return str(ClaimOutcome.STALE)
-    _notify(deps, upload, fields)
-    logger.info("upload finished", extra={"key": upload.key, **fields})
-    return str(fields["status"])
+        return {"status": Status.FAILED.value, "reason": rejection.reason}
+    return {
+        "status": Status.DONE.value,
+        "processedS3Keys": _write_thumbnails(deps, upload, image),
+        "width": image.width,
+        "height": image.height,
+        "format": image.format,
+        "mode": image.mode,
+        "has_transparency": image.has_transparency,
+        "content_type": content_type,
+        "size_bytes": len(data),
+        "processed_bytes": sum(len(thumbnail.data) for thumbnail in image.thumbnails),
+    }
 
 
 def _read_original(s3: S3Client, upload: Upload, max_bytes: int) -> tuple[str, bytes]:

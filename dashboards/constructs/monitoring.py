@@ -291,9 +291,9 @@ class Monitoring(Construct):
                 period=period,
             )
 
-        def not_reporting(bucket: str, alarm: AlarmSpec) -> CustomMetricWithAlarm:
+        def not_reporting(bucket: str, role: str, alarm: AlarmSpec) -> CustomMetricWithAlarm:
             return CustomMetricWithAlarm(
-                metric=metric(NUMBER_OF_OBJECTS, bucket, "SampleCount", "scans published"),
+                metric=metric(NUMBER_OF_OBJECTS, bucket, "SampleCount", f"{role} scans published"),
                 alarm_friendly_name=alarm.slug,
                 add_alarm={
                     "Critical": CustomThreshold(
@@ -373,8 +373,8 @@ class Monitoring(Construct):
                 CustomMetricGroup(
                     title="Scans: published (count) and incomplete (1 = nothing published)",
                     metrics=[
-                        not_reporting(upload_bucket_name, UPLOADS_NOT_REPORTING),
-                        not_reporting(processed_bucket_name, PROCESSED_NOT_REPORTING),
+                        not_reporting(upload_bucket_name, "uploads", UPLOADS_NOT_REPORTING),
+                        not_reporting(processed_bucket_name, "processed", PROCESSED_NOT_REPORTING),
                         metric(SCAN_INCOMPLETE, upload_bucket_name, "Maximum", "uploads incomplete"),
                         metric(SCAN_INCOMPLETE, processed_bucket_name, "Maximum", "processed incomplete"),
                     ],

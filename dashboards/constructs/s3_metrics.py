@@ -13,18 +13,28 @@ from constructs import Construct
 from dashboards.config import METRICS_RATES, Architecture
 from dashboards.constructs.function import PipelineFunction
 from dashboards.nag import acknowledge
-from monitoring.s3_metrics import NAMESPACE, SAFETY_MARGIN_MS
+from monitoring.s3_metrics import (
+    MAX_TIMEOUT_SECONDS,
+    MEMORY_MB,
+    NAMESPACE,
+    SAFETY_MARGIN_MS,
+    SCHEDULE_GAP_SECONDS,
+    timeout_seconds,
+)
 from pipeline.resources import Env
 
-MEMORY_MB = 256
-# Lambda's ceiling; a bucket too big to list in this is a job for S3 Inventory, not this function.
-MAX_TIMEOUT_SECONDS = 900
-# Finish before the next run starts, so two scans never overlap and double the LIST bill.
-SCHEDULE_GAP_SECONDS = 10
+__all__ = [
+    "MAX_TIMEOUT_SECONDS",
+    "MEMORY_MB",
+    "SCHEDULE_GAP_SECONDS",
+    "BucketMetrics",
+    "metrics_timeout_seconds",
+    "scan_budget_seconds",
+]
 
 
 def metrics_timeout_seconds(rate_minutes: int) -> int:
-    return min(rate_minutes * 60 - SCHEDULE_GAP_SECONDS, MAX_TIMEOUT_SECONDS)
+    return timeout_seconds(rate_minutes * 60)
 
 
 def scan_budget_seconds(rate_minutes: int) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from loadtest.cli import alarms, bench, cost, dashboards, dlq, drill, faults, images, load, local
+from loadtest.cli import alarms, bench, cost, dashboards, dlq, drill, faults, images, load, local, monitoring
 
 app = typer.Typer(
     name="imgops",
@@ -23,6 +23,7 @@ app.add_typer(faults.app, name="faults")
 app.add_typer(alarms.app, name="alarms")
 app.add_typer(drill.app, name="drill")
 app.add_typer(bench.app, name="bench")
+app.add_typer(monitoring.app, name="monitoring")
 
 
 def main() -> None:

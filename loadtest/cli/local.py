@@ -16,7 +16,7 @@ from rich.table import Table
 from loadtest.cli.errors import command_errors
 from loadtest.local import state
 from loadtest.local.metrics import DEFAULT_SAMPLE_SECONDS
-from loadtest.local.provision import StackInfo, fetch_access_token
+from loadtest.local.provision import LOCAL_CREDENTIALS, StackInfo, fetch_access_token
 from loadtest.local.stack import DEFAULT_BUCKET_METRICS_SECONDS, LocalStack, LocalStackOptions
 from pipeline.resources import QUEUE_VISIBILITY_TIMEOUT_SECONDS, WORKER_TIMEOUT_SECONDS
 
@@ -112,8 +112,7 @@ def env(state_file: StateFile = None) -> None:
         exports = {
             "AWS_ENDPOINT_URL": info.endpoint_url,
             "AWS_DEFAULT_REGION": info.region,
-            "AWS_ACCESS_KEY_ID": "imgops-local",
-            "AWS_SECRET_ACCESS_KEY": "imgops-local",
+            **LOCAL_CREDENTIALS,
             "IMGOPS_API_URL": info.api_url,
             "IMGOPS_TOKEN": fetch_access_token(info),
         }

@@ -14,9 +14,10 @@ namespaces (real CloudWatch rejects them: this module is for local endpoints onl
   workers' successful deletes (the DLQ: its net decrease, as nothing local deletes there). NumberOfMessagesSent is
   derived, since moto keeps no counter: net growth + deleted + moved to the DLQ. ApproximateAgeOfOldestMessage: the
   sampler never receives to peek (a receive counts towards maxReceiveCount and would push messages into the DLQ),
-  so it is the longest wait (now - SentTimestamp) of any message a worker received during the interval; while
-  messages wait and nobody receives any, the time since the sampler first saw them waiting (a lower bound, short
-  by up to one interval); 0 for an empty queue.
+  so it is the longest wait (receive time - SentTimestamp) of any message a worker received during the interval,
+  even if the queue is empty again at sample time; while messages wait and nobody receives any, the time since the
+  sampler first saw them waiting (a lower bound, short by up to one interval); 0 for a queue that was empty and
+  served nothing. It excludes processing time of in-flight messages, which AWS's metric includes.
 - `AWS/ApiGateway` (ApiId, Stage) per request: Count, 4xx/5xx (0/1), Latency and IntegrationLatency ms.
 
 Nothing here may disturb what it measures: datums go into a bounded buffer that a daemon thread flushes with
@@ -145,7 +146,7 @@ class MetricBuffer:
 
 
 class Periodic:
-    """`task` now (when `run_first`) and every `every` seconds on a daemon thread; a failing run is reported only."""
+    """`task` every `every` seconds on a daemon thread (first at once when `run_first`); failures are reported only."""
 
     def __init__(
         self,
@@ -153,7 +154,7 @@ class Periodic:
         every: float,
         task: Callable[[], object],
         *,
-        run_first: bool = True,
+        run_first: bool = False,
         on_error: Callable[[str], None] | None = None,
     ) -> None:
         self._name = name
@@ -409,12 +410,12 @@ class BacklogAge:
     waiting_since: float | None = None
 
     def update(self, now: float, snapshot: QueueSnapshot, longest_wait: float | None) -> float:
+        if longest_wait is not None:  # workers took messages: the oldest of them is the best evidence there is,
+            self.waiting_since = None  # even if the queue is empty again by now (a burst drains within a minute)
+            return longest_wait
         if snapshot.total == 0:
             self.waiting_since = None
             return 0.0
-        if longest_wait is not None:  # workers took messages: the oldest of them is the best evidence there is
-            self.waiting_since = None
-            return longest_wait
         if self.waiting_since is None:
             self.waiting_since = now
         return now - self.waiting_since

@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from mypy_boto3_cognito_idp import CognitoIdentityProviderClient
 
 
+# The embedded AWS accepts any credentials; fixed dummies guarantee real ones are never sent to it.
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "imgops-local", "AWS_SECRET_ACCESS_KEY": "imgops-local"}
+
+
 @dataclass(frozen=True)
 class StackInfo:
     """Everything a client of a running stack needs; also the local state file's content."""
@@ -70,6 +74,15 @@ class StackInfo:
             "AWS_ENDPOINT_URL": self.endpoint_url,
             "AWS_DEFAULT_REGION": self.region,
         }
+
+
+def local_session(region: str) -> boto3.session.Session:
+    """A session for the embedded AWS: its dummy credentials, whatever the shell exports."""
+    return boto3.session.Session(
+        region_name=region,
+        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
 
 
 def client_config() -> Config:

@@ -36,12 +36,10 @@ from loadtest.local.metrics import (
     metered,
 )
 from loadtest.local.moto_process import MotoProcess
-from loadtest.local.provision import StackInfo, provision
+from loadtest.local.provision import LOCAL_CREDENTIALS, StackInfo, provision
 from loadtest.local.runtime import LocalLambdaContext, RuntimeConfig, WorkerPool
-from pipeline.resources import QUEUE_VISIBILITY_TIMEOUT_SECONDS, WORKER_TIMEOUT_SECONDS, ResourceNames
+from pipeline.resources import QUEUE_VISIBILITY_TIMEOUT_SECONDS, WORKER_TIMEOUT_SECONDS, Env, ResourceNames
 
-# The embedded AWS accepts any credentials; fixed dummies guarantee real ones are never sent to it.
-LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "imgops-local", "AWS_SECRET_ACCESS_KEY": "imgops-local"}
 # The HTTP API's id and stage as the local API reports them (api.http_api_event's requestContext).
 LOCAL_API_ID = "local"
 LOCAL_API_STAGE = "$default"
@@ -168,7 +166,10 @@ class LocalStack:
             **LOCAL_CREDENTIALS,
             "POWERTOOLS_LOG_LEVEL": options.log_level,
             "AWS_REGION": options.region,
-            FAULTS_FILE_ENV: str(state.faults_file()),  # `imgops faults set` reaches the workers through it
+            FAULTS_FILE_ENV: str(state.faults_file()),
+            Env.WORKER_TIMEOUT_SECONDS: str(
+                options.worker_timeout_seconds
+            ),  # `imgops faults set` reaches the workers through it
         }
         os.environ.update(environment)  # the API's handlers run in this process
         verifier = CognitoJwtVerifier(issuer=info.issuer, client_id=info.user_pool_client_id, jwks_url=info.jwks_url)
@@ -202,6 +203,10 @@ class LocalStack:
         )
         state.report_log().parent.mkdir(parents=True, exist_ok=True)
         self._workers.start()
+        # Like Lambda starting a fresh execution environment when one dies (a SIGKILL, an OOM kill).
+        self._schedules.append(
+            Periodic("worker-supervisor", 1.0, self._workers.replace_dead, on_error=self._say).start()
+        )
         if self._metrics is not None:
             self._start_schedules(info, self._metrics, self._workers)
         state.write_state(info)
@@ -220,15 +225,16 @@ class LocalStack:
             signals=workers.signals,
         )
         every = self.options.bucket_metrics_every_seconds
-        self._schedules = [
+        schedules = [
             Periodic("sqs-sampler", self.options.sample_every_seconds, sampler.sample, on_error=self._say),
             Periodic("bucket-metrics", every, self._bucket_metrics_run(info, buffer, every), on_error=self._say),
         ]
-        for schedule in self._schedules:
+        for schedule in schedules:
             # First runs here, not on the threads: a baseline sample and the scan at start (empty buckets, fast),
             # and boto3's default session creates the handler's clients on this thread only (not thread-safe).
             schedule.run_now()
             schedule.start()
+            self._schedules.append(schedule)  # next to the worker supervisor: stop() ends them all
 
     def _bucket_metrics_run(self, info: StackInfo, buffer: MetricBuffer, every: int) -> Callable[[], None]:
         """One scheduled invocation of monitoring.s3_metrics.handler, metered like the worker."""
@@ -256,11 +262,9 @@ class LocalStack:
             self._announce(message)
 
     def supervise(self, interval: float = 1.0) -> None:
-        """Block until interrupted, restarting any worker process that died."""
+        """Block until interrupted (dead workers are replaced in the background from start on)."""
         while True:
             time.sleep(interval)
-            if self._workers is not None:
-                self._workers.replace_dead()
 
     def stop(self) -> None:
         state.clear_state()

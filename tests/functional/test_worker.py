@@ -196,3 +196,51 @@ def test_poison_message_reaches_the_dlq_after_max_receives(moto_endpoint: str, u
     assert receives == QUEUE_MAX_RECEIVE_COUNT
     dead = sqs.receive_message(QueueUrl=stack.dlq_url, MaxNumberOfMessages=10)["Messages"]
     assert [m["Body"] for m in dead if "s3:TestEvent" not in m["Body"]] == ["poison"]
+
+
+def test_newer_upload_of_the_same_key_wins_in_any_order(stack: StackInfo, s3: Any, sqs: Any, deps: WorkerDeps) -> None:
+    import time
+
+    put_upload(s3, stack, jpeg_bytes(800, 600))
+    [older] = receive_uploads(sqs, stack, 1)
+    time.sleep(0.01)  # event times are millisecond-precise
+    put_upload(s3, stack, jpeg_bytes(300, 200))  # the user overwrote it (the same presigned URL, twice)
+    [newer] = receive_uploads(sqs, stack, 1)
+    newer_etag = json.loads(newer["Body"])["Records"][0]["s3"]["object"]["eTag"]
+
+    assert worker.process_message(newer["Body"], deps) == ["DONE"]
+    assert worker.process_message(older["Body"], deps) == ["stale"]  # arrived late: ignored
+    item = store.get(deps.table, IMAGE_ID) or {}
+    assert item["sourceVersion"].startswith(newer_etag)
+    assert (item["width"], item["height"]) == (300, 200)
+
+
+def test_newer_upload_takes_over_a_finished_older_one(stack: StackInfo, s3: Any, sqs: Any, deps: WorkerDeps) -> None:
+    import time
+
+    put_upload(s3, stack, jpeg_bytes(800, 600))
+    [older] = receive_uploads(sqs, stack, 1)
+    assert worker.process_message(older["Body"], deps) == ["DONE"]
+    time.sleep(0.01)
+    put_upload(s3, stack, jpeg_bytes(300, 200))
+    [newer] = receive_uploads(sqs, stack, 1)
+
+    assert worker.process_message(newer["Body"], deps) == ["DONE"]
+    item = store.get(deps.table, IMAGE_ID) or {}
+    assert (item["width"], item["height"]) == (300, 200)
+
+
+def test_a_duplicate_delivered_while_the_first_runs_waits_its_turn(
+    stack: StackInfo, s3: Any, sqs: Any, deps: WorkerDeps, notifications: Callable[[], list[dict[str, Any]]]
+) -> None:
+    put_upload(s3, stack, jpeg_bytes(640, 480))
+    [message] = receive_uploads(sqs, stack, 1)
+    [upload] = worker.parse_s3_event(message["Body"])
+    assert store.claim(deps.table, upload, now="t", token="first", lease_seconds=60) is store.ClaimOutcome.PROCESS
+
+    with pytest.raises(store.ClaimBusy):  # SQS handed the same event to a second worker
+        worker.process_message(message["Body"], deps)
+    store.release(deps.table, upload, token="first")  # the first delivery failed and let go
+    assert worker.process_message(message["Body"], deps) == ["DONE"]
+    assert worker.process_message(message["Body"], deps) == ["duplicate"]
+    assert len(notifications()) == 1

@@ -1,0 +1,147 @@
+"""Uploads through `imgops local up`, then the dashboards drawn from what the local stack published by itself.
+
+No metric is put by the test: the worker runtime, the local API, the SQS sampler and the scheduled
+bucket-metrics Lambda must have published everything the assertions find.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from loadtest.local.provision import StackInfo, fetch_access_token
+from pipeline.resources import ResourceNames
+from tests.conftest import jpeg_bytes
+
+pytestmark = pytest.mark.slow
+
+IMAGES = 4
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "loadtest.cli", *args], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def monitoring(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`imgops monitoring …` through its own Typer app (it works the same once registered in loadtest.cli)."""
+    code = "from loadtest.cli.monitoring import app; app(prog_name='imgops monitoring')"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[StackInfo, dict[str, str]]]:
+    state_dir = tmp_path_factory.mktemp("state")
+    env = {**os.environ, "IMGOPS_STATE_DIR": str(state_dir), "COLUMNS": "200"}
+    env.pop("AWS_ENDPOINT_URL", None)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "loadtest.cli",
+            "local",
+            "up",
+            "--workers",
+            "2",
+            "--metrics-every",
+            "3600",
+            "--sample-every",
+            "2",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    state_file = state_dir / "local-stack.json"
+    deadline = time.monotonic() + 60
+    while not state_file.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"local stack did not start:\n{process.communicate()[0]}")
+        time.sleep(0.2)
+    yield StackInfo.from_json(state_file.read_text()), env
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def upload_and_wait(info: StackInfo, count: int) -> None:
+    headers = {"Authorization": f"Bearer {fetch_access_token(info)}"}
+    image_ids = []
+    for _ in range(count):
+        grant = requests.post(
+            f"{info.api_url}/uploads", json={"content_type": "image/jpeg"}, headers=headers, timeout=10
+        )
+        assert grant.status_code == 201, grant.text
+        upload = grant.json()
+        put = requests.put(
+            upload["upload_url"], data=jpeg_bytes(1600, 1200), headers={"Content-Type": "image/jpeg"}, timeout=30
+        )
+        assert put.status_code == 200
+        image_ids.append(upload["image_id"])
+    deadline = time.monotonic() + 90
+    pending = set(image_ids)
+    while pending and time.monotonic() < deadline:
+        for image_id in list(pending):
+            status = requests.get(f"{info.api_url}/images/{image_id}", headers=headers, timeout=10)
+            if status.status_code == 200 and status.json().get("status") == "DONE":
+                pending.discard(image_id)
+        time.sleep(0.5)
+    assert not pending, f"not DONE within 90 s: {pending}"
+
+
+def series(widgets: list[dict[str, Any]], title: str, metric: str, dimension: str) -> list[float]:
+    values: list[float] = []
+    for widget in widgets:
+        for item in widget["series"]:
+            if widget["title"] == title and item["metric"] == metric and dimension in item["dimensions"].values():
+                values += item["values"]
+    return values
+
+
+def test_dashboards_show_what_a_burst_of_uploads_published(
+    local_stack: tuple[StackInfo, dict[str, str]], tmp_path: Path
+) -> None:
+    info, env = local_stack
+    names = ResourceNames(info.prefix)
+    upload_and_wait(info, IMAGES)
+
+    published = monitoring("publish", "--state-file", str(Path(env["IMGOPS_STATE_DIR"]) / "local-stack.json"), env=env)
+    assert published.returncode == 0, published.stdout + published.stderr
+    assert f"{names.upload_bucket}" in published.stdout
+    time.sleep(8)  # one more SQS sample (2 s) and the 5-s PutMetricData flushes of workers and API
+
+    rendered = cli("dashboards", "render", "--out", str(tmp_path), "--period", "60", "--hours", "1", env=env)
+
+    assert rendered.returncode == 0, rendered.stdout + rendered.stderr
+    operations = json.loads((tmp_path / f"{names.prefix}-operations.json").read_text())["widgets"]
+    capacity = json.loads((tmp_path / f"{names.prefix}-capacity.json").read_text())["widgets"]
+    assert sum(series(operations, "Invocations", "Invocations", names.worker_function)) >= 1
+    assert series(operations, "Errors (rate)", "Errors", names.worker_function)
+    assert max(series(operations, "Latency", "Duration", names.worker_function)) > 0
+    assert sum(series(operations, "Message Count", "NumberOfMessagesSent", names.work_queue)) >= IMAGES
+    assert series(operations, "Message Count", "ApproximateNumberOfMessagesVisible", names.work_queue)
+    assert series(operations, "DLQ: Message Count", "ApproximateNumberOfMessagesVisible", names.dead_letter_queue)
+    assert sum(series(operations, "Errors", "5xx", "local")) == 0  # 4xx happen: polling an image not yet stored
+    assert sum(series(operations, "Invocations", "Invocations", names.presign_function)) == IMAGES
+    # The scan at start (empty) and the on-demand one (IMAGES originals): the latest is the one that counts.
+    assert series(capacity, "Number of objects", "NumberOfObjects", info.upload_bucket)[-1] >= IMAGES
+    assert sum(series(capacity, "Invocations", "Invocations", f"{names.prefix}-s3-metrics")) >= 1
+    page = (tmp_path / "dashboards.html").read_text()
+    assert page.count('data-has-data="true"') >= 10

@@ -1,0 +1,437 @@
+"""The local stack's CloudWatch metrics against the moto server: published like AWS, read back with GetMetricData."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import socket
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from typer.testing import CliRunner
+from werkzeug.test import Client
+
+from loadtest.cli.monitoring import app as monitoring_app
+from loadtest.local.api import Route
+from loadtest.local.jwt_auth import CognitoJwtVerifier
+from loadtest.local.metrics import (
+    LAMBDA_NAMESPACE,
+    BacklogAge,
+    MetricBuffer,
+    Periodic,
+    QueueRef,
+    QueueSampler,
+    QueueSnapshot,
+    WorkerMeter,
+    WorkerSignals,
+    invocation_datums,
+    metered,
+)
+from loadtest.local.provision import StackInfo, fetch_access_token
+from loadtest.local.runtime import LocalLambdaContext, RuntimeConfig, invoke
+from loadtest.local.stack import MeteredHttpApi, scheduled_event
+from monitoring import s3_metrics
+from pipeline.resources import Env, ResourceNames
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_cloudwatch.type_defs import DimensionTypeDef
+
+
+@pytest.fixture
+def cloudwatch(moto_endpoint: str) -> CloudWatchClient:
+    return boto3.client("cloudwatch")
+
+
+@pytest.fixture
+def buffer(cloudwatch: CloudWatchClient) -> MetricBuffer:
+    return MetricBuffer(cloudwatch)
+
+
+def statistic(namespace: str, name: str, dimensions: dict[str, str], stat: str) -> float | None:
+    """One statistic over the last half hour (a single period, so no minute boundary splits the datums)."""
+    dims: list[DimensionTypeDef] = [{"Name": key, "Value": value} for key, value in dimensions.items()]
+    now = datetime.now(UTC)
+    answer = boto3.client("cloudwatch").get_metric_data(
+        MetricDataQueries=[
+            {
+                "Id": "q",
+                "MetricStat": {
+                    "Metric": {"Namespace": namespace, "MetricName": name, "Dimensions": dims},
+                    "Period": 3600,
+                    "Stat": stat,
+                },
+            }
+        ],
+        StartTime=now - timedelta(minutes=30),
+        EndTime=now + timedelta(minutes=5),
+    )
+    values = answer["MetricDataResults"][0]["Values"]
+    return float(values[0]) if values else None
+
+
+def lambda_stat(function_name: str, name: str, stat: str) -> float | None:
+    return statistic(LAMBDA_NAMESPACE, name, {"FunctionName": function_name}, stat)
+
+
+def sqs_stat(queue_name: str, name: str, stat: str) -> float | None:
+    return statistic("AWS/SQS", name, {"QueueName": queue_name}, stat)
+
+
+def signals(workers: int = 1) -> WorkerSignals:
+    return WorkerSignals.create(multiprocessing.get_context("spawn"), workers)
+
+
+def receive(sqs: Any, queue_url: str, count: int, *, visibility_timeout: int | None = None) -> list[dict[str, Any]]:
+    extra = {} if visibility_timeout is None else {"VisibilityTimeout": visibility_timeout}
+    messages: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 10
+    while len(messages) < count and time.monotonic() < deadline:
+        batch = sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=min(10, count - len(messages)),
+            WaitTimeSeconds=1,
+            AttributeNames=["All"],
+            **extra,
+        )
+        messages += batch.get("Messages", [])
+    assert len(messages) == count
+    return messages
+
+
+def drain(sqs: Any, queue_url: str) -> None:
+    """Remove the s3:TestEvent the bucket notification put on the work queue, so counts start at zero."""
+    while batch := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages"):
+        for message in batch:
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def test_invocations_publish_what_lambda_publishes(
+    stack: StackInfo, sqs: Any, buffer: MetricBuffer, tmp_path: Path
+) -> None:
+    drain(sqs, stack.queue_url)
+    function_name = ResourceNames(stack.prefix).worker_function
+    config = RuntimeConfig(
+        queue_url=stack.queue_url,
+        queue_arn=stack.queue_arn,
+        region=stack.region,
+        function_name=function_name,
+        report_log=tmp_path / "reports.log",
+    )
+    shared = signals()
+    meter = WorkerMeter(function_name, buffer, shared, index=0, timeout_seconds=config.timeout_seconds)
+    for body in ("a", "b", "c", "d"):
+        sqs.send_message(QueueUrl=stack.queue_url, MessageBody=body)
+    first, second = receive(sqs, stack.queue_url, 3), receive(sqs, stack.queue_url, 1)
+
+    def fails_one(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+
+    def crashes(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        raise RuntimeError("boom")
+
+    with (tmp_path / "reports.log").open("a") as report_file:
+        invoke(fails_one, first, sqs, config, report_file, None, meter)
+        invoke(crashes, second, sqs, config, report_file, None, meter)
+    assert buffer.flush() == 10
+
+    assert lambda_stat(function_name, "Invocations", "Sum") == 2
+    # A partial batch failure is a successful invocation; only the crash counts, so the dashboards' rate is 50 %.
+    assert lambda_stat(function_name, "Errors", "Sum") == 1
+    assert lambda_stat(function_name, "Errors", "Average") == 0.5
+    assert lambda_stat(function_name, "Throttles", "Sum") == 0
+    assert lambda_stat(function_name, "Duration", "SampleCount") == 2
+    assert (lambda_stat(function_name, "Duration", "Maximum") or 0) > 0
+    assert lambda_stat(function_name, "ConcurrentExecutions", "Maximum") == 1
+    assert shared.take_deleted() == 2  # three received, one failed; the crashed batch stays on the queue
+    wait = shared.take_longest_wait()
+    assert wait is not None
+    assert 0 <= wait < 60
+    assert shared.take_longest_wait() is None  # taken: the next sample starts afresh
+    assert sum(shared.busy[:]) == 0
+
+
+def test_concurrent_executions_counts_busy_workers() -> None:
+    shared = signals(workers=3)
+
+    assert shared.set_busy(0, True) == 1
+    assert shared.set_busy(2, True) == 2
+    assert shared.set_busy(0, False) == 1
+    datums = invocation_datums("f", duration_ms=1.0, error=False, concurrent=2, timestamp=datetime.now(UTC))
+    assert {d["MetricName"]: d["Value"] for d in datums}["ConcurrentExecutions"] == 2
+
+
+def test_sampler_publishes_queue_depth_age_and_derived_counts(stack: StackInfo, sqs: Any, buffer: MetricBuffer) -> None:
+    drain(sqs, stack.queue_url)
+    names = ResourceNames(stack.prefix)
+    shared = signals()
+    meter = WorkerMeter(names.worker_function, buffer, shared, index=0, timeout_seconds=60)
+    clock = [time.time() - 120]  # timestamps stay inside the read-back window
+    sampler = QueueSampler(
+        sqs,
+        buffer,
+        work=QueueRef(names.work_queue, stack.queue_url),
+        dead_letters=QueueRef(names.dead_letter_queue, stack.dlq_url),
+        signals=shared,
+        clock=lambda: clock[0],
+    )
+    baseline = {d["MetricName"] for d in sampler.sample() if d["Dimensions"][0]["Value"] == names.work_queue}
+    assert "NumberOfMessagesSent" not in baseline  # nothing to count over yet
+
+    for body in ("1", "2", "3"):
+        sqs.send_message(QueueUrl=stack.queue_url, MessageBody=body)
+    [taken] = receive(sqs, stack.queue_url, 1)
+    meter.received([taken])
+    sqs.delete_message(QueueUrl=stack.queue_url, ReceiptHandle=taken["ReceiptHandle"])
+    meter.finished(duration_ms=5.0, error=False, concurrent=1, deleted=1)
+    redrive_to_dlq(sqs, stack, expected=2)
+    clock[0] += 60
+    sampler.sample()
+    assert buffer.flush() > 0
+
+    assert sqs_stat(names.work_queue, "NumberOfMessagesDeleted", "Sum") == 1
+    # Sent = net change (3 - 1 - 2 = 0) + deleted (1) + moved to the DLQ (2).
+    assert sqs_stat(names.work_queue, "NumberOfMessagesSent", "Sum") == 3
+    assert sqs_stat(names.work_queue, "ApproximateNumberOfMessagesVisible", "Maximum") == 0
+    assert sqs_stat(names.dead_letter_queue, "NumberOfMessagesSent", "Sum") == 2
+    assert sqs_stat(names.dead_letter_queue, "ApproximateNumberOfMessagesVisible", "Maximum") == 2
+    work_age = sqs_stat(names.work_queue, "ApproximateAgeOfOldestMessage", "Maximum")
+    assert work_age is not None
+    assert 0 <= work_age < 60
+
+    clock[0] += 60
+    dlq_ages = [
+        d["Value"]
+        for d in sampler.sample()
+        if d["MetricName"] == "ApproximateAgeOfOldestMessage" and d["Dimensions"][0]["Value"] == names.dead_letter_queue
+    ]
+    assert dlq_ages == [60.0]  # nobody receives from the DLQ: the time since it was first seen non-empty
+
+
+def redrive_to_dlq(sqs: Any, stack: StackInfo, *, expected: int) -> None:
+    """Receive without deleting until SQS moves the messages past maxReceiveCount into the DLQ."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0)
+        attributes = sqs.get_queue_attributes(QueueUrl=stack.dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
+        if int(attributes["Attributes"]["ApproximateNumberOfMessages"]) >= expected:
+            return
+    pytest.fail("messages never reached the DLQ")
+
+
+def test_backlog_age_is_a_lower_bound_without_receives() -> None:
+    age = BacklogAge()
+    waiting, empty = QueueSnapshot(visible=3, not_visible=0), QueueSnapshot(visible=0, not_visible=0)
+
+    assert age.update(0.0, waiting, None) == 0.0  # first seen waiting: nothing known about before
+    assert age.update(60.0, waiting, None) == 60.0
+    assert age.update(120.0, waiting, 12.5) == 12.5  # a worker took messages: their wait is the evidence
+    assert age.update(180.0, waiting, None) == 0.0  # waiting again since the receive
+    assert age.update(240.0, empty, None) == 0.0
+    assert age.update(300.0, waiting, None) == 0.0
+    assert age.update(360.0, empty, 11.0) == 11.0  # a burst that drained between samples still shows its wait
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_an_unreachable_cloudwatch_never_reaches_the_caller() -> None:
+    dead = boto3.client(
+        "cloudwatch",
+        endpoint_url=f"http://127.0.0.1:{closed_port()}",
+        config=Config(connect_timeout=1, read_timeout=1, retries={"max_attempts": 1}),
+    )
+    errors: list[str] = []
+    buffer = MetricBuffer(dead, on_error=errors.append, max_pending=5)
+    datums = invocation_datums("f", duration_ms=1.0, error=False, concurrent=1, timestamp=datetime.now(UTC))
+
+    buffer.add(LAMBDA_NAMESPACE, datums + datums)  # 10 into a buffer of 5: the oldest 5 go
+    assert buffer.flush() == 0
+    buffer.add(LAMBDA_NAMESPACE, datums)
+    buffer.close()
+
+    assert buffer.dropped == 15
+    assert len(errors) == 1  # reported once a minute, not per batch
+    assert "PutMetricData AWS/Lambda failed" in errors[0]
+
+
+def test_the_flush_thread_sends_batches(buffer: MetricBuffer, unique_prefix: str) -> None:
+    flushing = MetricBuffer(boto3.client("cloudwatch"), flush_every=0.05).start()
+    function_name = f"{unique_prefix}-fn"
+    for _ in range(3):
+        flushing.add(
+            LAMBDA_NAMESPACE,
+            invocation_datums(function_name, duration_ms=2.0, error=False, concurrent=1, timestamp=datetime.now(UTC)),
+        )
+    deadline = time.monotonic() + 5
+    while flushing.sent < 15 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    flushing.close()
+
+    assert flushing.sent == 15
+    assert lambda_stat(function_name, "Invocations", "Sum") == 3
+
+
+def test_local_api_publishes_api_gateway_and_lambda_metrics(
+    stack: StackInfo, buffer: MetricBuffer, unique_prefix: str
+) -> None:
+    names = ResourceNames(stack.prefix)
+
+    def ok(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return {"statusCode": 201, "body": "{}"}
+
+    def broken(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        raise RuntimeError("boom")
+
+    verifier = CognitoJwtVerifier(issuer=stack.issuer, client_id=stack.user_pool_client_id, jwks_url=stack.jwks_url)
+    routes = [
+        Route("POST", "/uploads", names.presign_function, ok),
+        Route("GET", "/images/{image_id}", names.read_api_function, broken),
+    ]
+    api = MeteredHttpApi(routes, verifier, buffer, api_id=unique_prefix)
+    client = Client(api)
+    bearer = {"Authorization": f"Bearer {fetch_access_token(stack)}"}
+
+    assert client.post("/uploads", headers=bearer).status_code == 201
+    assert client.get("/images/abc", headers=bearer).status_code == 500
+    assert client.post("/uploads").status_code == 401
+    buffer.flush()
+
+    dims = {"ApiId": unique_prefix, "Stage": "$default"}
+    assert statistic("AWS/ApiGateway", "Count", dims, "Sum") == 3
+    assert statistic("AWS/ApiGateway", "4xx", dims, "Sum") == 1
+    assert statistic("AWS/ApiGateway", "5xx", dims, "Sum") == 1
+    assert statistic("AWS/ApiGateway", "IntegrationLatency", dims, "SampleCount") == 2  # the 401 never got there
+    assert (statistic("AWS/ApiGateway", "Latency", dims, "Minimum") or 0) > 0
+    assert lambda_stat(names.presign_function, "Errors", "Sum") == 0
+    assert lambda_stat(names.read_api_function, "Errors", "Sum") == 1
+
+
+@pytest.fixture
+def metrics_handler_env(stack: StackInfo, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv(Env.UPLOAD_BUCKET, stack.upload_bucket)
+    monkeypatch.setenv(Env.PROCESSED_BUCKET, stack.processed_bucket)
+    s3_metrics._s3.cache_clear()
+    s3_metrics._cloudwatch.cache_clear()
+    yield
+    s3_metrics._s3.cache_clear()
+    s3_metrics._cloudwatch.cache_clear()
+
+
+@pytest.mark.usefixtures("metrics_handler_env")
+def test_scheduled_bucket_metrics_run_is_metered_like_a_lambda(stack: StackInfo, s3: Any, buffer: MetricBuffer) -> None:
+    s3.put_object(Bucket=stack.upload_bucket, Key="user-uploads/u/a.jpg", Body=b"x" * 100)
+    function_name = s3_metrics.function_name(stack.prefix)
+    handler = metered(function_name, s3_metrics.handler, buffer, timeout_seconds=30)
+    context = LocalLambdaContext.create(function_name, timeout_seconds=30, memory_mb=s3_metrics.MEMORY_MB)
+
+    report = handler(scheduled_event(stack.region, "rule"), context)
+    buffer.flush()
+
+    assert [b["objects_listed"] for b in report["buckets"]] == [1, 0]
+    assert lambda_stat(function_name, "Invocations", "Sum") == 1
+    assert lambda_stat(function_name, "Errors", "Sum") == 0
+    assert statistic("CustomS3", "BucketSizeBytes", {"BucketName": stack.upload_bucket}, "Maximum") == 100
+
+
+def test_monitoring_publish_measures_the_local_stacks_buckets(stack: StackInfo, s3: Any, tmp_path: Path) -> None:
+    state_file = tmp_path / "local-stack.json"
+    state_file.write_text(stack.to_json())
+    s3.put_object(Bucket=stack.upload_bucket, Key="user-uploads/u/a.jpg", Body=b"x" * 300)
+    s3.put_object(Bucket=stack.processed_bucket, Key="processed/i/256.jpg", Body=b"x" * 30)
+
+    result = CliRunner().invoke(monitoring_app, ["publish", "--state-file", str(state_file)], env={"COLUMNS": "200"})
+
+    assert result.exit_code == 0, result.output
+    assert stack.upload_bucket in result.stdout
+    assert "published 10 datums in 1 PutMetricData call" in result.stdout
+    assert statistic("CustomS3", "BucketSizeBytes", {"BucketName": stack.upload_bucket}, "Maximum") == 300
+    assert statistic("CustomS3", "NumberOfObjects", {"BucketName": stack.processed_bucket}, "Maximum") == 1
+
+
+def test_monitoring_publish_named_buckets_on_the_endpoint(stack: StackInfo) -> None:
+    """AWS_ENDPOINT_URL (the moto server here) or real AWS: the buckets are named, no local state is read."""
+    result = CliRunner().invoke(
+        monitoring_app,
+        ["publish", "--upload-bucket", stack.upload_bucket, "--processed-bucket", stack.processed_bucket],
+        env={"IMGOPS_STATE_DIR": "/nonexistent"},
+    )
+
+    assert result.exit_code == 0, result.output
+    assert statistic("CustomS3", "ScanIncomplete", {"BucketName": stack.processed_bucket}, "Maximum") == 0
+
+
+def test_monitoring_publish_reports_a_bucket_it_cannot_list(stack: StackInfo, unique_prefix: str) -> None:
+    missing = f"{unique_prefix}-missing"
+
+    result = CliRunner().invoke(
+        monitoring_app, ["publish", "--upload-bucket", missing, "--processed-bucket", stack.processed_bucket]
+    )
+
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"error: could not list {missing} (the other bucket's metrics were published)")
+    assert statistic("CustomS3", "ScanIncomplete", {"BucketName": missing}, "Maximum") == 1
+
+
+def test_monitoring_publish_needs_both_bucket_names() -> None:
+    result = CliRunner().invoke(monitoring_app, ["publish", "--upload-bucket", "only-one"])
+
+    assert result.exit_code == 2
+    assert "give both --upload-bucket and --processed-bucket" in result.output
+
+
+def test_monitoring_publish_finds_the_buckets_in_a_deployed_stacks_outputs(
+    stack: StackInfo, unique_prefix: str
+) -> None:
+    cloudformation = boto3.client("cloudformation")
+    outputs = {"UploadBucketName": stack.upload_bucket, "ProcessedBucketName": stack.processed_bucket}
+    template = {
+        "Resources": {"Marker": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": f"{unique_prefix}-marker"}}},
+        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
+    }
+    cloudformation.create_stack(StackName=f"{unique_prefix}-pipeline", TemplateBody=json.dumps(template))
+
+    result = CliRunner().invoke(
+        monitoring_app, ["publish", "--stack-name", f"{unique_prefix}-pipeline"], env={"COLUMNS": "200"}
+    )
+    missing = CliRunner().invoke(monitoring_app, ["publish", "--stack-name", f"{unique_prefix}-nope"])
+
+    assert result.exit_code == 0, result.output
+    assert stack.processed_bucket in result.stdout
+    assert statistic("CustomS3", "ScanIncomplete", {"BucketName": stack.upload_bucket}, "Maximum") == 0
+    assert missing.exit_code == 1
+    assert f"cannot read stack '{unique_prefix}-nope'" in missing.stderr
+
+
+def test_periodic_runs_on_schedule_and_survives_a_failing_run() -> None:
+    runs: list[float] = []
+    errors: list[str] = []
+
+    def task() -> None:
+        runs.append(time.monotonic())
+        if len(runs) == 2:
+            raise RuntimeError("endpoint gone")
+
+    schedule = Periodic("sampler", 0.05, task, on_error=errors.append)
+    schedule.run_now()  # what the stack does at start, on its own thread
+    schedule.start()
+    deadline = time.monotonic() + 5
+    while len(runs) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    schedule.stop()
+    count = len(runs)
+    time.sleep(0.2)
+
+    assert count >= 4
+    assert len(runs) == count  # stopped means stopped
+    assert runs[1] - runs[0] >= 0.04  # the thread waits a period before its first run: no double run at start
+    assert errors == ["sampler: endpoint gone"]

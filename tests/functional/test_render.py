@@ -1,0 +1,300 @@
+"""`imgops dashboards render` against the moto server: metric data in under the dashboards' names, pictures out.
+
+One synth per module (seconds); every test renders that template against its own files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from dashboards.render import (
+    BASIC_STATISTICS,
+    PhysicalIds,
+    RenderError,
+    RenderOptions,
+    Resolver,
+    parse_metrics,
+    parse_search,
+    render,
+    synthesized_template,
+)
+from loadtest.cli.dashboards import app as dashboards_app
+from loadtest.local.provision import StackInfo, provision
+from loadtest.local.stack import LOCAL_API_ID
+from monitoring import s3_metrics
+from pipeline.resources import ResourceNames
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_cloudwatch.type_defs import DimensionTypeDef, MetricDatumTypeDef
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+WORKER_INVOCATIONS = [4.0, 7.0, 3.0]
+UPLOAD_BYTES = 12_345
+
+
+@pytest.fixture(scope="module")
+def rendered_stack(moto_endpoint: str) -> StackInfo:
+    return provision(ResourceNames(f"r{uuid.uuid4().hex[:10]}"), endpoint_url=moto_endpoint, visibility_timeout=30)
+
+
+@pytest.fixture(scope="module")
+def template(rendered_stack: StackInfo) -> dict[str, Any]:
+    return synthesized_template({"imgops:prefix": rendered_stack.prefix})
+
+
+@pytest.fixture(scope="module")
+def cloudwatch(rendered_stack: StackInfo) -> CloudWatchClient:
+    """The stack's metrics as the local runtime and the bucket-metrics Lambda would have published them."""
+    client: CloudWatchClient = boto3.client("cloudwatch")
+    names = ResourceNames(rendered_stack.prefix)
+    now = datetime.now(UTC)
+    worker: list[DimensionTypeDef] = [{"Name": "FunctionName", "Value": names.worker_function}]
+    datums: list[MetricDatumTypeDef] = []
+    for minutes_ago, invocations in zip((25, 15, 5), WORKER_INVOCATIONS, strict=True):
+        timestamp = now - timedelta(minutes=minutes_ago)
+        for _ in range(int(invocations)):
+            datums += [
+                {"MetricName": "Invocations", "Dimensions": worker, "Timestamp": timestamp, "Value": 1.0},
+                {"MetricName": "Errors", "Dimensions": worker, "Timestamp": timestamp, "Value": 0.0},
+                {"MetricName": "Duration", "Dimensions": worker, "Timestamp": timestamp, "Value": 420.0},
+            ]
+    client.put_metric_data(Namespace="AWS/Lambda", MetricData=datums)
+    client.put_metric_data(
+        Namespace="AWS/SQS",
+        MetricData=[
+            {
+                "MetricName": "ApproximateNumberOfMessagesVisible",
+                "Dimensions": [{"Name": "QueueName", "Value": names.work_queue}],
+                "Timestamp": now - timedelta(minutes=10),
+                "Value": 17.0,
+            }
+        ],
+    )
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=rendered_stack.upload_bucket, Key="user-uploads/u/a.jpg", Body=b"x" * UPLOAD_BYTES)
+    s3_metrics.measure(
+        [rendered_stack.upload_bucket, rendered_stack.processed_bucket],
+        s3=s3,
+        cloudwatch=client,
+        remaining_ms=lambda: 60_000,
+    )
+    return client
+
+
+def physical_ids(info: StackInfo) -> PhysicalIds:
+    names = ResourceNames(info.prefix)
+    return PhysicalIds(
+        region=info.region,
+        api_id=LOCAL_API_ID,
+        queue_urls={names.work_queue: info.queue_url, names.dead_letter_queue: info.dlq_url},
+        topic_arns={names.notifications_topic: info.topic_arn},
+        user_pool_id=info.user_pool_id,
+        user_pool_client_id=info.user_pool_client_id,
+    )
+
+
+def widget_counts(template: dict[str, Any]) -> dict[str, int]:
+    """Widgets per dashboard straight from the template: tokens replaced by a placeholder, nothing resolved."""
+    counts: dict[str, int] = {}
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::CloudWatch::Dashboard":
+            parts = resource["Properties"]["DashboardBody"]["Fn::Join"][1]
+            body = json.loads("".join(p if isinstance(p, str) else "TOKEN" for p in parts))
+            counts[resource["Properties"]["DashboardName"]] = len(body["widgets"])
+    return counts
+
+
+def find(widgets: list[dict[str, Any]], title: str, metric: str, **dimensions: str) -> dict[str, Any]:
+    """The series of `metric` in the first widget titled `title` that graphs it with these dimensions."""
+    for widget in widgets:
+        for series in widget["series"]:
+            if widget["title"] == title and series["metric"] == metric and series["dimensions"] == dimensions:
+                return dict(series)
+    raise AssertionError(f"no widget {title!r} graphs {metric} {dimensions}")
+
+
+def test_render_draws_every_widget_with_the_local_data(
+    template: dict[str, Any], cloudwatch: CloudWatchClient, rendered_stack: StackInfo, tmp_path: Path
+) -> None:
+    names = ResourceNames(rendered_stack.prefix)
+
+    result = render(template, cloudwatch, physical_ids(rendered_stack), tmp_path, RenderOptions(hours=1, period=60))
+
+    assert result.unresolved == ()
+    counts = widget_counts(template)
+    assert (
+        {d.name for d in result.dashboards} == set(counts) == {f"{names.prefix}-operations", f"{names.prefix}-capacity"}
+    )
+    for dashboard in result.dashboards:
+        with Image.open(dashboard.png) as image:
+            assert image.format == "PNG"
+            assert image.width > 1000
+        sidecar = json.loads(dashboard.sidecar.read_text())
+        assert len(sidecar["widgets"]) == counts[dashboard.name] == dashboard.widgets
+        assert dashboard.with_data >= 1
+
+    operations = json.loads((tmp_path / f"{names.prefix}-operations.json").read_text())["widgets"]
+    invocations = find(operations, "Invocations", "Invocations", FunctionName=names.worker_function)
+    assert invocations["stat"] == "Sum"
+    assert invocations["values"] == WORKER_INVOCATIONS  # three minutes with data, one point each
+    depth = find(operations, "Message Count", "ApproximateNumberOfMessagesVisible", QueueName=names.work_queue)
+    assert depth["values"] == [17.0]
+    error_rate = find(operations, "Errors (rate)", "Errors", FunctionName=names.worker_function)
+    assert error_rate["stat"] == "Average"
+    assert error_rate["values"] == [0.0, 0.0, 0.0]
+    latency = find(operations, "Latency", "Duration", FunctionName=names.worker_function)
+    assert latency["stat"] == "Maximum"  # moto has no percentiles: one upper-bound line for p50/p90/p99
+    assert latency["requested_stat"] == "p50, p90, p99"
+    assert latency["values"] == [420.0, 420.0, 420.0]
+    [worker_latency] = [w for w in operations if latency in w["series"]]
+    assert any("drawn as Maximum" in note for note in worker_latency["notes"])
+    assert [a["value"] for a in worker_latency["annotations"]] == [48000.0]  # the p99 alarm's threshold
+    tps = [w for w in operations if w["title"] == "TPS"]
+    assert tps
+    assert all(any("expression not evaluated locally" in n for n in w["notes"]) for w in tps)
+    assert all(not w["has_data"] for w in tps)
+
+    capacity = json.loads((tmp_path / f"{names.prefix}-capacity.json").read_text())["widgets"]
+    size = find(capacity, "Bucket size (bytes)", "BucketSizeBytes", BucketName=rendered_stack.upload_bucket)
+    assert size["values"] == [float(UPLOAD_BYTES)]
+    assert [w["type"] for w in capacity[:2]] == ["text", "text"]
+    # SEARCH('{CustomS3,BucketName,Prefix} BucketName="…" MetricName="BucketSizeBytes"', …), expanded by ListMetrics.
+    [by_prefix] = [w for w in capacity if w["title"] == "Upload bucket by prefix (bytes)"]
+    assert [(s["label"], s["dimensions"]["Prefix"], s["values"]) for s in by_prefix["series"]] == [
+        ("user-uploads/", "user-uploads/", [float(UPLOAD_BYTES)])
+    ]
+    assert "SEARCH expanded locally with ListMetrics: 1 metrics" in by_prefix["notes"]
+
+    page = result.html.read_text()
+    assert page.count("<img ") == sum(d.metric_widgets for d in result.dashboards)
+    assert page.count('data-has-data="true"') == sum(d.with_data for d in result.dashboards)
+    assert "imgops capacity: CustomS3 bucket metrics every 5 min" in page
+
+
+def test_cli_renders_a_given_template_for_the_state_files_stack(
+    template: dict[str, Any], cloudwatch: CloudWatchClient, rendered_stack: StackInfo, tmp_path: Path
+) -> None:
+    state_file = tmp_path / "local-stack.json"
+    state_file.write_text(rendered_stack.to_json())
+    template_file = tmp_path / "Imgops.template.json"
+    template_file.write_text(json.dumps(template))
+    out = tmp_path / "out"
+
+    result = CliRunner().invoke(
+        dashboards_app,
+        [
+            "render",
+            "--state-file",
+            str(state_file),
+            "--template",
+            str(template_file),
+            "--out",
+            str(out),
+            "--period",
+            "300",
+            "--hours",
+            "2",
+        ],
+    )
+
+    assert result.exit_code == 0, result.output
+    names = ResourceNames(rendered_stack.prefix)
+    assert str(out / f"{names.prefix}-operations.png") in result.stdout.splitlines()
+    assert str(out / "dashboards.html") in result.stdout.splitlines()
+    operations = json.loads((out / f"{names.prefix}-operations.json").read_text())
+    invocations = find(operations["widgets"], "Invocations", "Invocations", FunctionName=names.worker_function)
+    assert invocations["period"] == 300
+    assert sum(invocations["values"]) == sum(WORKER_INVOCATIONS)
+
+
+def test_cli_refuses_a_template_of_another_prefix(
+    template: dict[str, Any], rendered_stack: StackInfo, tmp_path: Path
+) -> None:
+    other = ResourceNames("someone-else")
+    state_file = tmp_path / "local-stack.json"
+    state_file.write_text(json.dumps({**json.loads(rendered_stack.to_json()), "prefix": other.prefix}))
+    template_file = tmp_path / "t.json"
+    template_file.write_text(json.dumps(template))
+
+    result = CliRunner().invoke(
+        dashboards_app,
+        ["render", "--state-file", str(state_file), "--template", str(template_file), "--out", str(tmp_path / "o")],
+    )
+
+    assert result.exit_code == 1
+    assert result.stderr.strip().startswith("error: the template has no queue 'someone-else-work'")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_without_a_local_stack_says_how_to_start_one(tmp_path: Path) -> None:
+    result = CliRunner().invoke(dashboards_app, ["render", "--state-file", str(tmp_path / "missing.json")])
+
+    assert result.exit_code == 1
+    assert "imgops local up" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_metric_rows_with_shorthand_and_expressions() -> None:
+    rows: list[Any] = [
+        ["AWS/SQS", "NumberOfMessagesSent", "QueueName", "q1", {"stat": "Sum"}],
+        ["...", "q2"],
+        [".", "NumberOfMessagesDeleted", ".", "q3"],
+        [{"expression": "m1 / PERIOD(m1)", "label": "TPS", "id": "e1"}],
+    ]
+
+    specs = parse_metrics(rows)
+
+    assert [(s.namespace, s.name, s.dimensions) for s in specs[:3]] == [
+        ("AWS/SQS", "NumberOfMessagesSent", (("QueueName", "q1"),)),
+        ("AWS/SQS", "NumberOfMessagesSent", (("QueueName", "q2"),)),
+        ("AWS/SQS", "NumberOfMessagesDeleted", (("QueueName", "q3"),)),
+    ]
+    assert specs[3].expression == "m1 / PERIOD(m1)"
+    assert specs[3].label() == "TPS"
+
+
+def test_resolver_handles_sub_and_refuses_what_it_cannot_know() -> None:
+    template = {"Resources": {"Q": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "p-work"}}}}
+    resolver = Resolver(template, PhysicalIds(region="eu-west-1", queue_urls={"p-work": "http://local/p-work"}))
+
+    assert resolver.resolve({"Fn::Sub": "${Q.QueueName} in ${AWS::Region}"}) == "p-work in eu-west-1"
+    assert resolver.resolve({"Ref": "Q"}) == "http://local/p-work"
+    assert resolver.resolve({"Fn::GetAtt": ["Q", "Arn"]}) == "arn:aws:sqs:eu-west-1:123456789012:p-work"
+    with pytest.raises(RenderError, match="Fn::ImportValue cannot be resolved locally"):
+        resolver.resolve({"Fn::ImportValue": "x"})
+    with pytest.raises(RenderError, match="no resource 'Nope'"):
+        resolver.resolve({"Ref": "Nope"})
+
+
+def test_basic_statistics_are_what_moto_serves() -> None:
+    """If moto ever computes percentiles, this set (and the Maximum stand-in) can grow."""
+    assert frozenset({"Average", "Sum", "Minimum", "Maximum", "SampleCount"}) == BASIC_STATISTICS
+
+
+def test_only_plain_searches_are_expanded() -> None:
+    plain = parse_search(
+        """SEARCH('{"AWS/DynamoDB","TableName","Operation"} "TableName"="t" MetricName="Latency"', 'Average', 300)"""
+    )
+
+    assert plain is not None
+    assert (plain.namespace, plain.schema, plain.filters) == (
+        "AWS/DynamoDB",
+        ("TableName", "Operation"),
+        (("TableName", "t"),),
+    )
+    assert (plain.metric_name, plain.stat, plain.period) == ("Latency", "Average", 300)
+    assert parse_search("SEARCH('{AWS/Lambda,FunctionName} Errors OR Throttles', 'Sum', 60)") is None
+    assert parse_search("requests / PERIOD(requests)") is None
