@@ -39,3 +39,11 @@ def sns_client() -> SNSClient:
 @cache
 def dynamodb_resource() -> DynamoDBServiceResource:
     return boto3.resource("dynamodb", config=_RETRIES)
+
+
+def forget_clients() -> None:
+    """Drop the cached clients and boto3's default session, which caches the credentials it found (an embedded
+    local stack that stops takes its endpoint and dummy credentials with it)."""
+    for cached in (s3_client, sns_client, dynamodb_resource):
+        cached.cache_clear()
+    boto3.DEFAULT_SESSION = None

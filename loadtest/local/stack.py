@@ -38,6 +38,7 @@ from loadtest.local.metrics import (
 from loadtest.local.moto_process import MotoProcess
 from loadtest.local.provision import LOCAL_CREDENTIALS, StackInfo, provision
 from loadtest.local.runtime import LocalLambdaContext, RuntimeConfig, WorkerPool
+from pipeline import aws
 from pipeline.resources import QUEUE_VISIBILITY_TIMEOUT_SECONDS, WORKER_TIMEOUT_SECONDS, Env, ResourceNames
 
 # The HTTP API's id and stage as the local API reports them (api.http_api_event's requestContext).
@@ -150,9 +151,11 @@ class LocalStack:
         self._schedules: list[Periodic] = []
         self._announce = announce
         self.info: StackInfo | None = None
+        self._saved_environment: dict[str, str] | None = None
 
     def start(self) -> StackInfo:
         options = self.options
+        self._saved_environment = dict(os.environ)  # restored by stop(): the stack may run inside another program
         os.environ.update(LOCAL_CREDENTIALS)
         endpoint = self._moto.start()
         info = provision(
@@ -267,6 +270,14 @@ class LocalStack:
             time.sleep(interval)
 
     def stop(self) -> None:
+        self._stop_services()
+        if self._saved_environment is not None:
+            os.environ.clear()
+            os.environ.update(self._saved_environment)
+            self._saved_environment = None
+            aws.forget_clients()  # the in-process handlers' clients pointed at this stack
+
+    def _stop_services(self) -> None:
         state.clear_state()
         for schedule in self._schedules:
             schedule.stop()
