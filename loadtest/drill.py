@@ -22,6 +22,7 @@ from loadtest.corpus import build_corpus, parse_mix, upload_plan
 from loadtest.harness import LoadTest, RunOptions
 from loadtest.local import state
 from loadtest.local.faults import parse_rules, write_rules
+from loadtest.local.provision import StackInfo, local_session
 from loadtest.local.stack import LocalStack, LocalStackOptions
 from loadtest.targets import local_target
 from pipeline import store
@@ -74,7 +75,7 @@ def run_drill(options: DrillOptions, say: Callable[[str], None]) -> dict[str, An
                 sqs, cloudwatch, sns = target.client("sqs"), target.client("cloudwatch"), target.client("sns")
                 table = _table(info)
                 say("Synthesizing the CDK app for its alarms")
-                template = json.loads(json.dumps(load_template(None, info.prefix)))
+                template = load_template(None, info.prefix)
                 inbox = _subscribe_inbox(sqs, sns, f"{info.prefix}-ops-alarms")
 
                 def check_alarms() -> dict[str, str]:
@@ -163,10 +164,8 @@ def run_drill(options: DrillOptions, say: Callable[[str], None]) -> dict[str, An
                 os.environ[state.STATE_DIR_ENV] = previous_state_dir
 
 
-def _table(info: Any) -> Any:
-    import boto3
-
-    return boto3.resource("dynamodb", region_name=info.region, endpoint_url=info.endpoint_url).Table(info.images_table)
+def _table(info: StackInfo) -> Any:
+    return local_session(info.region).resource("dynamodb", endpoint_url=info.endpoint_url).Table(info.images_table)
 
 
 def _visible(sqs: Any, queue_url: str) -> int:

@@ -17,6 +17,7 @@ from loadtest import alarms as alarm_ops
 from loadtest.cli.errors import command_errors
 from loadtest.cli.target_options import AsJson, Region, StackName, StateFile
 from loadtest.local import state
+from loadtest.local.provision import local_session
 
 app = typer.Typer(help="The CDK app's alarms, evaluated against the target's metrics.", no_args_is_help=True)
 console = Console(highlight=False)
@@ -101,7 +102,7 @@ def check(
             )
         else:
             info = state.read_state(state_file)
-            session = boto3.session.Session(region_name=info.region)
+            session = local_session(info.region)
             with console.status("Synthesizing the CDK app for its alarms…"):
                 loaded = load_template(template, info.prefix)
             evaluations = evaluate_target(
