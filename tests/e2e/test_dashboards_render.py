@@ -7,7 +7,6 @@ bucket-metrics Lambda must have published everything the assertions find.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import requests
 from loadtest.local.provision import StackInfo, fetch_access_token
 from pipeline.resources import ResourceNames
 from tests.conftest import jpeg_bytes
+from tests.e2e.conftest import start_local_up
 
 pytestmark = pytest.mark.slow
 
@@ -33,46 +33,12 @@ def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def monitoring(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """`imgops monitoring …` through its own Typer app (it works the same once registered in loadtest.cli)."""
-    code = "from loadtest.cli.monitoring import app; app(prog_name='imgops monitoring')"
-    return subprocess.run(
-        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
-
-
 @pytest.fixture(scope="module")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[StackInfo, dict[str, str]]]:
-    state_dir = tmp_path_factory.mktemp("state")
-    env = {**os.environ, "IMGOPS_STATE_DIR": str(state_dir), "COLUMNS": "200"}
-    env.pop("AWS_ENDPOINT_URL", None)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "loadtest.cli",
-            "local",
-            "up",
-            "--workers",
-            "2",
-            "--metrics-every",
-            "3600",
-            "--sample-every",
-            "2",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    process, info, env = start_local_up(
+        tmp_path_factory.mktemp("state"), "--workers", "2", "--metrics-every", "3600", "--sample-every", "2"
     )
-    state_file = state_dir / "local-stack.json"
-    deadline = time.monotonic() + 60
-    while not state_file.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"local stack did not start:\n{process.communicate()[0]}")
-        time.sleep(0.2)
-    yield StackInfo.from_json(state_file.read_text()), env
+    yield info, env
     process.terminate()
     try:
         process.wait(30)
@@ -122,7 +88,9 @@ def test_dashboards_show_what_a_burst_of_uploads_published(
     names = ResourceNames(info.prefix)
     upload_and_wait(info, IMAGES)
 
-    published = monitoring("publish", "--state-file", str(Path(env["IMGOPS_STATE_DIR"]) / "local-stack.json"), env=env)
+    published = cli(
+        "monitoring", "publish", "--state-file", str(Path(env["IMGOPS_STATE_DIR"]) / "local-stack.json"), env=env
+    )
     assert published.returncode == 0, published.stdout + published.stderr
     assert f"{names.upload_bucket}" in published.stdout
     time.sleep(8)  # one more SQS sample (2 s) and the 5-s PutMetricData flushes of workers and API

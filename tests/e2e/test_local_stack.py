@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ from PIL import Image
 
 from loadtest.local.provision import StackInfo
 from tests.conftest import jpeg_bytes
+from tests.e2e.conftest import start_local_up
 
 pytestmark = pytest.mark.slow
 
@@ -29,23 +28,8 @@ def running_stack(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[StackInfo, subprocess.Popen[str], Path]]:
     state_dir = tmp_path_factory.mktemp("state")
-    env = {**os.environ, "IMGOPS_STATE_DIR": str(state_dir)}
-    env.pop("AWS_ENDPOINT_URL", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "loadtest.cli", "local", "up", "--workers", "2"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process, info, _ = start_local_up(state_dir, "--workers", "2")
     state_file = state_dir / "local-stack.json"
-    deadline = time.monotonic() + 60
-    while not state_file.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"local stack did not start:\n{process.communicate()[0]}")
-        time.sleep(0.2)
-    info = StackInfo.from_json(state_file.read_text())
     yield info, process, state_file
     if process.poll() is None:
         process.kill()

@@ -10,8 +10,9 @@ import pytest
 from botocore.config import Config
 
 from loadtest.local.provision import StackInfo, provision
+from monitoring import s3_metrics
 from pipeline import aws
-from pipeline.resources import ResourceNames
+from pipeline.resources import Env, ResourceNames
 from pipeline.settings import Settings
 from pipeline.worker import WorkerDeps
 
@@ -105,3 +106,15 @@ def receive_uploads(sqs: Any, stack: StackInfo, expected: int, timeout: float = 
                 messages.append(message)
     assert len(messages) == expected, f"expected {expected} upload events, got {len(messages)}"
     return messages
+
+
+@pytest.fixture
+def metrics_env(stack: StackInfo, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The environment the CDK app gives the S3 metrics Lambda, with its cached clients dropped around the test."""
+    monkeypatch.setenv(Env.UPLOAD_BUCKET, stack.upload_bucket)
+    monkeypatch.setenv(Env.PROCESSED_BUCKET, stack.processed_bucket)
+    s3_metrics._s3.cache_clear()
+    s3_metrics._cloudwatch.cache_clear()
+    yield
+    s3_metrics._s3.cache_clear()
+    s3_metrics._cloudwatch.cache_clear()

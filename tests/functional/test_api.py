@@ -15,7 +15,6 @@ import jwt
 import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
-from moto.utilities.utils import load_resource
 
 from loadtest.local.api import ApiServer, LocalHttpApi, default_routes
 from loadtest.local.jwt_auth import CognitoJwtVerifier, TokenRejected
@@ -25,6 +24,7 @@ from pipeline import presign, read_api
 from pipeline.presign import grant_upload
 from pipeline.settings import Settings
 from tests.conftest import jpeg_bytes
+from tests.tokens import pool_signed
 
 
 def test_presigned_put_is_scoped_to_the_user_and_binds_content_type(settings: Settings, s3: Any) -> None:
@@ -160,27 +160,6 @@ def _context() -> LocalLambdaContext:
 @pytest.fixture
 def verifier(stack: StackInfo) -> CognitoJwtVerifier:
     return CognitoJwtVerifier(issuer=stack.issuer, client_id=stack.user_pool_client_id, jwks_url=stack.jwks_url)
-
-
-def pool_signed(stack: StackInfo, **overrides: Any) -> str:
-    """A token signed with the pool's own key (moto's), with the claims a test needs."""
-    now = int(time.time())
-    claims = {
-        "iss": stack.issuer,
-        "sub": stack.demo_sub,
-        "client_id": stack.user_pool_client_id,
-        "token_use": "access",
-        "iat": now,
-        "exp": now + 3600,
-        **overrides,
-    }
-    key = jwt.PyJWK(load_resource("cognitoidp/resources/jwks-private.json"))
-    return jwt.encode(
-        {k: v for k, v in claims.items() if v is not None},
-        key.key,
-        algorithm="RS256",
-        headers={"kid": "dummy"},
-    )
 
 
 def test_real_access_token_is_accepted(stack: StackInfo, verifier: CognitoJwtVerifier) -> None:

@@ -31,7 +31,6 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from moto.utilities.utils import load_resource
 from werkzeug.serving import make_server
 
 from loadtest.local.api import ApiServer, LocalHttpApi, default_routes
@@ -40,6 +39,7 @@ from loadtest.local.provision import StackInfo, create_user, fetch_access_token,
 from pipeline import presign, read_api, worker
 from pipeline.resources import Env, ResourceNames
 from pipeline.settings import DEFAULT_MAX_UPLOAD_BYTES
+from tests.tokens import claims_for, pool_key, pool_signed
 
 EXPIRY = 137  # an unusual value, so a default cannot pass for "as configured"
 SIGV4_DATE = "%Y%m%dT%H%M%SZ"
@@ -94,32 +94,6 @@ def api(moto_endpoint: str) -> Iterator[Api]:
 
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def claims_for(stack: StackInfo, **overrides: Any) -> dict[str, Any]:
-    """An access token's claims as Cognito writes them; `None` removes a claim."""
-    now = int(time.time())
-    claims = {
-        "iss": stack.issuer,
-        "sub": stack.demo_sub,
-        "client_id": stack.user_pool_client_id,
-        "token_use": "access",
-        "scope": "aws.cognito.signin.user.admin",
-        "username": stack.demo_username,
-        "iat": now,
-        "exp": now + 3600,
-        **overrides,
-    }
-    return {name: value for name, value in claims.items() if value is not None}
-
-
-def pool_key() -> Any:
-    """moto's signing key (one key for every moto pool), so these tokens differ from real ones only in claims."""
-    return jwt.PyJWK(load_resource("cognitoidp/resources/jwks-private.json")).key
-
-
-def pool_signed(stack: StackInfo, **overrides: Any) -> str:
-    return jwt.encode(claims_for(stack, **overrides), pool_key(), algorithm="RS256", headers={"kid": "dummy"})
 
 
 def unsigned(stack: StackInfo) -> str:

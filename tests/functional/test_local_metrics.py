@@ -6,7 +6,6 @@ import json
 import multiprocessing
 import socket
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +36,7 @@ from loadtest.local.provision import StackInfo, fetch_access_token
 from loadtest.local.runtime import LocalLambdaContext, RuntimeConfig, invoke
 from loadtest.local.stack import MeteredHttpApi, scheduled_event
 from monitoring import s3_metrics
-from pipeline.resources import Env, ResourceNames
+from pipeline.resources import ResourceNames
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -316,18 +315,7 @@ def test_local_api_publishes_api_gateway_and_lambda_metrics(
     assert lambda_stat(names.read_api_function, "Errors", "Sum") == 1
 
 
-@pytest.fixture
-def metrics_handler_env(stack: StackInfo, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv(Env.UPLOAD_BUCKET, stack.upload_bucket)
-    monkeypatch.setenv(Env.PROCESSED_BUCKET, stack.processed_bucket)
-    s3_metrics._s3.cache_clear()
-    s3_metrics._cloudwatch.cache_clear()
-    yield
-    s3_metrics._s3.cache_clear()
-    s3_metrics._cloudwatch.cache_clear()
-
-
-@pytest.mark.usefixtures("metrics_handler_env")
+@pytest.mark.usefixtures("metrics_env")
 def test_scheduled_bucket_metrics_run_is_metered_like_a_lambda(stack: StackInfo, s3: Any, buffer: MetricBuffer) -> None:
     s3.put_object(Bucket=stack.upload_bucket, Key="user-uploads/u/a.jpg", Body=b"x" * 100)
     function_name = s3_metrics.function_name(stack.prefix)

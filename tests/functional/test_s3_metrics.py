@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
@@ -12,22 +11,10 @@ import pytest
 from loadtest.local.provision import StackInfo
 from loadtest.local.runtime import LocalLambdaContext
 from monitoring import s3_metrics
-from pipeline.resources import Env
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
     from mypy_boto3_cloudwatch.type_defs import DimensionTypeDef, MetricDataQueryTypeDef
-
-
-@pytest.fixture
-def metrics_env(stack: StackInfo, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv(Env.UPLOAD_BUCKET, stack.upload_bucket)
-    monkeypatch.setenv(Env.PROCESSED_BUCKET, stack.processed_bucket)
-    s3_metrics._s3.cache_clear()
-    s3_metrics._cloudwatch.cache_clear()
-    yield
-    s3_metrics._s3.cache_clear()
-    s3_metrics._cloudwatch.cache_clear()
 
 
 def read_metric(name: str, bucket: str, prefix: str | None = None) -> list[float]:
