@@ -1,4 +1,4 @@
-"""matplotlib drawing for render.py: one PNG per dashboard on CloudWatch's 24-column grid, and one HTML page.
+"""matplotlib drawing of the widgets render.py plans: a PNG per dashboard on the 24-column grid, and an HTML page.
 
 Figures are built with `matplotlib.figure.Figure` directly (no pyplot): no global state, no GUI backend.
 """
@@ -23,7 +23,7 @@ from PIL import Image
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from dashboards.render import Widget, Window
+    from dashboards.widgets import Widget, Window
 
 COLUMNS = 24
 COLUMN_INCHES = 0.75

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pipeline.errors import ImgopsError
 
-class ConfigError(ValueError):
+
+class ConfigError(ImgopsError, ValueError):
     """A context value the app cannot synthesize with."""
 
 
-class SynthError(RuntimeError):
+class SynthError(ImgopsError, RuntimeError):
     """The app did not synthesize: bad context, a construct error, or unacknowledged cdk-nag findings."""

@@ -15,13 +15,15 @@ expanded here with ListMetrics into MetricStat queries, which is what CloudWatch
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from dashboards.template import PhysicalIds, Resolver, TemplateError
+from dashboards.widgets import Annotation, QueryKey, Search, Series, Widget, Window
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -33,8 +35,6 @@ DEFAULT_STAT = "Average"
 BASIC_STATISTICS = frozenset({"Average", "Sum", "Minimum", "Maximum", "SampleCount"})
 # GetMetricData: at most 500 queries per call.
 MAX_QUERIES_PER_CALL = 500
-# moto's default account; CDK writes AWS::AccountId tokens into ARNs and console links.
-LOCAL_ACCOUNT_ID = "123456789012"
 NOT_EVALUATED = "expression not evaluated locally"
 _PERCENTILE = re.compile(r"^p\d{1,2}(\.\d+)?$", re.IGNORECASE)
 _DYNAMIC_LABEL = re.compile(r"\$\{([A-Z_]+)(?:\('([^']*)'\))?\}")
@@ -43,141 +43,8 @@ _SCHEMA = re.compile(r"^\s*\{(?P<schema>[^}]*)\}")
 _TERM = re.compile(r'\s*"?(?P<key>[A-Za-z0-9_.:/-]+)"?\s*=\s*"(?P<value>[^"]*)"')
 
 
-class RenderError(ValueError):
+class RenderError(TemplateError):
     """The template cannot be rendered: an unknown intrinsic function, or a body that is not a dashboard."""
-
-
-# --- Tokens → physical names -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PhysicalIds:
-    """What a deployment's tokens resolve to; the names the template spells out literally need no entry."""
-
-    region: str
-    account: str = LOCAL_ACCOUNT_ID
-    stack_name: str = "imgops-pipeline"
-    api_id: str = "local"
-    queue_urls: Mapping[str, str] = field(default_factory=dict)  # queue name → URL
-    topic_arns: Mapping[str, str] = field(default_factory=dict)  # topic name → ARN
-    user_pool_id: str = ""
-    user_pool_client_id: str = ""
-
-
-class Resolver:
-    """Ref, Fn::GetAtt, Fn::Join, Fn::Select, Fn::Split and Fn::Sub against one template and `PhysicalIds`."""
-
-    def __init__(self, template: Mapping[str, Any], ids: PhysicalIds) -> None:
-        self._resources: Mapping[str, Any] = template.get("Resources", {})
-        self._ids = ids
-        self.unresolved: set[str] = set()
-
-    def __call__(self, value: Any) -> Any:
-        return self.resolve(value)
-
-    def resolve(self, value: Any, depth: int = 0) -> Any:
-        if depth > 20:
-            raise RenderError("token nesting too deep (a reference cycle?)")
-        if isinstance(value, list):
-            return [self.resolve(item, depth + 1) for item in value]
-        if not isinstance(value, dict):
-            return value
-        if len(value) != 1 or not next(iter(value)).startswith(("Ref", "Fn::")):
-            return {key: self.resolve(item, depth + 1) for key, item in value.items()}
-        [(function, argument)] = value.items()
-        if function == "Ref":
-            return self._ref(str(argument), depth)
-        if function == "Fn::GetAtt":
-            logical_id, attribute = argument if isinstance(argument, list) else str(argument).split(".", 1)
-            return self._attribute(str(logical_id), str(attribute), depth)
-        if function == "Fn::Join":
-            separator, parts = argument
-            return str(separator).join(str(self.resolve(part, depth + 1)) for part in parts)
-        if function == "Fn::Select":
-            index, items = argument
-            return self.resolve(items, depth + 1)[int(self.resolve(index, depth + 1))]
-        if function == "Fn::Split":
-            separator, text = argument
-            return str(self.resolve(text, depth + 1)).split(str(separator))
-        if function == "Fn::Sub":
-            return self._sub(argument, depth)
-        raise RenderError(f"{function} cannot be resolved locally")
-
-    def _sub(self, argument: Any, depth: int) -> str:
-        text, variables = (argument, {}) if isinstance(argument, str) else (argument[0], argument[1])
-
-        def replace(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name in variables:
-                return str(self.resolve(variables[name], depth + 1))
-            if "." in name:
-                logical_id, attribute = name.split(".", 1)
-                return str(self._attribute(logical_id, attribute, depth))
-            return str(self._ref(name, depth))
-
-        return re.sub(r"\$\{([^}!]+)\}", replace, str(text))
-
-    def _ref(self, name: str, depth: int) -> str:
-        pseudo = {
-            "AWS::Region": self._ids.region,
-            "AWS::AccountId": self._ids.account,
-            "AWS::Partition": "aws",
-            "AWS::URLSuffix": "amazonaws.com",
-            "AWS::StackName": self._ids.stack_name,
-        }
-        if name in pseudo:
-            return pseudo[name]
-        return self._attribute(name, "Ref", depth)
-
-    def _attribute(self, logical_id: str, attribute: str, depth: int) -> str:
-        resource = self._resources.get(logical_id)
-        if resource is None:
-            raise RenderError(f"the template has no resource {logical_id!r}")
-        values = self._physical(logical_id, resource, depth)
-        if attribute not in values:
-            self.unresolved.add(f"{logical_id}.{attribute}")
-            return f"<{logical_id}.{attribute}>"
-        return values[attribute]
-
-    def _physical(self, logical_id: str, resource: Mapping[str, Any], depth: int) -> dict[str, str]:
-        ids, region, account = self._ids, self._ids.region, self._ids.account
-        kind = str(resource.get("Type", ""))
-        properties: Mapping[str, Any] = resource.get("Properties", {})
-
-        def name(key: str) -> str:
-            if key not in properties:
-                self.unresolved.add(f"{logical_id} ({kind} without {key})")
-                return f"<{logical_id}>"
-            return str(self.resolve(properties[key], depth + 1))
-
-        if kind == "AWS::Lambda::Function":
-            function = name("FunctionName")
-            return {"Ref": function, "Arn": f"arn:aws:lambda:{region}:{account}:function:{function}"}
-        if kind == "AWS::SQS::Queue":
-            queue = name("QueueName")
-            url = ids.queue_urls.get(queue, f"https://sqs.{region}.amazonaws.com/{account}/{queue}")
-            return {"Ref": url, "QueueUrl": url, "QueueName": queue, "Arn": f"arn:aws:sqs:{region}:{account}:{queue}"}
-        if kind == "AWS::SNS::Topic":
-            topic = name("TopicName")
-            arn = ids.topic_arns.get(topic, f"arn:aws:sns:{region}:{account}:{topic}")
-            return {"Ref": arn, "TopicArn": arn, "TopicName": topic}
-        if kind == "AWS::S3::Bucket":
-            bucket = name("BucketName")
-            return {"Ref": bucket, "Arn": f"arn:aws:s3:::{bucket}", "DomainName": f"{bucket}.s3.amazonaws.com"}
-        if kind == "AWS::DynamoDB::Table":
-            table = name("TableName")
-            return {"Ref": table, "Arn": f"arn:aws:dynamodb:{region}:{account}:table/{table}"}
-        if kind == "AWS::CloudWatch::Alarm":
-            alarm = name("AlarmName")
-            return {"Ref": alarm, "Arn": f"arn:aws:cloudwatch:{region}:{account}:alarm:{alarm}"}
-        if kind == "AWS::ApiGatewayV2::Api":
-            return {"Ref": ids.api_id, "ApiId": ids.api_id}
-        if kind == "AWS::Cognito::UserPool":
-            return {"Ref": ids.user_pool_id, "UserPoolId": ids.user_pool_id}
-        if kind == "AWS::Cognito::UserPoolClient":
-            return {"Ref": ids.user_pool_client_id, "ClientId": ids.user_pool_client_id}
-        self.unresolved.add(f"{logical_id} ({kind})")
-        return {"Ref": logical_id}
 
 
 # --- Dashboard bodies → widgets and queries ---------------------------------------------------------------
@@ -269,20 +136,6 @@ def parse_metrics(rows: Sequence[Any]) -> list[MetricSpec]:
     return specs
 
 
-@dataclass(frozen=True)
-class Search:
-    """A SEARCH expression simple enough to expand with ListMetrics: exact schema, exact key="value" terms."""
-
-    namespace: str
-    schema: tuple[str, ...]  # dimension names a match must have, no more, no fewer
-    filters: tuple[tuple[str, str], ...]
-    metric_name: str | None
-    stat: str
-    period: int | None
-    label: str
-    y_axis: str = "left"
-
-
 def parse_search(expression: str, *, label: str = "") -> Search | None:
     """None for anything but `SEARCH('{Namespace,Dim,...} Key="value" ...', 'Stat'[, period])`."""
     match = _SEARCH.match(expression.strip())
@@ -311,91 +164,6 @@ def parse_search(expression: str, *, label: str = "") -> Search | None:
         period=int(period) if period else None,
         label=label,
     )
-
-
-@dataclass(frozen=True)
-class QueryKey:
-    namespace: str
-    name: str
-    dimensions: tuple[tuple[str, str], ...]
-    stat: str
-    period: int
-
-
-@dataclass
-class Series:
-    label: str
-    key: QueryKey
-    requested_stat: str
-    y_axis: str = "left"
-    color: str | None = None
-    timestamps: list[datetime] = field(default_factory=list)
-    values: list[float] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "label": self.label,
-            "namespace": self.key.namespace,
-            "metric": self.key.name,
-            "dimensions": dict(self.key.dimensions),
-            "stat": self.key.stat,
-            "requested_stat": self.requested_stat,
-            "period": self.key.period,
-            "y_axis": self.y_axis,
-            "timestamps": [t.isoformat() for t in self.timestamps],
-            "values": self.values,
-        }
-
-
-@dataclass(frozen=True)
-class Annotation:
-    value: float
-    label: str
-    y_axis: str = "left"
-    color: str | None = None
-
-
-@dataclass
-class Widget:
-    """One widget as drawn: its place on the 24-column grid, its series and why anything is missing."""
-
-    index: int
-    type: str
-    x: int
-    y: int
-    width: int
-    height: int
-    title: str = ""
-    view: str = "timeSeries"
-    markdown: str = ""
-    series: list[Series] = field(default_factory=list)
-    annotations: list[Annotation] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    y_axis: Mapping[str, Any] = field(default_factory=dict)
-    searches: list[Search] = field(default_factory=list)
-    period_override: int | None = None
-
-    @property
-    def has_data(self) -> bool:
-        return any(series.values for series in self.series)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "type": self.type,
-            "title": self.title,
-            "view": self.view,
-            "x": self.x,
-            "y": self.y,
-            "width": self.width,
-            "height": self.height,
-            "markdown": self.markdown,
-            "has_data": self.has_data,
-            "series": [series.to_json() for series in self.series],
-            "annotations": [vars(annotation) for annotation in self.annotations],
-            "searches": len(self.searches),
-            "notes": self.notes,
-        }
 
 
 def plan_widget(
@@ -515,23 +283,6 @@ def expand_searches(cloudwatch: CloudWatchClient, widgets: Sequence[Widget]) -> 
 
 
 # --- Fetch ------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Window:
-    start: datetime
-    end: datetime
-
-    @classmethod
-    def last(cls, hours: float, now: datetime | None = None) -> Window:
-        end = (now or datetime.now(UTC)).astimezone(UTC)
-        return cls(end - timedelta(hours=hours), end)
-
-    def aligned(self, period: int) -> tuple[datetime, datetime]:
-        """Start and end on period boundaries, as CloudWatch aligns datapoints, with the current period included."""
-        start = math.floor(self.start.timestamp() / period) * period
-        end = math.ceil(self.end.timestamp() / period) * period
-        return datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(max(end, start + period), UTC)
 
 
 def fetch(
@@ -730,27 +481,3 @@ def render(
 
 def _file_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "dashboard"
-
-
-def load_template(path: Path) -> dict[str, Any]:
-    try:
-        template = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise RenderError(f"{path} is not a CloudFormation template: {exc}") from None
-    if not isinstance(template, dict) or "Resources" not in template:
-        raise RenderError(f"{path} is not a CloudFormation template (no Resources)")
-    return template
-
-
-def synthesized_template(context: Mapping[str, Any]) -> dict[str, Any]:
-    """The stack's template from an in-process synth without bundling or cdk-nag (neither changes a dashboard)."""
-    import tempfile
-
-    from dashboards import config
-    from dashboards.app import build_app
-
-    with tempfile.TemporaryDirectory(prefix="imgops-render-") as outdir:
-        app, stack = build_app({**context, config.SKIP_BUNDLING: "true"}, outdir=outdir, nag=False)
-        assembly = app.synth()
-        template = assembly.get_stack_by_name(stack.stack_name).template
-    return dict(template)

@@ -17,6 +17,8 @@ import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from pipeline.errors import ImgopsError
+
 CORPUS_VERSION = 1
 DEFAULT_MIX = "jpeg12mp=60,jpeg1080=25,png=10,webp=5"
 
@@ -38,7 +40,7 @@ KINDS: dict[str, Kind] = {
 }
 
 
-class CorpusError(ValueError):
+class CorpusError(ImgopsError, ValueError):
     pass
 
 

@@ -11,10 +11,12 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.errors import ImgopsError
+
 SECONDS_PER_MONTH = 30 * 24 * 3600
 
 
-class CostError(ValueError):
+class CostError(ImgopsError, ValueError):
     pass
 
 

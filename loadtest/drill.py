@@ -17,22 +17,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadtest import dlq
+from dashboards import alarms
+from dashboards.template import stack_template
 from loadtest.corpus import build_corpus, parse_mix, upload_plan
 from loadtest.harness import LoadTest, RunOptions
-from loadtest.local import state
 from loadtest.local.faults import parse_rules, write_rules
-from loadtest.local.provision import StackInfo, local_session
 from loadtest.local.stack import LocalStack, LocalStackOptions
-from loadtest.targets import local_target
+from loadtest.targets import LoadTarget
+from monitoring import dlq
+from monitoring.target import STATE_DIR_ENV, faults_file, for_local, state_dir
 from pipeline import store
+from pipeline.errors import ImgopsError
 
 FAULT = "dynamodb:PutItem=1:ProvisionedThroughputExceededException"
 ALARM_PERIOD_SECONDS = 6  # the DLQ alarm's 5-minute period, compressed
 DLQ_ALARM = "dlq-not-empty"
 
 
-class DrillFailed(RuntimeError):
+class DrillFailed(ImgopsError, RuntimeError):
     pass
 
 
@@ -59,11 +61,9 @@ def expect(condition: bool, message: str) -> None:
 
 def run_drill(options: DrillOptions, say: Callable[[str], None]) -> dict[str, Any]:
     """Runs every step; raises DrillFailed naming the first broken expectation."""
-    from loadtest.cli.alarms import evaluate_target, load_template
-
-    previous_state_dir = os.environ.get(state.STATE_DIR_ENV)
+    previous_state_dir = os.environ.get(STATE_DIR_ENV)
     with tempfile.TemporaryDirectory(prefix="imgops-drill-") as home:
-        os.environ[state.STATE_DIR_ENV] = home  # the drill's stack, state and faults stay its own
+        os.environ[STATE_DIR_ENV] = home  # the drill's stack, state and faults stay its own
         try:
             stack_options = LocalStackOptions(
                 workers=2, prefix="drill", visibility_timeout_seconds=2, sample_every_seconds=1.0
@@ -71,22 +71,20 @@ def run_drill(options: DrillOptions, say: Callable[[str], None]) -> dict[str, An
             with LocalStack(stack_options) as stack:
                 say("Starting a local stack with time-compressed retries (visibility 2 s) and metrics (1 s)")
                 info = stack.start()
-                target = local_target(info)
-                sqs, cloudwatch, sns = target.client("sqs"), target.client("cloudwatch"), target.client("sns")
-                table = _table(info)
-                say("Synthesizing the CDK app for its alarms")
-                template = load_template(None, info.prefix)
+                stack_target = for_local(info)
+                target = LoadTarget(stack_target, info.demo_username, info.demo_password)
+                sqs, sns = target.client("sqs"), target.client("sns")
+                table = stack_target.table()
+                say("Reading the CDK app's alarms (synthesized once, then cached)")
+                template = stack_template(info.prefix)
                 inbox = _subscribe_inbox(sqs, sns, f"{info.prefix}-ops-alarms")
 
                 def check_alarms() -> dict[str, str]:
-                    evaluations = evaluate_target(
-                        template=template, cloudwatch=cloudwatch, sns=sns, region=info.region,
-                        period=ALARM_PERIOD_SECONDS, local=True,
-                    )  # fmt: skip
+                    evaluations = alarms.check(template, stack_target, period=ALARM_PERIOD_SECONDS)
                     return {e.alarm.name.removeprefix(f"{info.prefix}-"): e.state for e in evaluations}
 
                 mix = parse_mix("jpeg1080=1")
-                cache = options.corpus_cache or state.state_dir() / "corpus"
+                cache = options.corpus_cache or state_dir() / "corpus"
                 files = build_corpus(mix=mix, count=4, seed=11, cache_dir=cache)
 
                 say(f"1. Upload {options.healthy} healthy images: expect all DONE")
@@ -97,7 +95,7 @@ def run_drill(options: DrillOptions, say: Callable[[str], None]) -> dict[str, An
                 expect(counts.get("DONE") == options.healthy, f"healthy batch ended {counts}")
 
                 say(f"2. Inject a DynamoDB throttle ({FAULT}) and upload {options.poison} more: expect them in the DLQ")
-                write_rules(state.faults_file(), parse_rules(FAULT))
+                write_rules(faults_file(), parse_rules(FAULT))
                 poison_run = LoadTest(
                     target, upload_plan(files, mix, options.poison, 2), RunOptions(wait_for_results=False)
                 ).run()
@@ -132,7 +130,7 @@ def run_drill(options: DrillOptions, say: Callable[[str], None]) -> dict[str, An
                     )
 
                 say("5. Clear the cause (imgops faults clear), then imgops dlq redrive: expect every message moved")
-                write_rules(state.faults_file(), [])
+                write_rules(faults_file(), [])
                 moved = dlq.redrive(sqs, dlq_url=info.dlq_url, queue_url=info.queue_url, prefer_move_task=False)
                 expect(moved.error == "", moved.error)
                 expect(
@@ -159,13 +157,9 @@ def run_drill(options: DrillOptions, say: Callable[[str], None]) -> dict[str, An
                 return {"images": len(all_ids), "done": done, "redriven": len(poison_ids)}
         finally:
             if previous_state_dir is None:
-                os.environ.pop(state.STATE_DIR_ENV, None)
+                os.environ.pop(STATE_DIR_ENV, None)
             else:
-                os.environ[state.STATE_DIR_ENV] = previous_state_dir
-
-
-def _table(info: StackInfo) -> Any:
-    return local_session(info.region).resource("dynamodb", endpoint_url=info.endpoint_url).Table(info.images_table)
+                os.environ[STATE_DIR_ENV] = previous_state_dir
 
 
 def _visible(sqs: Any, queue_url: str) -> int:

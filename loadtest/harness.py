@@ -19,7 +19,7 @@ from typing import Any
 import requests
 
 from loadtest.corpus import CorpusImage
-from loadtest.targets import Target
+from loadtest.targets import LoadTarget
 
 
 @dataclass
@@ -68,7 +68,7 @@ class RunState:
 class CompletionListener:
     """A queue subscribed to the topic for this run only (filter: the run's user), drained in a thread."""
 
-    def __init__(self, target: Target, user_sub: str, on_message: Callable[[dict[str, Any], float], None]) -> None:
+    def __init__(self, target: LoadTarget, user_sub: str, on_message: Callable[[dict[str, Any], float], None]) -> None:
         self._target = target
         self._sqs = target.client("sqs")
         self._sns = target.client("sns")
@@ -136,7 +136,7 @@ class CompletionListener:
 
 
 class LoadTest:
-    def __init__(self, target: Target, plan: list[CorpusImage], options: RunOptions) -> None:
+    def __init__(self, target: LoadTarget, plan: list[CorpusImage], options: RunOptions) -> None:
         self.target = target
         self.options = options
         self._plan = plan

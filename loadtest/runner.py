@@ -18,7 +18,7 @@ from loadtest.harness import LoadTest, RunOptions, RunState, records_as_rows
 from loadtest.report import write_report
 from loadtest.reports import Report, parse_reports
 from loadtest.summary import summarize
-from loadtest.targets import Target
+from loadtest.targets import LoadTarget
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def read_local_reports(path: Path | None, offset: int) -> list[Report]:
         return parse_reports(handle.readlines())
 
 
-def read_aws_reports(target: Target, started: float) -> list[Report]:
+def read_aws_reports(target: LoadTarget, started: float) -> list[Report]:
     logs = target.client("logs")
     lines: list[str] = []
     paginator = logs.get_paginator("filter_log_events")
@@ -57,7 +57,7 @@ def read_aws_reports(target: Target, started: float) -> list[Report]:
 
 def execute_run(
     *,
-    target: Target,
+    target: LoadTarget,
     plan: list[CorpusImage],
     options: RunOptions,
     out_dir: Path,

@@ -15,18 +15,23 @@ import os
 import subprocess
 import sys
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from loadtest.corpus import CorpusImage
+from monitoring.target import LOCAL_CREDENTIALS, Target
+from pipeline.errors import ImgopsError
 
 ONE_VCPU_MB = 1769
 DEFAULT_MEMORY_SIZES = (128, 256, 512, 1024, 1536, 1769, 3008)
 CGROUP_MEMORY_ROOT = Path("/sys/fs/cgroup/memory")
 
 
-class SizingError(RuntimeError):
+class SizingError(ImgopsError, RuntimeError):
     pass
 
 
@@ -193,3 +198,44 @@ def aws_sizing(
     finally:
         client.update_function_configuration(FunctionName=target.worker_function, MemorySize=original)
     return pd.DataFrame(rows).set_index("memory_mb")
+
+
+def local_sizing(
+    stack: Target,
+    plan: Sequence[CorpusImage],
+    sizes: tuple[int, ...],
+    *,
+    gb_second: float,
+    per_request: float,
+    on_step: Callable[[str], object] = lambda _step: None,
+) -> tuple[pd.DataFrame, dict[str, Any], list[str], list[dict[str, Any]]]:
+    """Run the real handler here over `plan` against the local stack `stack`: measure, then model each size."""
+    images = [{"path": str(image.path), "content_type": image.content_type} for image in plan]
+    bucket = f"{stack.prefix}-sizing"
+    s3 = stack.client("s3")
+    with contextlib.suppress(Exception):  # exists already from an earlier sizing run
+        s3.create_bucket(Bucket=bucket)  # no notifications: the stack's own workers never see these
+    environment = {
+        **stack.handler_environment(),
+        **(LOCAL_CREDENTIALS if stack.local else {}),
+        "POWERTOOLS_LOG_LEVEL": "ERROR",
+    }
+    on_step(f"Measuring the worker on {len(images)} images (CPU time, wall time, peak memory)…")
+    measurements, returncode = measure(images, bucket=bucket, environment=environment)
+    if not measurements:
+        raise SizingError(f"the worker probe produced no measurements (exit code {returncode})")
+    oom: dict[int, bool | None] = {}
+    on_step("Running the worker under a real memory cap at each size…")
+    for size in sizes:
+        oom[size] = runs_out_of_memory(images, bucket=bucket, environment=environment, memory_mb=size)
+    table = sizing_table(measurements, sizes, gb_second=gb_second, per_request=per_request, oom=oom)
+    notes = [
+        "Measured here: CPU time, wall time and peak memory of each invocation of the real handler "
+        f"({len(measurements)} images, against the local stack).",
+        "Modeled: duration at each memory = CPU time x max(1, 1769 MB / memory) + measured I/O wait; "
+        "assumes a Lambda vCPU is as fast as this machine's core.",
+        "Out-of-memory: measured under a real cgroup memory cap at each size"
+        if cgroups_writable()
+        else "Out-of-memory: NOT checked (cgroup memory controller not writable here).",
+    ]
+    return table, sizing_summary(measurements), notes, [asdict(m) for m in measurements]

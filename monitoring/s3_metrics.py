@@ -27,6 +27,7 @@ from aws_lambda_powertools import Logger
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pipeline.errors import ImgopsError
 from pipeline.resources import Env
 
 if TYPE_CHECKING:
@@ -66,11 +67,11 @@ logger = Logger(service="imgops-s3-metrics")
 _CLIENT_CONFIG = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=10)
 
 
-class MetricsConfigError(ValueError):
+class MetricsConfigError(ImgopsError, ValueError):
     """A deployment mistake: the function was not told which buckets to measure."""
 
 
-class ScanFailed(RuntimeError):
+class ScanFailed(ImgopsError, RuntimeError):
     """At least one bucket could not be listed; raised after the other buckets' metrics are published."""
 
 

@@ -1,8 +1,13 @@
-"""Which failures deserve a retry: the worker's permanent/transient split lives here."""
+"""The project's error base class, and which failures deserve a retry (the worker's permanent/transient split)."""
 
 from __future__ import annotations
 
 from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, ReadTimeoutError
+
+
+class ImgopsError(Exception):
+    """A failure an operator can act on: a tool's boundary (the CLI) prints its message as one line."""
+
 
 _TRANSIENT_CODES = frozenset(
     {

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.errors import ImgopsError
 from pipeline.imaging import ImageOptions, Watermark
 from pipeline.resources import PRESIGN_EXPIRY_SECONDS, WORKER_TIMEOUT_SECONDS, Env
 
@@ -15,7 +16,7 @@ DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MAX_UPLOAD_BYTES = 25 * 1024 * 1024
 
 
-class SettingsError(ValueError):
+class SettingsError(ImgopsError, ValueError):
     """A deployment mistake: a variable is missing or malformed."""
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import jwt
 from moto.utilities.utils import load_resource
 
-from loadtest.local.provision import StackInfo
+from monitoring.target import StackInfo
 
 
 def claims_for(stack: StackInfo, **overrides: Any) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import jsii
 from aws_cdk import aws_lambda as lambda_
 
 from dashboards.config import Architecture
+from pipeline.errors import ImgopsError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PYTHON_VERSION = "3.12"
@@ -33,7 +34,7 @@ _UNUSED_IMAGE = "public.ecr.aws/sam/build-python3.12"
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache")
 
 
-class BundlingError(RuntimeError):
+class BundlingError(ImgopsError, RuntimeError):
     """pip could not produce the Lambda bundle (no network, no wheel for the platform, ...)."""
 
 

@@ -23,6 +23,8 @@ import botocore.exceptions
 import botocore.session
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
+from pipeline.errors import ImgopsError
+
 FAULTS_FILE_ENV = "IMGOPS_FAULTS_FILE"
 KILL = "SIGKILL"
 
@@ -39,7 +41,7 @@ _STATUS = {
 }
 
 
-class FaultSpecError(ValueError):
+class FaultSpecError(ImgopsError, ValueError):
     pass
 
 

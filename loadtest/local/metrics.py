@@ -59,7 +59,7 @@ DEFAULT_SAMPLE_SECONDS = 60.0
 ERROR_REPORT_INTERVAL_SECONDS = 60.0
 
 
-def client_config() -> Config:
+def metrics_client_config() -> Config:
     """Short timeouts and one retry: a stuck metrics call must not hold a worker's shutdown."""
     return Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"})
 

@@ -9,8 +9,10 @@ import multiprocessing.synchronize
 import signal
 import socket
 
+from pipeline.errors import ImgopsError
 
-class MotoStartError(RuntimeError):
+
+class MotoStartError(ImgopsError, RuntimeError):
     pass
 
 

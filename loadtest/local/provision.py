@@ -6,12 +6,9 @@ The names and numbers come from `pipeline.resources`, the same module the CDK ap
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
-
+from monitoring.target import StackInfo, client_config, local_session
 from pipeline.resources import (
     DEMO_PASSWORD,
     DEMO_USERNAME,
@@ -19,74 +16,11 @@ from pipeline.resources import (
     QUEUE_MAX_RECEIVE_COUNT,
     QUEUE_VISIBILITY_TIMEOUT_SECONDS,
     UPLOAD_PREFIX,
-    Env,
     ResourceNames,
 )
 
 if TYPE_CHECKING:
     from mypy_boto3_cognito_idp import CognitoIdentityProviderClient
-
-
-# The embedded AWS accepts any credentials; fixed dummies guarantee real ones are never sent to it.
-LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "imgops-local", "AWS_SECRET_ACCESS_KEY": "imgops-local"}
-
-
-@dataclass(frozen=True)
-class StackInfo:
-    """Everything a client of a running stack needs; also the local state file's content."""
-
-    endpoint_url: str
-    region: str
-    prefix: str
-    upload_bucket: str
-    processed_bucket: str
-    queue_url: str
-    queue_arn: str
-    dlq_url: str
-    dlq_arn: str
-    images_table: str
-    topic_arn: str
-    user_pool_id: str
-    user_pool_client_id: str
-    issuer: str
-    jwks_url: str
-    demo_username: str
-    demo_password: str
-    demo_sub: str
-    api_url: str = ""
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> StackInfo:
-        data = json.loads(text)
-        known = {f.name for f in fields(cls)}
-        return cls(**{name: value for name, value in data.items() if name in known})
-
-    def handler_environment(self) -> dict[str, str]:
-        """What the CDK app sets on the functions, pointed at this stack."""
-        return {
-            Env.UPLOAD_BUCKET: self.upload_bucket,
-            Env.PROCESSED_BUCKET: self.processed_bucket,
-            Env.IMAGES_TABLE: self.images_table,
-            Env.TOPIC_ARN: self.topic_arn,
-            "AWS_ENDPOINT_URL": self.endpoint_url,
-            "AWS_DEFAULT_REGION": self.region,
-        }
-
-
-def local_session(region: str) -> boto3.session.Session:
-    """A session for the embedded AWS: its dummy credentials, whatever the shell exports."""
-    return boto3.session.Session(
-        region_name=region,
-        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-    )
-
-
-def client_config() -> Config:
-    return Config(retries={"max_attempts": 4, "mode": "standard"})
 
 
 def provision(
@@ -96,7 +30,7 @@ def provision(
     region: str = "us-east-1",
     visibility_timeout: int = QUEUE_VISIBILITY_TIMEOUT_SECONDS,
 ) -> StackInfo:
-    session = boto3.session.Session(region_name=region)
+    session = local_session(region)
 
     def client(service: str) -> Any:
         return session.client(service, endpoint_url=endpoint_url, config=client_config())  # type: ignore[call-overload]
@@ -179,21 +113,6 @@ def create_user(cognito: CognitoIdentityProviderClient, pool_id: str, username: 
     cognito.admin_set_user_password(UserPoolId=pool_id, Username=username, Password=password, Permanent=True)
     attributes = cognito.admin_get_user(UserPoolId=pool_id, Username=username)["UserAttributes"]
     return next(attr["Value"] for attr in attributes if attr["Name"] == "sub")
-
-
-def fetch_access_token(info: StackInfo, username: str | None = None, password: str | None = None) -> str:
-    cognito = boto3.client(
-        "cognito-idp", region_name=info.region, endpoint_url=info.endpoint_url, config=client_config()
-    )
-    result = cognito.initiate_auth(
-        ClientId=info.user_pool_client_id,
-        AuthFlow="USER_PASSWORD_AUTH",
-        AuthParameters={
-            "USERNAME": username or info.demo_username,
-            "PASSWORD": password or info.demo_password,
-        },
-    )
-    return result["AuthenticationResult"]["AccessToken"]
 
 
 def _queue_arn(sqs: Any, queue_url: str) -> str:

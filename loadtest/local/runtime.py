@@ -23,11 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from loadtest.local.faults import install_from_environment
-from loadtest.local.metrics import DEFAULT_FLUSH_SECONDS, MetricBuffer, WorkerMeter, WorkerSignals, client_config
+from loadtest.local.metrics import (
+    DEFAULT_FLUSH_SECONDS,
+    MetricBuffer,
+    WorkerMeter,
+    WorkerSignals,
+    metrics_client_config,
+)
+from monitoring.target import local_session
 from pipeline.resources import WORKER_BATCH_SIZE, WORKER_MEMORY_MB, WORKER_TIMEOUT_SECONDS
 
 
@@ -126,7 +132,7 @@ def run_worker(
     from pipeline.worker import handler
 
     init_ms: float | None = (time.perf_counter() - init_started) * 1000
-    sqs = boto3.session.Session().client("sqs", region_name=config.region)
+    sqs = local_session(config.region).client("sqs")  # endpoint: AWS_ENDPOINT_URL
     meter = _worker_meter(config, signals, index)
     try:
         _poll(handler, sqs, config, stop, index, init_ms, meter)
@@ -142,7 +148,7 @@ def _worker_meter(config: RuntimeConfig, signals: WorkerSignals | None, index: i
     def warn(message: str) -> None:
         print(f"worker {index}: metrics: {message}", file=sys.stderr, flush=True)
 
-    cloudwatch = boto3.session.Session().client("cloudwatch", region_name=config.region, config=client_config())
+    cloudwatch = local_session(config.region).client("cloudwatch", config=metrics_client_config())
     buffer = MetricBuffer(cloudwatch, flush_every=config.metrics_flush_seconds, on_error=warn).start()
     return WorkerMeter(config.function_name, buffer, signals, index=index, timeout_seconds=config.timeout_seconds)
 

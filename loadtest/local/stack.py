@@ -16,10 +16,9 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-import boto3
 from werkzeug.wrappers import Request, Response
 
-from loadtest.local import state
+from dashboards.template import LOCAL_API_ID
 from loadtest.local.api import ApiServer, LocalHttpApi, Route, default_routes
 from loadtest.local.faults import FAULTS_FILE_ENV
 from loadtest.local.jwt_auth import CognitoJwtVerifier
@@ -32,17 +31,25 @@ from loadtest.local.metrics import (
     QueueRef,
     QueueSampler,
     api_request_datums,
-    client_config,
     metered,
+    metrics_client_config,
 )
 from loadtest.local.moto_process import MotoProcess
-from loadtest.local.provision import LOCAL_CREDENTIALS, StackInfo, provision
+from loadtest.local.provision import provision
 from loadtest.local.runtime import LocalLambdaContext, RuntimeConfig, WorkerPool
+from monitoring.target import (
+    LOCAL_CREDENTIALS,
+    StackInfo,
+    clear_state,
+    faults_file,
+    for_local,
+    report_log,
+    write_state,
+)
 from pipeline import aws
 from pipeline.resources import QUEUE_VISIBILITY_TIMEOUT_SECONDS, WORKER_TIMEOUT_SECONDS, Env, ResourceNames
 
-# The HTTP API's id and stage as the local API reports them (api.http_api_event's requestContext).
-LOCAL_API_ID = "local"
+# The HTTP API's stage as the local API reports it (api.http_api_event's requestContext); its id is LOCAL_API_ID.
 LOCAL_API_STAGE = "$default"
 # The deployed schedule's default (dashboards.config.AppConfig.metrics_rate_minutes).
 DEFAULT_BUCKET_METRICS_SECONDS = 5 * 60
@@ -169,7 +176,7 @@ class LocalStack:
             **LOCAL_CREDENTIALS,
             "POWERTOOLS_LOG_LEVEL": options.log_level,
             "AWS_REGION": options.region,
-            FAULTS_FILE_ENV: str(state.faults_file()),
+            FAULTS_FILE_ENV: str(faults_file()),
             Env.WORKER_TIMEOUT_SECONDS: str(
                 options.worker_timeout_seconds
             ),  # `imgops faults set` reaches the workers through it
@@ -181,9 +188,7 @@ class LocalStack:
         physical = {"presign": names.presign_function, "read-api": names.read_api_function}
         routes = [replace(r, function_name=physical.get(r.function_name, r.function_name)) for r in default_routes()]
         if options.metrics:
-            cloudwatch = boto3.client(
-                "cloudwatch", region_name=options.region, endpoint_url=endpoint, config=client_config()
-            )
+            cloudwatch = for_local(info).client("cloudwatch", config=metrics_client_config())
             self._metrics = MetricBuffer(cloudwatch, flush_every=options.metrics_flush_seconds, on_error=self._say)
             self._metrics.start()
             api: LocalHttpApi = MeteredHttpApi(routes, verifier, self._metrics)
@@ -197,14 +202,14 @@ class LocalStack:
                 queue_arn=info.queue_arn,
                 region=info.region,
                 function_name=ResourceNames(options.prefix).worker_function,
-                report_log=state.report_log(),
+                report_log=report_log(),
                 timeout_seconds=options.worker_timeout_seconds,
                 metrics_flush_seconds=options.metrics_flush_seconds if options.metrics else 0,
             ),
             options.workers,
             environment,
         )
-        state.report_log().parent.mkdir(parents=True, exist_ok=True)
+        report_log().parent.mkdir(parents=True, exist_ok=True)
         self._workers.start()
         # Like Lambda starting a fresh execution environment when one dies (a SIGKILL, an OOM kill).
         self._schedules.append(
@@ -212,14 +217,14 @@ class LocalStack:
         )
         if self._metrics is not None:
             self._start_schedules(info, self._metrics, self._workers)
-        state.write_state(info)
+        write_state(info)
         self.info = info
         return info
 
     def _start_schedules(self, info: StackInfo, buffer: MetricBuffer, workers: WorkerPool) -> None:
         """The SQS sampler (every minute, as AWS publishes) and the bucket-metrics Lambda's schedule."""
         names = ResourceNames(info.prefix)
-        sqs = boto3.client("sqs", region_name=info.region, endpoint_url=info.endpoint_url, config=client_config())
+        sqs = for_local(info).client("sqs", config=metrics_client_config())
         sampler = QueueSampler(
             sqs,
             buffer,
@@ -278,7 +283,7 @@ class LocalStack:
             aws.forget_clients()  # the in-process handlers' clients pointed at this stack
 
     def _stop_services(self) -> None:
-        state.clear_state()
+        clear_state()
         for schedule in self._schedules:
             schedule.stop()
         if self._workers is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.local.provision import StackInfo
+from monitoring.target import StackInfo
 
 
 def start_local_up(state_dir: Path, *options: str) -> tuple[subprocess.Popen[str], StackInfo, dict[str, str]]:
@@ -16,7 +16,7 @@ def start_local_up(state_dir: Path, *options: str) -> tuple[subprocess.Popen[str
     env = {**os.environ, "IMGOPS_STATE_DIR": str(state_dir), "COLUMNS": "200"}
     env.pop("AWS_ENDPOINT_URL", None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "loadtest.cli", "local", "up", *options],
+        [sys.executable, "-m", "imgops", "local", "up", *options],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -10,16 +10,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
-from loadtest import dlq
 from loadtest.corpus import build_corpus, parse_mix, upload_plan
 from loadtest.harness import LoadTest, RunOptions
-from loadtest.local import state
 from loadtest.local.faults import parse_rules, write_rules
 from loadtest.local.stack import LocalStack, LocalStackOptions
-from loadtest.targets import local_target
+from loadtest.targets import LoadTarget
+from monitoring import dlq
+from monitoring.target import STATE_DIR_ENV, faults_file, for_local, report_log
 from pipeline import store
 
 pytestmark = pytest.mark.slow
@@ -54,7 +53,7 @@ def wait_until_drained(sqs: Any, queue_url: str, timeout: float) -> None:
 
 
 def test_faults_lose_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(state.STATE_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(STATE_DIR_ENV, str(tmp_path))
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     # Time-compressed: an 8 s function timeout (the claim lease; long enough for the SDK's retries with backoff,
     # as the local runtime does not kill an invocation at its timeout) under a 10 s visibility timeout.
@@ -63,11 +62,9 @@ def test_faults_lose_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     )
     with LocalStack(options) as stack:
         info = stack.start()
-        target = local_target(info)
+        target = LoadTarget(for_local(info), info.demo_username, info.demo_password)
         sqs, sns, s3 = target.client("sqs"), target.client("sns"), target.client("s3")
-        table = boto3.resource("dynamodb", region_name=info.region, endpoint_url=info.endpoint_url).Table(
-            info.images_table
-        )
+        table = target.stack.table()
         observer = sqs.create_queue(QueueName="chaos-observer")["QueueUrl"]
         observer_arn = sqs.get_queue_attributes(QueueUrl=observer, AttributeNames=["QueueArn"])["Attributes"][
             "QueueArn"
@@ -78,7 +75,7 @@ def test_faults_lose_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
         mix = parse_mix("jpeg1080=70,webp=30")
         files = build_corpus(mix=mix, count=4, seed=5, cache_dir=tmp_path / "corpus")
-        write_rules(state.faults_file(), parse_rules(FAULTS))
+        write_rules(faults_file(), parse_rules(FAULTS))
         run = LoadTest(
             target, upload_plan(files, mix, HEALTHY, 3), RunOptions(concurrency=8, wait_for_results=False)
         ).run()
@@ -105,7 +102,7 @@ def test_faults_lose_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         assert unaccounted == [], f"uploads neither finished nor parked in the DLQ: {unaccounted} ({outcome})"
         assert all((items[i] or {}).get("status") == "FAILED" and (items[i] or {}).get("reason") for i in corrupt)
 
-        write_rules(state.faults_file(), [])  # the outage ends
+        write_rules(faults_file(), [])  # the outage ends
         moved = dlq.redrive(sqs, dlq_url=info.dlq_url, queue_url=info.queue_url, prefer_move_task=False)
         assert moved.error == ""
         wait_until_drained(sqs, info.queue_url, 300)
@@ -123,5 +120,5 @@ def test_faults_lose_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         assert {i for i, status in notified if status == "DONE"} >= set(healthy)
         duplicates = {key: n for key, n in notified.items() if n > 1}
         assert duplicates == {}, f"notified more than once: {duplicates}"
-        kills = sum(1 for line in state.report_log().read_text().splitlines() if "Init Duration" in line) - 2
+        kills = sum(1 for line in report_log().read_text().splitlines() if "Init Duration" in line) - 2
         print(f"worker processes replaced after SIGKILL: at least {max(0, kills)}")

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from loadtest.local.provision import StackInfo, fetch_access_token
+from monitoring.target import StackInfo, fetch_access_token
 from pipeline.resources import ResourceNames
 from tests.conftest import jpeg_bytes
 from tests.e2e.conftest import start_local_up
@@ -29,7 +29,7 @@ IMAGES = 4
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "loadtest.cli", *args], env=env, capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, "-m", "imgops", *args], env=env, capture_output=True, text=True, timeout=300, check=False
     )
 
 

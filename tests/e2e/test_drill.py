@@ -15,7 +15,7 @@ def test_dlq_drill_passes() -> None:
     env = {**os.environ, "COLUMNS": "200"}
     env.pop("AWS_ENDPOINT_URL", None)
     result = subprocess.run(
-        [sys.executable, "-m", "loadtest.cli", "drill", "dlq", "--healthy", "4", "--poison", "3"],
+        [sys.executable, "-m", "imgops", "drill", "dlq", "--healthy", "4", "--poison", "3"],
         env=env, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

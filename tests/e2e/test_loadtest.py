@@ -21,7 +21,7 @@ def imgops(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "IMGOPS_STATE_DIR": str(home / "state"), "COLUMNS": "160"}
     env.pop("AWS_ENDPOINT_URL", None)
     return subprocess.run(
-        [sys.executable, "-m", "loadtest.cli", *args], env=env, capture_output=True, text=True, timeout=600, check=False
+        [sys.executable, "-m", "imgops", *args], env=env, capture_output=True, text=True, timeout=600, check=False
     )
 
 

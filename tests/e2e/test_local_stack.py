@@ -16,7 +16,7 @@ import pytest
 import requests
 from PIL import Image
 
-from loadtest.local.provision import StackInfo
+from monitoring.target import StackInfo
 from tests.conftest import jpeg_bytes
 from tests.e2e.conftest import start_local_up
 

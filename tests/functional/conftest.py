@@ -9,10 +9,11 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from loadtest.local.provision import StackInfo, provision
+from loadtest.local.provision import provision
 from monitoring import s3_metrics
+from monitoring.target import StackInfo
 from pipeline import aws
-from pipeline.resources import Env, ResourceNames
+from pipeline.resources import Env, ResourceNames, StackOutputs
 from pipeline.settings import Settings
 from pipeline.worker import WorkerDeps
 
@@ -118,3 +119,27 @@ def metrics_env(stack: StackInfo, monkeypatch: pytest.MonkeyPatch) -> Iterator[N
     yield
     s3_metrics._s3.cache_clear()
     s3_metrics._cloudwatch.cache_clear()
+
+
+def outputs_stack(stack_name: str, info: StackInfo, **overrides: str) -> dict[str, str]:
+    """A CloudFormation stack on moto whose outputs are an imgops stack's (pointing at `info`'s resources), as
+    `--stack-name` reads them; moto cannot create the real template (FACTS.md)."""
+    values = {
+        StackOutputs.API_URL: info.api_url or "https://api.example/",
+        StackOutputs.TOPIC_ARN: info.topic_arn,
+        StackOutputs.USER_POOL_ID: info.user_pool_id,
+        StackOutputs.USER_POOL_CLIENT_ID: info.user_pool_client_id,
+        StackOutputs.WORKER_FUNCTION: ResourceNames(info.prefix).worker_function,
+        StackOutputs.UPLOAD_BUCKET: info.upload_bucket,
+        StackOutputs.PROCESSED_BUCKET: info.processed_bucket,
+        StackOutputs.WORK_QUEUE_URL: info.queue_url,
+        StackOutputs.DLQ_URL: info.dlq_url,
+        StackOutputs.IMAGES_TABLE: info.images_table,
+        **overrides,
+    }
+    template = {
+        "Resources": {"Marker": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {name: {"Value": value} for name, value in values.items()},
+    }
+    boto3.client("cloudformation").create_stack(StackName=stack_name, TemplateBody=json.dumps(template))
+    return values

@@ -9,13 +9,14 @@ from typing import Any
 import boto3
 import pytest
 
-from loadtest.cli.alarms import evaluate_target, load_template
-from loadtest.local.provision import StackInfo
+from dashboards.alarms import evaluate_target
+from dashboards.template import stack_template
+from monitoring.target import StackInfo
 
 
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    return load_template(None, "imgops")  # one synth for the module; names are re-prefixed per test
+    return stack_template("imgops")  # names are re-prefixed per test
 
 
 def for_stack(template: dict[str, Any], stack: StackInfo) -> dict[str, Any]:

@@ -35,7 +35,8 @@ from werkzeug.serving import make_server
 
 from loadtest.local.api import ApiServer, LocalHttpApi, default_routes
 from loadtest.local.jwt_auth import CognitoJwtVerifier
-from loadtest.local.provision import StackInfo, create_user, fetch_access_token, provision
+from loadtest.local.provision import create_user, provision
+from monitoring.target import StackInfo, fetch_access_token
 from pipeline import presign, read_api, worker
 from pipeline.resources import Env, ResourceNames
 from pipeline.settings import DEFAULT_MAX_UPLOAD_BYTES

@@ -11,7 +11,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from loadtest.local.faults import FaultInjector, FaultSpecError, parse_rules, write_rules
-from loadtest.local.provision import StackInfo
+from monitoring.target import StackInfo
 
 
 def test_parse_rules() -> None:

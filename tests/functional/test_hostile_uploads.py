@@ -15,12 +15,12 @@ import boto3
 import pytest
 from PIL import Image
 
-from loadtest.hostile import HostileFile, hostile_corpus
-from loadtest.local.provision import StackInfo
 from loadtest.local.runtime import LocalLambdaContext, sqs_event
+from monitoring.target import StackInfo
 from pipeline import store, worker
 from pipeline.resources import WORKER_BATCH_SIZE
 from tests.functional.conftest import receive_uploads
+from tests.hostile import HostileFile, hostile_corpus
 
 SUB = "5f0c6a9e-1111-4c3b-9d1e-00000000beef"
 OWN = f"user-uploads/{SUB}/"

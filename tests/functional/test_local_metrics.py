@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import socket
 import time
@@ -16,7 +15,7 @@ from botocore.config import Config
 from typer.testing import CliRunner
 from werkzeug.test import Client
 
-from loadtest.cli.monitoring import app as monitoring_app
+from imgops.monitoring import app as monitoring_app
 from loadtest.local.api import Route
 from loadtest.local.jwt_auth import CognitoJwtVerifier
 from loadtest.local.metrics import (
@@ -32,11 +31,12 @@ from loadtest.local.metrics import (
     invocation_datums,
     metered,
 )
-from loadtest.local.provision import StackInfo, fetch_access_token
 from loadtest.local.runtime import LocalLambdaContext, RuntimeConfig, invoke
 from loadtest.local.stack import MeteredHttpApi, scheduled_event
 from monitoring import s3_metrics
+from monitoring.target import StackInfo, fetch_access_token
 from pipeline.resources import ResourceNames
+from tests.functional.conftest import outputs_stack
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -380,13 +380,7 @@ def test_monitoring_publish_needs_both_bucket_names() -> None:
 def test_monitoring_publish_finds_the_buckets_in_a_deployed_stacks_outputs(
     stack: StackInfo, unique_prefix: str
 ) -> None:
-    cloudformation = boto3.client("cloudformation")
-    outputs = {"UploadBucketName": stack.upload_bucket, "ProcessedBucketName": stack.processed_bucket}
-    template = {
-        "Resources": {"Marker": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": f"{unique_prefix}-marker"}}},
-        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
-    }
-    cloudformation.create_stack(StackName=f"{unique_prefix}-pipeline", TemplateBody=json.dumps(template))
+    outputs_stack(f"{unique_prefix}-pipeline", stack)
 
     result = CliRunner().invoke(
         monitoring_app, ["publish", "--stack-name", f"{unique_prefix}-pipeline"], env={"COLUMNS": "200"}

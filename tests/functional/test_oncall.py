@@ -12,13 +12,13 @@ import pytest
 from botocore.config import Config
 from typer.testing import CliRunner
 
-from loadtest import dlq
-from loadtest.cli import app
-from loadtest.local.provision import StackInfo
+from imgops import app
+from monitoring import dlq
+from monitoring.target import StackInfo
 from pipeline import store, worker
 from pipeline.worker import WorkerDeps
 from tests.conftest import jpeg_bytes
-from tests.functional.conftest import receive_uploads
+from tests.functional.conftest import outputs_stack, receive_uploads
 
 runner = CliRunner()
 SUB = "5f0c6a9e-1111-4c3b-9d1e-000000000001"
@@ -149,35 +149,28 @@ def test_images_status_and_reprocess(stack: StackInfo, s3: Any, sqs: Any, deps: 
     assert "no image" in missing.output
 
 
-def test_deployed_stack_is_found_by_its_outputs(moto_endpoint: str, unique_prefix: str) -> None:
-    from loadtest.targets import TargetError, aws_target, resolve_resources
+def test_deployed_stack_is_found_by_its_outputs(stack: StackInfo, unique_prefix: str) -> None:
+    from monitoring.target import TargetError, resolve_target
     from pipeline.resources import StackOutputs
 
-    values = {
-        StackOutputs.WORK_QUEUE_URL: "https://sqs/work",
-        StackOutputs.DLQ_URL: "https://sqs/dlq",
-        StackOutputs.IMAGES_TABLE: "t-images",
-        StackOutputs.UPLOAD_BUCKET: "t-uploads",
-        StackOutputs.API_URL: "https://api.example/",
-        StackOutputs.TOPIC_ARN: "arn:aws:sns:us-east-1:123456789012:t",
-        StackOutputs.USER_POOL_CLIENT_ID: "client",
-        StackOutputs.WORKER_FUNCTION: "t-worker",
-    }
-    template = {
-        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
-        "Outputs": {name: {"Value": value} for name, value in values.items()},
-    }
-    cloudformation = boto3.client("cloudformation")
-    cloudformation.create_stack(StackName=f"{unique_prefix}-pipeline", TemplateBody=json.dumps(template))
-    partial = {**template, "Outputs": {StackOutputs.API_URL: {"Value": "x"}}}
-    cloudformation.create_stack(StackName=f"{unique_prefix}-other", TemplateBody=json.dumps(partial))
+    outputs_stack(
+        f"{unique_prefix}-pipeline",
+        stack,
+        **{StackOutputs.DLQ_URL: "https://sqs/dlq", StackOutputs.IMAGES_TABLE: "t-images"},
+        **{StackOutputs.API_URL: "https://api.example/", StackOutputs.WORKER_FUNCTION: "t-worker"},
+    )
+    outputs_stack(f"{unique_prefix}-other", stack, **{StackOutputs.IMAGES_TABLE: ""})
 
-    resources = resolve_resources(stack_name=f"{unique_prefix}-pipeline", region="us-east-1")
-    target = aws_target(stack_name=f"{unique_prefix}-pipeline", region="us-east-1", username="u", password="p")
+    target = resolve_target(stack_name=f"{unique_prefix}-pipeline", region="us-east-1")
 
-    assert (resources.dlq_url, resources.images_table, resources.endpoint_url) == ("https://sqs/dlq", "t-images", None)
-    assert (target.api_url, target.worker_function) == ("https://api.example", "t-worker")
+    assert (target.dlq_url, target.images_table, target.endpoint_url, target.local) == (
+        "https://sqs/dlq",
+        "t-images",
+        None,
+        False,
+    )
+    assert (target.api_url, target.worker_function, target.prefix) == ("https://api.example", "t-worker", unique_prefix)
     with pytest.raises(TargetError, match="lacks outputs"):
-        resolve_resources(stack_name=f"{unique_prefix}-other", region="us-east-1")
+        resolve_target(stack_name=f"{unique_prefix}-other", region="us-east-1")
     with pytest.raises(TargetError, match="cannot read stack"):
-        resolve_resources(stack_name=f"{unique_prefix}-missing", region="us-east-1")
+        resolve_target(stack_name=f"{unique_prefix}-missing", region="us-east-1")

@@ -19,19 +19,16 @@ from typer.testing import CliRunner
 
 from dashboards.render import (
     BASIC_STATISTICS,
-    PhysicalIds,
-    RenderError,
     RenderOptions,
-    Resolver,
     parse_metrics,
     parse_search,
     render,
-    synthesized_template,
 )
-from loadtest.cli.dashboards import app as dashboards_app
-from loadtest.local.provision import StackInfo, provision
-from loadtest.local.stack import LOCAL_API_ID
+from dashboards.template import LOCAL_API_ID, PhysicalIds, Resolver, TemplateError, stack_template
+from imgops.dashboards import app as dashboards_app
+from loadtest.local.provision import provision
 from monitoring import s3_metrics
+from monitoring.target import StackInfo
 from pipeline.resources import ResourceNames
 
 if TYPE_CHECKING:
@@ -51,7 +48,7 @@ def rendered_stack(moto_endpoint: str) -> StackInfo:
 
 @pytest.fixture(scope="module")
 def template(rendered_stack: StackInfo) -> dict[str, Any]:
-    return synthesized_template({"imgops:prefix": rendered_stack.prefix})
+    return stack_template(rendered_stack.prefix)
 
 
 @pytest.fixture(scope="module")
@@ -273,9 +270,9 @@ def test_resolver_handles_sub_and_refuses_what_it_cannot_know() -> None:
     assert resolver.resolve({"Fn::Sub": "${Q.QueueName} in ${AWS::Region}"}) == "p-work in eu-west-1"
     assert resolver.resolve({"Ref": "Q"}) == "http://local/p-work"
     assert resolver.resolve({"Fn::GetAtt": ["Q", "Arn"]}) == "arn:aws:sqs:eu-west-1:123456789012:p-work"
-    with pytest.raises(RenderError, match="Fn::ImportValue cannot be resolved locally"):
+    with pytest.raises(TemplateError, match="Fn::ImportValue cannot be resolved locally"):
         resolver.resolve({"Fn::ImportValue": "x"})
-    with pytest.raises(RenderError, match="no resource 'Nope'"):
+    with pytest.raises(TemplateError, match="no resource 'Nope'"):
         resolver.resolve({"Ref": "Nope"})
 
 

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any, cast
 import boto3
 import pytest
 
-from loadtest.local.provision import StackInfo
 from loadtest.local.runtime import LocalLambdaContext
 from monitoring import s3_metrics
+from monitoring.target import StackInfo
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

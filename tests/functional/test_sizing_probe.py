@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from loadtest.local.provision import StackInfo
 from loadtest.sizing import cgroups_writable, measure, runs_out_of_memory
+from monitoring.target import StackInfo
 from tests.conftest import jpeg_bytes
 
 

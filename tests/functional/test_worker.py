@@ -11,8 +11,8 @@ import boto3
 import pytest
 from PIL import Image
 
-from loadtest.local.provision import StackInfo
 from loadtest.local.runtime import LocalLambdaContext, sqs_event
+from monitoring.target import StackInfo
 from pipeline import store, worker
 from pipeline.worker import WorkerDeps
 from tests.conftest import jpeg_bytes

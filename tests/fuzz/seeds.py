@@ -13,7 +13,7 @@ from typing import Any
 import matplotlib
 from PIL import Image
 
-from loadtest.hostile import exif_oriented, png_raw
+from tests.hostile import exif_oriented, png_raw
 
 
 def _save(image: Image.Image, fmt: str, **params: Any) -> bytes:

@@ -8,7 +8,7 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from loadtest.cli.dashboards import app
+from imgops.dashboards import app
 
 runner = CliRunner()
 

@@ -12,13 +12,12 @@ import pytest
 
 from dashboards.render import (
     NOT_EVALUATED,
-    PhysicalIds,
     RenderOptions,
-    Resolver,
     dashboards_in,
     parse_metrics,
     plan_dashboard,
 )
+from dashboards.template import PhysicalIds, Resolver
 from monitoring import s3_metrics
 from pipeline.resources import ResourceNames
 from tests.infrastructure.conftest import Synthesized

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadtest.alarms import AlarmDefinition, alarms_from_template, decide
+from dashboards.alarms import AlarmDefinition, alarms_from_template, decide
 
 
 def alarm(**overrides: object) -> AlarmDefinition:

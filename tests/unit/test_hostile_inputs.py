@@ -1,4 +1,4 @@
-"""Every file in loadtest.hostile either becomes correct thumbnails or a refusal with a specific reason.
+"""Every file in tests.hostile either becomes correct thumbnails or a refusal with a specific reason.
 
 Bombs run in a fresh process each, so that process's peak RSS (VmHWM) is the cost of that one file.
 """
@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from loadtest.hostile import GIF_REASON, QUADRANTS, HostileFile, hostile_corpus
 from pipeline.imaging import ImageOptions, ImageRejected, ProcessedImage, make_thumbnails
+from tests.hostile import GIF_REASON, QUADRANTS, HostileFile, hostile_corpus
 
 SIZES = ImageOptions().sizes
 MB = 1024 * 1024

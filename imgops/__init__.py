@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from loadtest.cli import alarms, bench, cost, dashboards, dlq, drill, faults, images, load, local, monitoring
+from imgops import alarms, bench, cost, dashboards, dlq, drill, faults, images, load, local, monitoring
 
 app = typer.Typer(
     name="imgops",

@@ -11,10 +11,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from imgops.errors import command_errors, stderr
 from loadtest.bench import APPROACHES, ApproachResult, BenchOptions, bench_table, run_bench
-from loadtest.cli.errors import command_errors, stderr
 from loadtest.corpus import build_corpus
-from loadtest.local import state as local_state
+from monitoring.target import state_dir
 
 app = typer.Typer(help="Benchmarks of the pipeline's parts, on this machine.", no_args_is_help=True)
 console = Console(highlight=False)
@@ -48,7 +48,7 @@ def thumbnails(
                 mix={"jpeg12mp": 1.0},
                 count=images,
                 seed=seed,
-                cache_dir=cache_dir or local_state.state_dir() / "corpus",
+                cache_dir=cache_dir or state_dir() / "corpus",
             )
         options = BenchOptions(repeat=repeat, vips_threads=vips_threads)
         with console.status(f"Timing {', '.join(APPROACHES)}: {images} images x {repeat}, one process each…"):

@@ -9,10 +9,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from loadtest import dlq as dlq_ops
-from loadtest.cli.errors import command_errors, stderr
-from loadtest.cli.target_options import AsJson, Region, StackName, StateFile
-from loadtest.targets import resolve_resources
+from imgops.errors import command_errors, stderr
+from imgops.options import AsJson, Region, StackName, StateFile
+from monitoring import dlq as dlq_ops
+from monitoring.target import resolve_target
 
 app = typer.Typer(help="The worker's dead-letter queue: look first, then redrive or purge.", no_args_is_help=True)
 console = Console(highlight=False)
@@ -35,14 +35,14 @@ def inspect(
 ) -> None:
     """List DLQ messages with their image's status and failure reason, leaving the DLQ as it was."""
     with command_errors():
-        resources = resolve_resources(stack_name=stack_name, region=region, state_file=state_file)
-        messages = dlq_ops.inspect(resources.client("sqs"), resources.dlq_url, resources.table(), limit)
+        target = resolve_target(stack_name=stack_name, region=region, state=state_file)
+        messages = dlq_ops.inspect(target.client("sqs"), target.dlq_url, target.table(), limit)
     if as_json:
         typer.echo(dlq_ops.as_json(messages))
     elif messages:
-        console.print(_table(messages, f"{len(messages)} message(s) on {resources.dlq_url}"))
+        console.print(_table(messages, f"{len(messages)} message(s) on {target.dlq_url}"))
     else:
-        console.print(f"The DLQ is empty ({resources.dlq_url}).")
+        console.print(f"The DLQ is empty ({target.dlq_url}).")
 
 
 @app.command()
@@ -56,14 +56,14 @@ def redrive(
 ) -> None:
     """Move DLQ messages back to the work queue (SQS's move task on AWS; copy-then-delete elsewhere)."""
     with command_errors():
-        resources = resolve_resources(stack_name=stack_name, region=region, state_file=state_file)
+        target = resolve_target(stack_name=stack_name, region=region, state=state_file)
         result = dlq_ops.redrive(
-            resources.client("sqs"),
-            dlq_url=resources.dlq_url,
-            queue_url=resources.work_queue_url,
+            target.client("sqs"),
+            dlq_url=target.dlq_url,
+            queue_url=target.work_queue_url,
             ids=set(message_id) if message_id else None,
             limit=limit,
-            prefer_move_task=resources.endpoint_url is None,  # moto, LocalStack: no message-move task
+            prefer_move_task=not target.local,  # moto has no message-move task
         )
     if as_json:
         typer.echo(json.dumps({"method": result.method, "moved": result.moved, "error": result.error}))
@@ -91,8 +91,8 @@ def purge(
         )
         raise typer.Exit(1)
     with command_errors():
-        resources = resolve_resources(stack_name=stack_name, region=region, state_file=state_file)
-        removed = dlq_ops.purge(resources.client("sqs"), resources.dlq_url, resources.table())
+        target = resolve_target(stack_name=stack_name, region=region, state=state_file)
+        removed = dlq_ops.purge(target.client("sqs"), target.dlq_url, target.table())
     if as_json:
         typer.echo(dlq_ops.as_json(removed))
     elif removed:

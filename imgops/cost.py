@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from loadtest.cli.errors import command_errors, stderr
+from imgops.errors import command_errors, stderr
 from loadtest.cost import CostError, Workload, compare, cost_breakdown, load_prices, workload_from_run
 from loadtest.sizing import Measurement, modeled_duration_ms
 

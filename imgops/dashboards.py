@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
 
-from loadtest.cli.errors import command_errors, stderr
-from loadtest.local import state
-from loadtest.local.provision import StackInfo
+from imgops.errors import command_errors, stderr
+from imgops.options import Region, StackName, StateFile
+from monitoring.target import resolve_target
 from pipeline.resources import ResourceNames
-
-if TYPE_CHECKING:
-    from dashboards.render import RenderOptions, RenderResult
 
 app = typer.Typer(help="The CDK app: CloudFormation template, dashboards and alarms.", no_args_is_help=True)
 console = Console(highlight=False)
@@ -49,7 +45,6 @@ def synth(
         # Imported here: aws_cdk starts the jsii runtime, which every other imgops command can do without.
         from dashboards import config
         from dashboards.app import synthesize
-        from dashboards.errors import SynthError
 
         context = {
             config.PREFIX: prefix,
@@ -57,13 +52,8 @@ def synth(
             config.SKIP_BUNDLING: "true" if skip_bundling else "false",
             config.METRICS_RATE_MINUTES: str(metrics_rate),
         }
-        try:
-            with console.status("Synthesizing (bundling Lambda code{})…".format("" if skip_bundling else " + pip")):
-                summary = synthesize(context, outdir=out)
-        except SynthError as exc:
-            # Same one-line form as command_errors(), which does not know dashboards.errors.SynthError (yet).
-            stderr.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(1) from None
+        with console.status("Synthesizing (bundling Lambda code{})…".format("" if skip_bundling else " + pip")):
+            summary = synthesize(context, outdir=out)
     for template in summary.templates:
         typer.echo(str(template))
     console.print(f"{summary.dashboards} dashboards, {summary.alarms} alarms", style="green")
@@ -85,10 +75,9 @@ def render(
         ),
     ] = None,
     hours: Annotated[float, typer.Option("--hours", min=0.05, max=24 * 15, help="Time range: the last N hours.")] = 3.0,
-    state_file: Annotated[
-        Path | None,
-        typer.Option("--state-file", help="State file of a running local stack [default: ~/.imgops/local-stack.json]."),
-    ] = None,
+    stack_name: StackName = None,
+    region: Region = "us-east-1",
+    state_file: StateFile = None,
     template: Annotated[
         Path | None,
         typer.Option(
@@ -102,11 +91,12 @@ def render(
         Literal[1, 5, 60], typer.Option("--metrics-rate", help="Bucket-metrics schedule to synthesize with (minutes).")
     ] = 5,
 ) -> None:
-    """Draw the dashboards from the local stack's CloudWatch: a PNG per dashboard and one HTML page."""
+    """Draw the dashboards from the target's CloudWatch (the local stack by default): PNGs and an HTML page."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from dashboards.errors import SynthError
-    from dashboards.render import RenderError, RenderOptions
+    from dashboards.render import RenderOptions
+    from dashboards.render import render as draw
+    from dashboards.template import physical_ids
 
     if period is not None and period not in (1, 5, 10, 30) and period % 60:
         stderr.print(
@@ -114,23 +104,20 @@ def render(
         )
         raise typer.Exit(1)
     with command_errors():
-        info = state.read_state(state_file)
-        try:
-            body = _template(template, info.prefix, metrics_rate)
-            with Progress(
-                SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True
-            ) as progress:
-                task = progress.add_task("Rendering…", total=None)
-                result = _render(
-                    body,
-                    info,
-                    out,
-                    RenderOptions(hours=hours, period=period),
-                    on_step=lambda step: progress.update(task, description=step),
-                )
-        except (RenderError, SynthError) as exc:
-            stderr.print(f"[red]error:[/red] {exc}", soft_wrap=True)  # one line, however narrow the terminal
-            raise typer.Exit(1) from None
+        target = resolve_target(stack_name=stack_name, region=region, state=state_file)
+        body = _template(template, target.prefix, metrics_rate)
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True
+        ) as progress:
+            task = progress.add_task("Rendering…", total=None)
+            result = draw(
+                body,
+                target.client("cloudwatch"),
+                physical_ids(target),
+                out,
+                RenderOptions(hours=hours, period=period),
+                on_step=lambda step: progress.update(task, description=step),
+            )
     for dashboard in result.dashboards:
         typer.echo(str(dashboard.png))
         console.print(
@@ -143,15 +130,13 @@ def render(
 
 
 def _template(path: Path | None, prefix: str, metrics_rate: int) -> dict[str, Any]:
-    """The given template, or a fresh in-process synth for the local stack's prefix (names then match)."""
+    """The given template, or the CDK app's for the local stack's prefix (names then match)."""
     from dashboards import config
-    from dashboards.render import RenderError, load_template, synthesized_template
+    from dashboards.render import RenderError
+    from dashboards.template import template_for
 
-    if path is None:
-        with console.status("Synthesizing the CDK app (no bundling, no cdk-nag)…"):
-            body = synthesized_template({config.PREFIX: prefix, config.METRICS_RATE_MINUTES: str(metrics_rate)})
-    else:
-        body = load_template(path)
+    with console.status("Reading the CDK app's dashboards…"):
+        body = template_for(path, prefix, {config.METRICS_RATE_MINUTES: str(metrics_rate)})
     queues = {
         r.get("Properties", {}).get("QueueName")
         for r in body["Resources"].values()
@@ -164,24 +149,3 @@ def _template(path: Path | None, prefix: str, metrics_rate: int) -> dict[str, An
             f"stack's ({prefix!r})"
         )
     return body
-
-
-def _render(
-    template: dict[str, Any], info: StackInfo, out: Path, options: RenderOptions, *, on_step: Callable[[str], None]
-) -> RenderResult:
-    from dashboards.render import PhysicalIds, render
-    from loadtest.local.provision import local_session
-    from loadtest.local.stack import LOCAL_API_ID
-
-    names = ResourceNames(info.prefix)
-    ids = PhysicalIds(
-        region=info.region,
-        stack_name=f"{info.prefix}-pipeline",
-        api_id=LOCAL_API_ID,
-        queue_urls={names.work_queue: info.queue_url, names.dead_letter_queue: info.dlq_url},
-        topic_arns={names.notifications_topic: info.topic_arn},
-        user_pool_id=info.user_pool_id,
-        user_pool_client_id=info.user_pool_client_id,
-    )
-    cloudwatch = local_session(info.region).client("cloudwatch", endpoint_url=info.endpoint_url)
-    return render(template, cloudwatch, ids, out, options, on_step=on_step)

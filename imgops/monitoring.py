@@ -7,18 +7,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import boto3
 import typer
 from botocore.config import Config
-from botocore.exceptions import ClientError
 from rich.console import Console
 from rich.table import Table
 
-from loadtest.cli.errors import command_errors, stderr
-from loadtest.cli.target_options import Region, StackName, StateFile
-from loadtest.local import state
-from loadtest.targets import TargetError
-from pipeline.resources import StackOutputs
+from imgops.errors import command_errors, stderr
+from imgops.options import Region, StackName, StateFile
+from monitoring.target import client_config, resolve_target, sdk_client
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -83,48 +79,30 @@ def _target(
     upload_bucket: str | None,
     processed_bucket: str | None,
 ) -> tuple[S3Client, CloudWatchClient, list[str], str]:
-    """Named buckets, else a deployed stack's (its outputs), else the running local stack's."""
+    """Named buckets (on AWS_ENDPOINT_URL or AWS), else a deployed stack's, else the running local stack's."""
     if (upload_bucket is None) != (processed_bucket is None):
         raise typer.BadParameter("give both --upload-bucket and --processed-bucket, or neither")
     if upload_bucket is not None and processed_bucket is not None:
-        buckets = [upload_bucket, processed_bucket]
-    elif stack_name:
-        buckets = _stack_buckets(stack_name, region)
-    else:
-        from loadtest.local.provision import local_session  # never send real credentials to the embedded AWS
-
-        info = state.read_state(state_file)
-        session = local_session(info.region)
+        endpoint = os.environ.get("AWS_ENDPOINT_URL")
         return (
-            _s3(session, info.endpoint_url),
-            session.client("cloudwatch", endpoint_url=info.endpoint_url),
-            [info.upload_bucket, info.processed_bucket],
-            f"the local stack ({info.endpoint_url})",
+            sdk_client("s3", region, config=_path_style(endpoint)),
+            sdk_client("cloudwatch", region),
+            [upload_bucket, processed_bucket],
+            endpoint or f"AWS {region}",
         )
-    endpoint = os.environ.get("AWS_ENDPOINT_URL")
-    session = boto3.session.Session(region_name=region)
-    return _s3(session, endpoint), session.client("cloudwatch"), buckets, endpoint or f"AWS {region}"
+    target = resolve_target(stack_name=stack_name, region=region, state=state_file)
+    where = f"the local stack ({target.endpoint_url})" if target.local else target.name
+    return (
+        target.client("s3", config=_path_style(target.endpoint_url)),
+        target.client("cloudwatch"),
+        [target.upload_bucket, target.processed_bucket],
+        where,
+    )
 
 
-def _stack_buckets(stack_name: str, region: str) -> list[str]:
-    """The upload and processed buckets from a deployed stack's outputs (see pipeline.resources.StackOutputs)."""
-    cloudformation = boto3.session.Session(region_name=region).client("cloudformation")
-    try:
-        stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
-    except ClientError as exc:
-        raise TargetError(f"cannot read stack {stack_name!r} in {region}: {exc}") from None
-    outputs = {o.get("OutputKey", ""): o.get("OutputValue", "") for o in stacks[0].get("Outputs", [])}
-    needed = (StackOutputs.UPLOAD_BUCKET, StackOutputs.PROCESSED_BUCKET)
-    missing = [key for key in needed if not outputs.get(key)]
-    if missing:
-        raise TargetError(f"stack {stack_name!r} lacks outputs {', '.join(missing)}; is it an imgops stack?")
-    return [outputs[key] for key in needed]
-
-
-def _s3(session: boto3.session.Session, endpoint: str | None) -> S3Client:
+def _path_style(endpoint: str | None) -> Config:
     # Path-style on an endpoint (moto, LocalStack), as the Lambda does.
-    config = Config(s3={"addressing_style": "path"}) if endpoint else Config()
-    return session.client("s3", endpoint_url=endpoint, config=config)
+    return client_config().merge(Config(s3={"addressing_style": "path"})) if endpoint else client_config()
 
 
 def _print_report(report: dict[str, Any], where: str) -> None:

@@ -9,9 +9,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from pipeline import store
+from pipeline.errors import ImgopsError
 
 
-class ImageNotFound(LookupError):
+class ImageNotFound(ImgopsError, LookupError):
     pass
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from loadtest.cli.errors import command_errors, stderr
+from imgops.errors import command_errors, stderr
 from loadtest.drill import DrillFailed, DrillOptions, run_drill
 
 app = typer.Typer(help="Rehearse runbooks on a time-compressed local stack.", no_args_is_help=True)

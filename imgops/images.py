@@ -9,10 +9,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from loadtest import images as image_ops
-from loadtest.cli.errors import command_errors
-from loadtest.cli.target_options import AsJson, Region, StackName, StateFile
-from loadtest.targets import resolve_resources
+from imgops.errors import command_errors
+from imgops.options import AsJson, Region, StackName, StateFile
+from monitoring import images as image_ops
+from monitoring.target import resolve_target
 
 app = typer.Typer(help="One image: its status and metadata, or reprocess it.", no_args_is_help=True)
 console = Console(highlight=False)
@@ -27,8 +27,8 @@ def status(
 ) -> None:  # fmt: skip
     """Show the image's item: status, failure reason, sizes, thumbnails."""
     with command_errors():
-        resources = resolve_resources(stack_name=stack_name, region=region, state_file=state_file)
-        item = image_ops.status(resources.table(), image_id)
+        target = resolve_target(stack_name=stack_name, region=region, state=state_file)
+        item = image_ops.status(target.table(), image_id)
     if as_json:
         typer.echo(json.dumps(item, indent=2, default=str))
         return
@@ -44,13 +44,13 @@ def reprocess(
 ) -> None:
     """Queue the image's original for the worker again (a fresh S3 event; thumbnails are rewritten)."""
     with command_errors():
-        resources = resolve_resources(stack_name=stack_name, region=region, state_file=state_file)
+        target = resolve_target(stack_name=stack_name, region=region, state=state_file)
         message_id = image_ops.reprocess(
-            table=resources.table(),
-            s3=resources.client("s3"),
-            sqs=resources.client("sqs"),
-            queue_url=resources.work_queue_url,
-            upload_bucket=resources.upload_bucket,
+            table=target.table(),
+            s3=target.client("s3"),
+            sqs=target.client("sqs"),
+            queue_url=target.work_queue_url,
+            upload_bucket=target.upload_bucket,
             image_id=image_id,
         )
     console.print(f"Queued {image_id} for reprocessing (message {message_id}).")

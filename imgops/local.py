@@ -13,20 +13,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from loadtest.cli.errors import command_errors
-from loadtest.local import state
+from imgops.errors import command_errors
+from imgops.options import StateFile
 from loadtest.local.metrics import DEFAULT_SAMPLE_SECONDS
-from loadtest.local.provision import LOCAL_CREDENTIALS, StackInfo, fetch_access_token
 from loadtest.local.stack import DEFAULT_BUCKET_METRICS_SECONDS, LocalStack, LocalStackOptions
+from monitoring.target import LOCAL_CREDENTIALS, StackInfo, fetch_access_token, running_stack
+from monitoring.target import state_file as default_state_file
 from pipeline.resources import QUEUE_VISIBILITY_TIMEOUT_SECONDS, WORKER_TIMEOUT_SECONDS
 
 app = typer.Typer(help="The embedded local AWS (moto) with the pipeline running on it.", no_args_is_help=True)
 console = Console(highlight=False)
-
-StateFile = Annotated[
-    Path | None,
-    typer.Option("--state-file", help="State file of a running stack [default: ~/.imgops/local-stack.json]."),
-]
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -38,9 +34,9 @@ def up(
     port: Annotated[int, typer.Option(min=0, max=65535, help="AWS endpoint port (0 = a free port).")] = 0,
     api_port: Annotated[int, typer.Option(min=0, max=65535, help="Local HTTP API port (0 = a free port).")] = 0,
     workers: Annotated[
-        int,
+        int | None,
         typer.Option(min=1, max=64, help="Worker processes (concurrent executions) [default: CPU cores]."),
-    ] = 0,
+    ] = None,
     prefix: Annotated[str, typer.Option(help="Prefix of every resource name.")] = "imgops",
     worker_timeout: Annotated[
         int, typer.Option(min=1, max=900, help="Worker timeout, seconds.")
@@ -100,15 +96,14 @@ def up(
 def token(state_file: StateFile = None) -> None:
     """Print a fresh access token for the demo user of the running local stack."""
     with command_errors():
-        info = state.read_state(state_file)
-        typer.echo(fetch_access_token(info))
+        typer.echo(fetch_access_token(running_stack(state_file)))
 
 
 @app.command()
 def env(state_file: StateFile = None) -> None:
     """Print shell exports for the running stack: eval "$(imgops local env)"."""
     with command_errors():
-        info = state.read_state(state_file)
+        info = running_stack(state_file)
         exports = {
             "AWS_ENDPOINT_URL": info.endpoint_url,
             "AWS_DEFAULT_REGION": info.region,
@@ -122,12 +117,13 @@ def env(state_file: StateFile = None) -> None:
 
 @app.command()
 def status(state_file: StateFile = None) -> None:
-    """Show the running stack's endpoints and resource names."""
+    """Show the running stack's endpoints and resource names; exit 1 if it is not running."""
     with command_errors():
-        _print_info(state.read_state(state_file))
+        info = running_stack(state_file)
+    _print_info(info, state_file or default_state_file())
 
 
-def _print_info(info: StackInfo) -> None:
+def _print_info(info: StackInfo, state: Path) -> None:
     table = Table(show_header=False, box=None, pad_edge=False)
     rows = {
         "AWS endpoint": info.endpoint_url,
@@ -140,7 +136,7 @@ def _print_info(info: StackInfo) -> None:
         "notifications topic": info.topic_arn,
         "user pool / client": f"{info.user_pool_id} / {info.user_pool_client_id}",
         "demo user": f"{info.demo_username} (sub {info.demo_sub})",
-        "state file": str(state.state_file()),
+        "state file": str(state),
     }
     for name, value in rows.items():
         table.add_row(f"[bold]{name}[/bold]", value)
@@ -153,7 +149,7 @@ def _announce(message: str) -> None:
 
 def _print_stack(info: StackInfo, token: str, options: LocalStackOptions) -> None:
     console.print(f"[green]imgops local stack is up[/green] ({options.workers} worker processes)")
-    _print_info(info)
+    _print_info(info, default_state_file())
     if options.metrics:
         console.print(
             f"\n[bold]CloudWatch[/bold] (local): worker/API metrics per invocation, queues every "
@@ -163,6 +159,7 @@ def _print_stack(info: StackInfo, token: str, options: LocalStackOptions) -> Non
     console.print("\n[bold]Bearer token[/bold] for the demo user (1 h; `imgops local token` prints a fresh one):")
     console.print(token, soft_wrap=True)
     console.print(
-        '\nIn another shell: [bold]eval "$(imgops local env)"[/bold], then see README.md › Upload an image.'
+        '\nIn another shell: [bold]eval "$(imgops local env)"[/bold], then follow README.md ›'
+        " Run the stack yourself and upload with curl."
         "\nREPORT lines below are the worker's invocations. Ctrl-C stops everything.\n"
     )

@@ -7,9 +7,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from loadtest.cli.errors import command_errors
-from loadtest.local import state
+from imgops.errors import command_errors
 from loadtest.local.faults import parse_rules, read_rules, write_rules
+from monitoring.target import faults_file
 
 app = typer.Typer(
     help="Fault injection for the local stack (its workers re-read the rules live).", no_args_is_help=True
@@ -30,7 +30,7 @@ def set_faults(
     """Replace the fault rules."""
     with command_errors():
         parsed = parse_rules(rules)
-        write_rules(state.faults_file(), parsed)
+        write_rules(faults_file(), parsed)
     console.print(f"{len(parsed)} fault rule(s) active: {rules}")
 
 
@@ -38,14 +38,14 @@ def set_faults(
 def clear() -> None:
     """Remove every fault rule."""
     with command_errors():
-        write_rules(state.faults_file(), [])
+        write_rules(faults_file(), [])
     console.print("No fault rules active.")
 
 
 @app.command()
 def show() -> None:
     """Print the active fault rules."""
-    rules = read_rules(state.faults_file())
+    rules = read_rules(faults_file())
     for rule in rules:
         console.print(f"{rule.service}:{rule.operation}={rule.rate}:{rule.code}")
     if not rules:

@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import operator
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from dashboards.template import PhysicalIds, Resolver, TemplateError, physical_ids
+from monitoring.target import Target
 
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
     "GreaterThanThreshold": operator.gt,
@@ -53,36 +56,21 @@ class Evaluation:
     reason: str = ""
 
 
-def physical_names(template: Mapping[str, Any]) -> dict[str, str]:
-    """Logical id → the name a Ref/GetAtt of it resolves to in metric dimensions and alarm actions."""
-    names: dict[str, str] = {}
-    for logical_id, resource in template.get("Resources", {}).items():
-        properties = resource.get("Properties", {})
-        for key in ("QueueName", "FunctionName", "BucketName", "TableName", "TopicName", "Name"):
-            value = properties.get(key)
-            if isinstance(value, str):
-                names[logical_id] = value
-                break
-    return names
+def _resolve(resolver: Resolver, value: Any) -> str | None:
+    """A token's value on the target, or None where the target has nothing for it."""
+    try:
+        resolved = resolver.resolve(value)
+    except TemplateError:
+        return None
+    if not isinstance(resolved, str) or resolved.startswith("<"):
+        return None
+    return resolved
 
 
-def _resolve(value: Any, names: Mapping[str, str]) -> str | None:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict):
-        if "Ref" in value:
-            return names.get(value["Ref"])
-        if "Fn::GetAtt" in value:
-            return names.get(value["Fn::GetAtt"][0])
-    return None
-
-
-def alarms_from_template(
-    template: Mapping[str, Any], overrides: Mapping[str, str] | None = None
-) -> list[AlarmDefinition]:
-    """Every AWS::CloudWatch::Alarm with a single metric (what the CDK app defines); `overrides` maps a
-    logical id to the name it has on the target when that differs from the template."""
-    names = {**physical_names(template), **(overrides or {})}
+def alarms_from_template(template: Mapping[str, Any], ids: PhysicalIds | None = None) -> list[AlarmDefinition]:
+    """Every AWS::CloudWatch::Alarm with a single metric (what the CDK app defines), its tokens resolved
+    against one deployment's `ids`."""
+    resolver = Resolver(template, ids or PhysicalIds(region="us-east-1"))
     alarms = []
     for resource in template.get("Resources", {}).values():
         if resource.get("Type") != "AWS::CloudWatch::Alarm":
@@ -97,15 +85,17 @@ def alarms_from_template(
             period, stat = int(p["Period"]), str(p.get("Statistic") or p.get("ExtendedStatistic"))
         dimensions, unresolved = [], []
         for dimension in metric.get("Dimensions", []):
-            value = _resolve(dimension["Value"], names)
+            value = _resolve(resolver, dimension["Value"])
             if value is None:
                 unresolved.append(dimension["Name"])
                 value = f"unresolved:{dimension['Name']}"
             dimensions.append((dimension["Name"], value))
-        topics = tuple(t for t in (_resolve(a, names) for a in p.get("AlarmActions", [])) if t)
+        # Actions are topic ARNs; locally the topic is found (or made) by its name.
+        arns = (_resolve(resolver, action) for action in p.get("AlarmActions", []))
+        topics = tuple(arn.rsplit(":", 1)[-1] for arn in arns if arn)
         alarms.append(
             AlarmDefinition(
-                name=_resolve(p.get("AlarmName"), names) or "unnamed",
+                name=_resolve(resolver, p.get("AlarmName")) or "unnamed",
                 description=str(p.get("AlarmDescription", "")),
                 namespace=metric["Namespace"],
                 metric_name=metric["MetricName"],
@@ -260,3 +250,49 @@ def apply_locally(cloudwatch: Any, sns: Any, evaluation: Evaluation, topic_arns:
                     Message=notification(evaluation, previous, region),
                 )
     return previous
+
+
+def evaluate_target(
+    *,
+    template: Mapping[str, Any],
+    cloudwatch: Any,
+    sns: Any | None,
+    region: str,
+    ids: PhysicalIds | None = None,
+    period: int | None = None,
+    local: bool,
+) -> list[Evaluation]:
+    """Evaluate every alarm; locally also keep their state in CloudWatch and notify the ops topic."""
+    definitions = alarms_from_template(template, ids or PhysicalIds(region=region))
+    topic_arns: dict[str, str] = {}
+    if local and sns is not None:
+        for topic in {t for d in definitions for t in d.action_topics}:
+            topic_arns[topic] = sns.create_topic(Name=topic)["TopicArn"]  # idempotent: the local ops topic
+    evaluations = []
+    for definition in definitions:
+        queried = definition
+        if local and definition.stat.startswith("p"):
+            # moto has no percentiles; the maximum is the conservative stand-in (noted in the reason).
+            queried = replace(definition, stat="Maximum")
+        evaluation = decide(definition, fetch_values(cloudwatch, queried, period=period))
+        if queried is not definition:
+            evaluation.reason += " (local: Maximum stands in for the percentile)"
+        if definition.unresolved:
+            evaluation.reason += f" (no local {', '.join(definition.unresolved)}: no data expected)"
+        if local and sns is not None:
+            apply_locally(cloudwatch, sns, evaluation, topic_arns, region)
+        evaluations.append(evaluation)
+    return evaluations
+
+
+def check(template: Mapping[str, Any], target: Target, *, period: int | None = None) -> list[Evaluation]:
+    """`imgops alarms check`: every alarm of `template` against `target`'s metrics (locally: state + notices)."""
+    return evaluate_target(
+        template=template,
+        cloudwatch=target.client("cloudwatch"),
+        sns=target.client("sns") if target.local else None,
+        region=target.region,
+        ids=physical_ids(target),
+        period=period,
+        local=target.local,
+    )

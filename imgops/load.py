@@ -7,7 +7,6 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,13 +16,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from loadtest.cli.errors import command_errors, stderr
+from imgops.errors import command_errors, stderr
 from loadtest.corpus import DEFAULT_MIX, build_corpus, parse_mix, upload_plan
 from loadtest.harness import RunOptions, RunState
-from loadtest.local import state as local_state
 from loadtest.local.stack import LocalStack, LocalStackOptions
 from loadtest.runner import RunResult, execute_run
-from loadtest.targets import Target, TargetError, aws_target, local_target, running_local_stack
+from loadtest.targets import LoadTarget, aws_load_target, sink_target
+from monitoring.target import NoLocalStack, StackInfo, for_local, running_stack, state_dir
 
 app = typer.Typer(help="Load-test the pipeline: thousands of images, throughput, latency, cost.", no_args_is_help=True)
 console = Console(highlight=False)
@@ -35,7 +34,7 @@ class TargetKind(StrEnum):
 
 
 def default_cache_dir() -> Path:
-    return local_state.state_dir() / "corpus"
+    return state_dir() / "corpus"
 
 
 Mix = Annotated[str, typer.Option(help="Share of each kind: jpeg12mp, jpeg1080, png (alpha), webp.")]
@@ -96,9 +95,9 @@ def run(
         bool, typer.Option("--no-wait", help="Do not wait for results: measures the upload path only.")
     ] = False,
     workers: Annotated[
-        int,
-        typer.Option(min=0, max=64, help="Worker processes if an embedded stack is started [default: cores]."),
-    ] = 0,
+        int | None,
+        typer.Option(min=1, max=64, help="Worker processes if an embedded stack is started [default: cores]."),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Runs are written to OUT/<run id>/.")] = Path("runs"),
     cache_dir: Annotated[Path | None, typer.Option(help="Corpus cache [default: ~/.imgops/corpus].")] = None,
 ) -> None:
@@ -116,15 +115,18 @@ def run(
 
 @contextlib.contextmanager
 def _target(
-    kind: TargetKind, stack_name: str, region: str, username: str, password: str, workers: int
-) -> Iterator[Target]:
+    kind: TargetKind, stack_name: str, region: str, username: str, password: str, workers: int | None
+) -> Iterator[LoadTarget]:
     if kind is TargetKind.aws:
-        yield aws_target(stack_name=stack_name, region=region, username=username, password=password)
+        yield aws_load_target(stack_name=stack_name, region=region, username=username, password=password)
         return
-    info = running_local_stack()
+    try:
+        info: StackInfo | None = running_stack()
+    except NoLocalStack:
+        info = None
     if info is not None:
         console.print(f"Using the running local stack at {info.api_url}.")
-        yield local_target(info)
+        yield LoadTarget(for_local(info), info.demo_username, info.demo_password)
         return
     with console.status("No local stack is running: starting an embedded one…"):
         stack = LocalStack(LocalStackOptions(workers=workers or (os.cpu_count() or 2)))
@@ -132,13 +134,13 @@ def _target(
     try:
         info = stack.start()
         console.print(f"Embedded local stack up ({stack.options.workers} workers); it stops when the run ends.")
-        yield local_target(info)
+        yield LoadTarget(for_local(info), info.demo_username, info.demo_password)
     finally:
         stack.stop()
         signal.signal(signal.SIGTERM, previous)
 
 
-def _run_with_progress(target: Target, plan: list[Any], options: RunOptions, out: Path, region: str) -> RunResult:
+def _run_with_progress(target: LoadTarget, plan: list[Any], options: RunOptions, out: Path, region: str) -> RunResult:
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -261,7 +263,7 @@ def sizing(
         files = build_corpus(mix=weights, count=max(sample, 4), seed=seed, cache_dir=cache_dir or default_cache_dir())
         plan = upload_plan(files, weights, sample, seed)
         if target is TargetKind.aws:
-            resolved = aws_target(stack_name=stack_name, region=region, username=username, password=password)
+            resolved = aws_load_target(stack_name=stack_name, region=region, username=username, password=password)
 
             def run_batch() -> float:
                 options = RunOptions(timeout_seconds=300)
@@ -293,35 +295,14 @@ def sizing(
 def _local_sizing(
     plan: list[Any], sizes: tuple[int, ...], gb_second: float, per_request: float
 ) -> tuple[Any, dict[str, Any], list[str], list[dict[str, Any]]]:
-    from loadtest.sizing import cgroups_writable, measure, runs_out_of_memory, sizing_summary, sizing_table
+    from loadtest.sizing import local_sizing
 
-    images = [{"path": str(image.path), "content_type": image.content_type} for image in plan]
     with _target(TargetKind.local, "", "us-east-1", "", "", 1) as resolved:
-        info = local_state.read_state()
-        bucket = f"{info.prefix}-sizing"
-        s3 = resolved.client("s3")
-        with contextlib.suppress(Exception):  # exists already from an earlier sizing run
-            s3.create_bucket(Bucket=bucket)  # no notifications: the stack's own workers never see these
-        environment = {**info.handler_environment(), "POWERTOOLS_LOG_LEVEL": "ERROR"}
-        with console.status(f"Measuring the worker on {len(images)} images (CPU time, wall time, peak memory)…"):
-            measurements, returncode = measure(images, bucket=bucket, environment=environment)
-        if not measurements:
-            raise TargetError(f"the worker probe produced no measurements (exit code {returncode})")
-        oom: dict[int, bool | None] = {}
-        with console.status("Running the worker under a real memory cap at each size…"):
-            for size in sizes:
-                oom[size] = runs_out_of_memory(images, bucket=bucket, environment=environment, memory_mb=size)
-    table = sizing_table(measurements, sizes, gb_second=gb_second, per_request=per_request, oom=oom)
-    notes = [
-        "Measured here: CPU time, wall time and peak memory of each invocation of the real handler "
-        f"({len(measurements)} images, against the local stack).",
-        "Modeled: duration at each memory = CPU time x max(1, 1769 MB / memory) + measured I/O wait; "
-        "assumes a Lambda vCPU is as fast as this machine's core.",
-        "Out-of-memory: measured under a real cgroup memory cap at each size"
-        if cgroups_writable()
-        else "Out-of-memory: NOT checked (cgroup memory controller not writable here).",
-    ]
-    return table, sizing_summary(measurements), notes, [asdict(m) for m in measurements]
+        status = console.status("Measuring…")
+        with status:
+            return local_sizing(
+                resolved.stack, plan, sizes, gb_second=gb_second, per_request=per_request, on_step=status.update
+            )
 
 
 def _print_sizing(
@@ -374,19 +355,8 @@ def selfcheck(
         files = build_corpus(mix=weights, count=corpus_size, seed=seed, cache_dir=cache_dir or default_cache_dir())
         plan = upload_plan(files, weights, images, seed)
         with UploadSink() as sink:
-            target = Target(
-                name="sink",
-                api_url=sink.url,
-                region="us-east-1",
-                endpoint_url=sink.url,
-                topic_arn="",
-                user_pool_client_id="",
-                worker_function="",
-                username="",
-                password="",
-                static_token="selfcheck",  # noqa: S106 - the sink checks nothing
-            )
-            state = LoadTest(target, plan, RunOptions(concurrency=concurrency, wait_for_results=False)).run()
+            options = RunOptions(concurrency=concurrency, wait_for_results=False)
+            state = LoadTest(sink_target(sink.url), plan, options).run()
     counts = state.counts()
     elapsed = max(1e-9, (state.finished or time.time()) - state.started)
     sent = counts.get("SENT", 0)

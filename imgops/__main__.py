@@ -1,0 +1,3 @@
+from imgops import main
+
+main()

@@ -1,3 +1,0 @@
-from loadtest.cli import main
-
-main()
