@@ -16,7 +16,7 @@ from typing import Any
 
 import boto3
 
-from pipeline.resources import UPLOAD_PREFIX
+from pipeline.keys import upload_key
 
 
 def _reset_peak() -> None:
@@ -51,7 +51,7 @@ def main() -> None:
     s3 = boto3.client("s3")
     payloads = [(Path(item["path"]), item["content_type"]) for item in job["images"]]
     for round_index, (path, content_type) in enumerate([payloads[0], *payloads]):
-        key = f"{UPLOAD_PREFIX}sizing/{uuid.uuid4()}{path.suffix}"
+        key = upload_key("sizing", str(uuid.uuid4()), path.suffix.lstrip("."))
         etag = s3.put_object(Bucket=job["bucket"], Key=key, Body=path.read_bytes(), ContentType=content_type)["ETag"]
         _reset_peak()
         cpu, wall = time.process_time(), time.perf_counter()

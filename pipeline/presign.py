@@ -15,7 +15,7 @@ from aws_lambda_powertools.event_handler.exceptions import BadRequestError
 from pipeline import aws
 from pipeline.auth import caller_sub
 from pipeline.imaging import SUPPORTED_CONTENT_TYPES
-from pipeline.resources import UPLOAD_PREFIX
+from pipeline.keys import upload_key
 from pipeline.settings import Settings
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def grant_upload(
     """PUT binds the content type into the signature; POST also caps the size, which a PUT URL cannot."""
     extension = SUPPORTED_CONTENT_TYPES[content_type]
     image_id = str(uuid.uuid4())
-    key = f"{UPLOAD_PREFIX}{user_sub}/{image_id}.{extension}"
+    key = upload_key(user_sub, image_id, extension)
     expires = settings.url_expiry_seconds
     if method == "PUT":
         url = s3.generate_presigned_url(

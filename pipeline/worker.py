@@ -24,10 +24,9 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from botocore.exceptions import ClientError
 
 from pipeline import aws, store
-from pipeline.auth import SUB_PATTERN
 from pipeline.errors import error_code, is_transient
 from pipeline.imaging import ImageRejected, ProcessedImage, make_thumbnails
-from pipeline.resources import PROCESSED_PREFIX, UPLOAD_PREFIX
+from pipeline.keys import image_id_for, owner_of, processed_key
 from pipeline.settings import Settings
 from pipeline.store import ClaimOutcome, Status, Upload
 
@@ -119,23 +118,6 @@ def parse_s3_event(body: str) -> list[Upload]:
     return uploads
 
 
-def owner_of(key: str) -> str | None:
-    """The Cognito sub a key belongs to, or None when it is not `user-uploads/<sub>/<name>`."""
-    if not key.startswith(UPLOAD_PREFIX):
-        return None
-    owner, _, name = key[len(UPLOAD_PREFIX) :].partition("/")
-    return owner if SUB_PATTERN.fullmatch(owner) and name and not name.endswith("/") else None
-
-
-def image_id_for(bucket: str, key: str) -> str:
-    """The UUID the presign API put in the name; objects named otherwise get a stable derived id."""
-    stem = key.rsplit("/", 1)[-1].split(".", 1)[0]
-    try:
-        return str(uuid.UUID(stem))
-    except ValueError:
-        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"s3://{bucket}/{key}"))
-
-
 def process_upload(upload: Upload, deps: WorkerDeps) -> str:
     started = time.perf_counter()
     token = uuid.uuid4().hex
@@ -214,7 +196,7 @@ def _read_original(s3: S3Client, upload: Upload, max_bytes: int) -> tuple[str, b
 def _write_thumbnails(deps: WorkerDeps, upload: Upload, image: ProcessedImage) -> dict[str, str]:
     keys = {}
     for thumbnail in image.thumbnails:
-        key = f"{PROCESSED_PREFIX}{upload.image_id}/{thumbnail.size}.{thumbnail.extension}"
+        key = processed_key(upload.image_id, thumbnail.size, thumbnail.extension)
         deps.s3.put_object(
             Bucket=deps.settings.processed_bucket,
             Key=key,

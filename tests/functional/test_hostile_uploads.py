@@ -17,7 +17,7 @@ from PIL import Image
 
 from loadtest.local.runtime import LocalLambdaContext, sqs_event
 from monitoring.target import StackInfo
-from pipeline import store, worker
+from pipeline import keys, store, worker
 from pipeline.resources import WORKER_BATCH_SIZE
 from tests.functional.conftest import receive_uploads
 from tests.hostile import HostileFile, hostile_corpus
@@ -91,7 +91,7 @@ def test_hostile_uploads_end_done_or_failed_with_reason_and_never_fail_the_batch
     processed = object_keys(s3, stack.processed_bucket)
     for key, name in UPLOADS.items():
         hostile = files[name]
-        image_id = worker.image_id_for(stack.upload_bucket, key)
+        image_id = keys.image_id_for(stack.upload_bucket, key)
         item = store.get(table, image_id)
         assert item is not None, key
         assert (item["userId"], item["originalS3Key"]) == (SUB, key)

@@ -6,9 +6,10 @@ import re
 import pytest
 
 from loadtest.local.runtime import report_line, sqs_event
+from pipeline.keys import image_id_for, owner_of
 from pipeline.resources import QUEUE_VISIBILITY_TIMEOUT_SECONDS, WORKER_TIMEOUT_SECONDS, Env
 from pipeline.settings import Settings, SettingsError
-from pipeline.worker import MalformedMessage, image_id_for, owner_of, parse_s3_event
+from pipeline.worker import MalformedMessage, parse_s3_event
 
 BASE = {
     Env.UPLOAD_BUCKET: "up",
