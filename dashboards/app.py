@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 import aws_cdk as cdk  # after the banner switch: importing starts the jsii runtime
 from cdk_nag import AwsSolutionsChecks
 
-from dashboards.config import AppConfig
+from dashboards.config import SKIP_BUNDLING, AppConfig
 from dashboards.errors import ConfigError, SynthError
 from dashboards.stack import ImgopsStack
 
@@ -57,11 +59,24 @@ def build_app(
     return app, stack
 
 
+@contextlib.contextmanager
+def jsii_quiet(quiet: bool = True) -> Iterator[None]:
+    """Swallow what the jsii runtime forwards to stderr (CDK's `Bundling asset …` lines) while synthesizing."""
+    if not quiet:
+        yield
+        return
+    with contextlib.redirect_stderr(io.StringIO()):
+        yield
+
+
 def synthesize(context: Mapping[str, Any] | None = None, *, outdir: Path) -> SynthSummary:
-    """Synthesize into `outdir` and count what was made; raises SynthError with one readable line."""
+    """Synthesize into `outdir` and count what was made; raises SynthError with one readable line. Without
+    real bundling (`imgops:skip-bundling`) CDK's bundling chatter is not shown: nothing is being built."""
+    skip = str((context or {}).get(SKIP_BUNDLING, "false")).lower() == "true"
     try:
-        app, _ = build_app(context, outdir=str(outdir))
-        assembly = app.synth()
+        with jsii_quiet(skip):
+            app, _ = build_app(context, outdir=str(outdir))
+            assembly = app.synth()
     except ValueError as exc:  # ConfigError and jsii's own argument errors
         raise SynthError(str(exc)) from None
     except RuntimeError as exc:

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from urllib.parse import urlparse
 
 from monitoring.target import Target, state_dir
 from pipeline.errors import ImgopsError
+from pipeline.resources import ResourceNames
 
 # moto's default account; CDK writes AWS::AccountId tokens into ARNs and console links.
 LOCAL_ACCOUNT_ID = "123456789012"
@@ -94,16 +96,14 @@ def stack_template(prefix: str = "imgops", context: Mapping[str, Any] | None = N
 
 
 def _synthesize(context: Mapping[str, Any]) -> dict[str, Any]:
-    import shutil
-
     if shutil.which("node") is None:
         raise TemplateError(
             "synthesizing the CDK app needs Node.js (jsii runs on it): install Node 20 or later "
             "(Debian: apt-get install nodejs), or pass --template with a synthesized template"
         )
-    from dashboards.app import build_app
+    from dashboards.app import build_app, jsii_quiet
 
-    with tempfile.TemporaryDirectory(prefix="imgops-synth-") as outdir:
+    with tempfile.TemporaryDirectory(prefix="imgops-synth-") as outdir, jsii_quiet():
         app, stack = build_app(dict(context), outdir=outdir, nag=False)
         assembly = app.synth()
         return dict(assembly.get_stack_by_name(stack.stack_name).template)
@@ -249,8 +249,6 @@ class Resolver:
 
 def physical_ids(target: Target, account: str = LOCAL_ACCOUNT_ID) -> PhysicalIds:
     """What the template's tokens are on `target` (its names come from the template; URLs and ids do not)."""
-    from pipeline.resources import ResourceNames
-
     names = ResourceNames(target.prefix)
     api_host = urlparse(target.api_url).hostname or ""
     return PhysicalIds(

@@ -24,6 +24,7 @@ def test_synth_writes_the_template_and_counts_dashboards_and_alarms(tmp_path: Pa
     template_path = out / "Imgops.template.json"
     assert str(template_path) in result.stdout.splitlines()
     assert "2 dashboards, 10 alarms" in result.stdout
+    assert "Bundling asset" not in result.output  # nothing is bundled: no bundling chatter
     template: dict[str, Any] = json.loads(template_path.read_text())
     resources = template["Resources"].values()
     functions = [r["Properties"] for r in resources if r["Type"] == "AWS::Lambda::Function"]

@@ -1,0 +1,53 @@
+"""The synthesized template is made once per app source and context, then read from the cache."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from dashboards import config
+from dashboards.template import CACHE_ENV, TemplateError, cache_key, stack_template
+
+
+def test_second_read_comes_from_the_cache_and_a_new_context_synthesizes_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+
+    first = stack_template("cachetest")
+    [entry] = list(tmp_path.glob("cachetest-*.json"))
+    started = time.perf_counter()
+    second = stack_template("cachetest")
+    warm_seconds = time.perf_counter() - started
+    hourly = stack_template("cachetest", {config.METRICS_RATE_MINUTES: "60"})
+
+    assert second == first
+    assert warm_seconds < 1.0  # a JSON read, not a synth (which takes seconds)
+    assert len(list(tmp_path.glob("cachetest-*.json"))) == 2
+    assert hourly != first
+    assert entry.name.startswith("cachetest-")
+
+
+def test_the_key_follows_the_context() -> None:
+    assert cache_key({config.PREFIX: "a"}) != cache_key({config.PREFIX: "b"})
+    assert cache_key({config.PREFIX: "a"}) == cache_key({config.PREFIX: "a"})
+
+
+def test_a_damaged_cache_entry_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    stack_template("damaged")
+    [entry] = list(tmp_path.glob("damaged-*.json"))
+    entry.write_text("{not json")
+
+    assert "Resources" in stack_template("damaged")
+
+
+def test_without_node_one_line_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no node on it
+
+    with pytest.raises(TemplateError, match=r"needs Node\.js .*install Node 20") as raised:
+        stack_template("nonode")
+    assert "\n" not in str(raised.value)
