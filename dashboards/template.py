@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from monitoring.target import Target, state_dir
+from monitoring.target import Target
 from pipeline.errors import ImgopsError
 from pipeline.resources import ResourceNames
 
@@ -33,6 +33,8 @@ LOCAL_API_ID = "local"
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 # What the synthesized template depends on: the CDK app and the modules it reads names and numbers from.
 _APP_SOURCES = ("dashboards", "pipeline", "monitoring")
+# Synthesized in place of the real prefix, then replaced: it occurs nowhere else in a template.
+_SENTINEL_PREFIX = "zzprefixsentinelzz"
 CACHE_ENV = "IMGOPS_TEMPLATE_CACHE"
 
 
@@ -45,8 +47,12 @@ class TemplateError(ImgopsError, ValueError):
 
 def load_template(path: Path) -> dict[str, Any]:
     """A synthesized template from a file (e.g. cdk.out/Imgops.template.json)."""
+    return load_template_text(path.read_text(encoding="utf-8"), path)
+
+
+def load_template_text(text: str, path: Path) -> dict[str, Any]:
     try:
-        template = json.loads(path.read_text(encoding="utf-8"))
+        template = json.loads(text)
     except json.JSONDecodeError as exc:
         raise TemplateError(f"{path} is not a CloudFormation template: {exc}") from None
     if not isinstance(template, dict) or "Resources" not in template:
@@ -55,8 +61,11 @@ def load_template(path: Path) -> dict[str, Any]:
 
 
 def cache_dir() -> Path:
+    """Shared by every local stack and test on this machine (entries are keyed by source and context)."""
     configured = os.environ.get(CACHE_ENV)
-    return Path(configured) if configured else state_dir() / "templates"
+    if configured:
+        return Path(configured)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "imgops" / "templates"
 
 
 def cache_key(context: Mapping[str, Any]) -> str:
@@ -77,22 +86,29 @@ def cache_key(context: Mapping[str, Any]) -> str:
 
 
 def stack_template(prefix: str = "imgops", context: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The stack's template for `prefix`, synthesized once per app source and context, then read from the cache."""
+    """The stack's template for `prefix`, synthesized once per app source and context, then read from the cache.
+
+    The prefix only ever appears in physical names, so the app is synthesized once with a sentinel prefix and
+    each prefix is a text substitution of it: a test with a unique prefix per case costs no synth."""
     from dashboards import config
 
-    full = {**(context or {}), config.PREFIX: prefix, config.SKIP_BUNDLING: "true"}
-    path = cache_dir() / f"{prefix}-{cache_key(full)}.json"
+    config.AppConfig(prefix=prefix)  # the app's own check of the prefix (raises ConfigError)
+    full = {**(context or {}), config.PREFIX: _SENTINEL_PREFIX, config.SKIP_BUNDLING: "true"}
+    path = cache_dir() / f"template-{cache_key(full)}.json"
+    text: str | None = None
     if path.exists():
+        text = path.read_text(encoding="utf-8")
         try:
-            return load_template(path)
+            load_template_text(text, path)
         except TemplateError:
-            path.unlink(missing_ok=True)  # a damaged cache entry is rebuilt, not reported
-    template = _synthesize(full)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(template), encoding="utf-8")
-    temporary.replace(path)  # concurrent callers never read half a file
-    return template
+            text = None  # a damaged cache entry is rebuilt, not reported
+    if text is None:
+        text = json.dumps(_synthesize(full))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(path)  # concurrent callers never read half a file
+    return load_template_text(text.replace(_SENTINEL_PREFIX, prefix), path)
 
 
 def _synthesize(context: Mapping[str, Any]) -> dict[str, Any]:
@@ -129,6 +145,8 @@ class PhysicalIds:
     topic_arns: Mapping[str, str] = field(default_factory=dict)  # topic name → ARN
     user_pool_id: str = ""
     user_pool_client_id: str = ""
+    # Logical id → attribute ("Ref", "Arn", ...) → value, for what only exists once created (KMS keys, roles).
+    resources: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 class Resolver:
@@ -136,6 +154,7 @@ class Resolver:
 
     def __init__(self, template: Mapping[str, Any], ids: PhysicalIds) -> None:
         self._resources: Mapping[str, Any] = template.get("Resources", {})
+        self._parameters: Mapping[str, Any] = template.get("Parameters", {})
         self._ids = ids
         self.unresolved: set[str] = set()
 
@@ -194,13 +213,15 @@ class Resolver:
         }
         if name in pseudo:
             return pseudo[name]
+        if name in self._parameters:  # as deployed without overrides: the parameter's default
+            return str(self._parameters[name].get("Default", ""))
         return self._attribute(name, "Ref", depth)
 
     def _attribute(self, logical_id: str, attribute: str, depth: int) -> str:
         resource = self._resources.get(logical_id)
         if resource is None:
             raise TemplateError(f"the template has no resource {logical_id!r}")
-        values = self._physical(logical_id, resource, depth)
+        values = {**self._physical(logical_id, resource, depth), **self._ids.resources.get(logical_id, {})}
         if attribute not in values:
             self.unresolved.add(f"{logical_id}.{attribute}")
             return f"<{logical_id}.{attribute}>"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ def test_second_read_comes_from_the_cache_and_a_new_context_synthesizes_again(
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
 
     first = stack_template("cachetest")
-    [entry] = list(tmp_path.glob("cachetest-*.json"))
+    [entry] = list(tmp_path.glob("template-*.json"))
     started = time.perf_counter()
     second = stack_template("cachetest")
     warm_seconds = time.perf_counter() - started
@@ -25,9 +26,12 @@ def test_second_read_comes_from_the_cache_and_a_new_context_synthesizes_again(
 
     assert second == first
     assert warm_seconds < 1.0  # a JSON read, not a synth (which takes seconds)
-    assert len(list(tmp_path.glob("cachetest-*.json"))) == 2
+    other = stack_template("othertest")
+    assert len(list(tmp_path.glob("template-*.json"))) == 2  # one per context, not per prefix
     assert hourly != first
-    assert entry.name.startswith("cachetest-")
+    assert json.dumps(other) == json.dumps(first).replace("cachetest", "othertest")
+    assert "cachetest-uploads" in json.dumps(first)
+    assert entry.name.startswith("template-")
 
 
 def test_the_key_follows_the_context() -> None:
@@ -38,7 +42,7 @@ def test_the_key_follows_the_context() -> None:
 def test_a_damaged_cache_entry_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     stack_template("damaged")
-    [entry] = list(tmp_path.glob("damaged-*.json"))
+    [entry] = list(tmp_path.glob("template-*.json"))
     entry.write_text("{not json")
 
     assert "Resources" in stack_template("damaged")
