@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -134,7 +134,9 @@ def running_stack(path: Path | None = None) -> StackInfo:
     path = path or state_file()
     info = read_state(path)
     try:
-        requests.get(info.endpoint_url, timeout=2)
+        # A path the embedded AWS answers itself (loadtest.local.moto_process.HEALTH_PATH), not an AWS request
+        # (its `/` is S3 ListBuckets); any answer means it runs.
+        requests.get(f"{info.endpoint_url.rstrip('/')}/_imgops/health", timeout=2)
     except requests.RequestException:
         raise NoLocalStack(
             f"the local stack in {path} is not running (nothing answers at {info.endpoint_url}); "
@@ -245,19 +247,38 @@ def for_local(info: StackInfo) -> Target:
 
 
 def local_target(state: Path | None = None) -> Target:
-    """The running local stack (an error if none runs)."""
-    return for_local(running_stack(state))
+    """The running local stack (an error if none runs), found the way a deployed one is: by the outputs of its
+    CloudFormation stack `<prefix>-pipeline`, on the endpoint the state file names. Its REPORT lines are read
+    from the local runtime's file, the quickest way; `--stack-name` reads them from CloudWatch Logs instead."""
+    info = running_stack(state)
+    target = deployed_target(f"{info.prefix}-pipeline", info.region, endpoint_url=info.endpoint_url)
+    return replace(target, name="local", report_log=report_log())
 
 
-def deployed_target(stack_name: str, region: str = DEFAULT_REGION) -> Target:
-    """A deployed stack, from its CloudFormation outputs (see `pipeline.resources.StackOutputs`)."""
-    session = boto3.session.Session(region_name=region)
-    outputs = stack_outputs(session.client("cloudformation", config=client_config()), stack_name, region)
+def embedded_endpoint(endpoint_url: str | None) -> bool:
+    """Whether `endpoint_url` is the running local stack's embedded AWS (moto): dummy credentials, no
+    SQS message-move task, alarms that only imgops evaluates."""
+    if not endpoint_url:
+        return False
+    try:
+        return read_state().endpoint_url.rstrip("/") == endpoint_url.rstrip("/")
+    except NoLocalStack:
+        return False
+
+
+def deployed_target(stack_name: str, region: str = DEFAULT_REGION, *, endpoint_url: str | None = None) -> Target:
+    """A stack by its CloudFormation outputs (see `pipeline.resources.StackOutputs`): on AWS, on
+    `AWS_ENDPOINT_URL` (LocalStack, or the local stack's embedded AWS), or on `endpoint_url`."""
+    endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
+    local = embedded_endpoint(endpoint)
+    session = local_session(region) if local else boto3.session.Session(region_name=region)
+    cloudformation = session.client("cloudformation", endpoint_url=endpoint, config=client_config())
+    outputs = stack_outputs(cloudformation, stack_name, region)
     return Target(
         name=f"aws:{stack_name}",
         region=region,
-        endpoint_url=None,
-        local=False,
+        endpoint_url=endpoint if local else endpoint_url,
+        local=local,
         prefix=stack_name.removesuffix("-pipeline"),
         api_url=outputs[StackOutputs.API_URL].rstrip("/"),
         upload_bucket=outputs[StackOutputs.UPLOAD_BUCKET],

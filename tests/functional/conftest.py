@@ -1,28 +1,36 @@
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import boto3
 import pytest
 from botocore.config import Config
 
-from loadtest.local.provision import provision
+from loadtest.local.provision import provision, register_stack
 from monitoring import s3_metrics
 from monitoring.target import StackInfo
 from pipeline import aws
 from pipeline.resources import Env, ResourceNames, StackOutputs
 from pipeline.settings import Settings
 from pipeline.worker import WorkerDeps
+from tests.iam import CallRecorder, RolePolicies
 
 NO_RETRIES = Config(retries={"max_attempts": 1, "mode": "standard"})
 
 
 @pytest.fixture
 def stack(moto_endpoint: str, unique_prefix: str) -> StackInfo:
-    return provision(ResourceNames(unique_prefix), endpoint_url=moto_endpoint, visibility_timeout=30)
+    """The template's resources and the CloudFormation stack `<prefix>-pipeline` with its outputs, as
+    `imgops local up` makes them (no local API runs here: its URL is a placeholder)."""
+    info = provision(ResourceNames(unique_prefix), endpoint_url=moto_endpoint, visibility_timeout=30)
+    info = replace(info, api_url=f"{moto_endpoint}/no-local-api-in-this-test")
+    register_stack(info)
+    return info
 
 
 @pytest.fixture
@@ -143,3 +151,60 @@ def outputs_stack(stack_name: str, info: StackInfo, **overrides: str) -> dict[st
     }
     boto3.client("cloudformation").create_stack(StackName=stack_name, TemplateBody=json.dumps(template))
     return values
+
+
+# --- IAM: every AWS call a handler makes in these tests is checked against its role in the template ----------
+# (tests/iam.py). The recorder hooks every client made from here on; a denied call fails the test that made it,
+# and the session ends with what each function used of its role (test_iam.py asserts the complete picture).
+
+IAM_RECORDER = pytest.StashKey[CallRecorder]()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def iam_recorder(pytestconfig: pytest.Config) -> Iterator[CallRecorder]:
+    """Installed before the functional tests make clients; clients cached by earlier suites are dropped."""
+    from pipeline import worker
+
+    aws.forget_clients()
+    for cached in (s3_metrics._s3, s3_metrics._cloudwatch, worker._deps):
+        cached.cache_clear()
+    recorder = CallRecorder()
+    pytestconfig.stash[IAM_RECORDER] = recorder
+    with recorder.installed():
+        yield recorder
+
+
+@functools.cache
+def role_policies() -> RolePolicies:
+    """The roles of the synthesized template (dashboards.template's cache: synthesized once per app source)."""
+    from dashboards.template import stack_template
+
+    return RolePolicies(stack_template())
+
+
+@pytest.fixture(autouse=True)
+def iam_enforced(iam_recorder: CallRecorder) -> Iterator[None]:
+    """A call the function's role in the synthesized template would refuse fails the test that made it."""
+    mark = iam_recorder.mark()
+    yield
+    calls = iam_recorder.since(mark)
+    if not calls:
+        return
+    denied = [decision for decision in role_policies().decide(calls) if not decision.allowed]
+    if denied:
+        lines = "\n".join(f"  {decision.describe()}" for decision in denied)
+        pytest.fail(f"the synthesized template's IAM would refuse these handler calls:\n{lines}", pytrace=False)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    recorder = config.stash.get(IAM_RECORDER, None)
+    if recorder is None or not recorder.calls:
+        return
+    policies = role_policies()
+    decisions = policies.decide(recorder.calls)
+    terminalreporter.write_sep("-", "IAM: what the handlers used of their roles in this run")
+    for function, unused in sorted(policies.unused(decisions).items()):
+        used = sorted({d.call.action for d in decisions if d.function == function and d.allowed})
+        terminalreporter.write_line(f"{function}: used {', '.join(used) or 'nothing'}")
+        if unused:
+            terminalreporter.write_line(f"    not exercised: {', '.join(sorted({action for action, _ in unused}))}")

@@ -36,7 +36,6 @@ from loadtest.local.stack import MeteredHttpApi, scheduled_event
 from monitoring import s3_metrics
 from monitoring.target import StackInfo, fetch_access_token
 from pipeline.resources import ResourceNames
-from tests.functional.conftest import outputs_stack
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -380,7 +379,6 @@ def test_monitoring_publish_needs_both_bucket_names() -> None:
 def test_monitoring_publish_finds_the_buckets_in_a_deployed_stacks_outputs(
     stack: StackInfo, unique_prefix: str
 ) -> None:
-    outputs_stack(f"{unique_prefix}-pipeline", stack)
 
     result = CliRunner().invoke(
         monitoring_app, ["publish", "--stack-name", f"{unique_prefix}-pipeline"], env={"COLUMNS": "200"}
