@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -10,12 +11,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from aws_lambda_powertools.event_handler.exceptions import BadRequestError
+from aws_lambda_powertools.event_handler.exceptions import BadRequestError, RequestEntityTooLargeError
 
 from pipeline import aws
 from pipeline.auth import caller_sub
-from pipeline.imaging import SUPPORTED_CONTENT_TYPES
 from pipeline.keys import upload_key
+from pipeline.resources import SUPPORTED_CONTENT_TYPES
 from pipeline.settings import Settings
 
 if TYPE_CHECKING:
@@ -83,32 +84,100 @@ def _settings() -> Settings:
     return Settings.from_env()
 
 
-@app.post("/uploads")
-def create_upload() -> Response[str]:
-    user_sub = caller_sub(app.current_event)
-    content_type, method = _parse_request(app.current_event.body)
-    grant = grant_upload(
-        user_sub=user_sub, content_type=content_type, method=method, settings=_settings(), s3=aws.s3_client()
-    )
-    logger.info("upload granted", extra={"user": user_sub, "key": grant.file_path, "method": method})
-    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=json.dumps(asdict(grant)))
+# A real request is about 60 bytes; this leaves room for extra keys and bounds the work a body can cause.
+MAX_REQUEST_CHARS = 16 * 1024
+_ALLOWED = ", ".join(sorted(SUPPORTED_CONTENT_TYPES))
+_JSON_TYPES: dict[type, str] = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
 
 
-def _parse_request(body: str | None) -> tuple[str, UploadMethod]:
+@dataclass(frozen=True)
+class UploadRequest:
+    content_type: str  # canonical: one of SUPPORTED_CONTENT_TYPES, exactly what the upload must send
+    method: UploadMethod
+
+
+def parse_upload_request(body: str | None, *, base64_encoded: bool = False) -> UploadRequest:
+    """Every malformed body is the caller's mistake, so it becomes a 400 (413 if too large), never a 500.
+
+    The body is a JSON object: `content_type` (required) and `method` (`PUT` if absent or null); other keys are
+    ignored. Both are matched case-insensitively, ASCII only, without surrounding whitespace, because media types
+    and method names are case-insensitive to the people typing them: `IMAGE/JPEG ` asks for `image/jpeg`, and the
+    grant's `content_type` says so, since that exact value is what the signed upload must send. Parameters
+    (`image/jpeg; charset=x`) are refused rather than dropped: they would not be part of the signature, so an
+    upload sending them would fail later at S3 with a less helpful 403.
+    """
+    text = _body_text(body or "", base64_encoded=base64_encoded)
     try:
-        request: Any = json.loads(body) if body else {}
-    except json.JSONDecodeError:
+        request: object = json.loads(text) if text else {}
+    except RecursionError:
+        raise BadRequestError("request body is nested too deeply") from None
+    except ValueError:  # JSONDecodeError, and integers beyond Python's digit limit
         raise BadRequestError("request body must be JSON") from None
     if not isinstance(request, dict):
-        raise BadRequestError("request body must be a JSON object")
+        raise BadRequestError(f"request body must be a JSON object; got {_describe(request)}")
+
     content_type = request.get("content_type")
-    if content_type not in SUPPORTED_CONTENT_TYPES:
-        allowed = ", ".join(sorted(SUPPORTED_CONTENT_TYPES))
-        raise BadRequestError(f"content_type must be one of {allowed}; got {content_type!r}")
-    method = str(request.get("method", "PUT")).upper()
-    if method not in ("PUT", "POST"):
-        raise BadRequestError(f"method must be PUT or POST; got {request.get('method')!r}")
-    return content_type, "PUT" if method == "PUT" else "POST"
+    if content_type is None:
+        raise BadRequestError(f"content_type is required, one of {_ALLOWED}")
+    if not isinstance(content_type, str):
+        raise BadRequestError(f"content_type must be a string, one of {_ALLOWED}; got {_describe(content_type)}")
+    canonical = _fold(content_type)
+    if canonical not in SUPPORTED_CONTENT_TYPES:
+        raise BadRequestError(f"content_type must be one of {_ALLOWED}; got {_describe(content_type)}")
+
+    method = request.get("method")
+    method = "PUT" if method is None else method
+    folded = _fold(method) if isinstance(method, str) else None
+    if folded == "put":
+        return UploadRequest(content_type=canonical, method="PUT")
+    if folded == "post":
+        return UploadRequest(content_type=canonical, method="POST")
+    raise BadRequestError(f"method must be PUT or POST; got {_describe(method)}")
+
+
+def _body_text(body: str, *, base64_encoded: bool) -> str:
+    """API Gateway base64-encodes a body it takes for binary (by its Content-Type); either way it must be UTF-8."""
+    if len(body) > (MAX_REQUEST_CHARS * 4 // 3 + 4 if base64_encoded else MAX_REQUEST_CHARS):
+        raise RequestEntityTooLargeError(f"request body is longer than {MAX_REQUEST_CHARS} characters")
+    if not base64_encoded:
+        return body
+    try:
+        return base64.b64decode(body, validate=True).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequestError("request body must be UTF-8 JSON") from None
+    except ValueError:  # binascii.Error, or non-ASCII characters in what should be base64
+        raise BadRequestError("request body is marked base64-encoded but is not valid base64") from None
+
+
+def _fold(value: str) -> str:
+    """Without surrounding whitespace and lower-cased, but only if ASCII: `str.upper` turns `poſt` into `POST`."""
+    stripped = value.strip()
+    return stripped.lower() if stripped.isascii() else stripped
+
+
+def _describe(value: object) -> str:
+    """What the caller sent, short and on one line; only strings are echoed, and only their start."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 40 else f"{value[:40]!r}..."
+    if value is None:
+        return "null"
+    return _JSON_TYPES.get(type(value), "a number")
+
+
+@app.post("/uploads")
+def create_upload() -> Response[str]:
+    event = app.current_event
+    user_sub = caller_sub(event)
+    request = parse_upload_request(event.body, base64_encoded=bool(event.is_base64_encoded))
+    grant = grant_upload(
+        user_sub=user_sub,
+        content_type=request.content_type,
+        method=request.method,
+        settings=_settings(),
+        s3=aws.s3_client(),
+    )
+    logger.info("upload granted", extra={"user": user_sub, "key": grant.file_path, "method": request.method})
+    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=json.dumps(asdict(grant)))
 
 
 @logger.inject_lambda_context

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from werkzeug.exceptions import BadRequest, HTTPException, MethodNotAllowed, RequestEntityTooLarge
 from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
@@ -22,6 +24,12 @@ from loadtest.local.runtime import LocalLambdaContext
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+# An HTTP API's payload limit: a larger request never reaches the integration.
+MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+# Bodies an HTTP API passes to Lambda as text (if they are UTF-8); any other arrives base64-encoded.
+_TEXT_MEDIA_TYPES = frozenset({"", "application/json", "application/xml", "application/javascript"})
+_TEXT_SUFFIXES = ("+json", "+xml")
 
 
 @dataclass(frozen=True)
@@ -41,9 +49,17 @@ def default_routes() -> list[Route]:
     ]
 
 
+class ApiRequest(Request):
+    """Reading the body stops at the payload limit (413) instead of buffering whatever a client sends."""
+
+    max_content_length = MAX_PAYLOAD_BYTES
+
+
 class LocalHttpApi:
     def __init__(self, routes: list[Route], verifier: CognitoJwtVerifier) -> None:
         self._routes = {f"{r.method} {r.path}": r for r in routes}
+        self._methods = frozenset(r.method for r in routes)
+        # No slash merging and no trailing-slash rules, so matching never answers with a redirect.
         self._map = Map(
             [
                 Rule(
@@ -52,20 +68,34 @@ class LocalHttpApi:
                     endpoint=f"{r.method} {r.path}",
                 )
                 for r in routes
-            ]
+            ],
+            merge_slashes=False,
         )
         self._verifier = verifier
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        return self.respond(Request(environ))(environ, start_response)
+        return self.respond(ApiRequest(environ))(environ, start_response)
 
     def respond(self, request: Request) -> Response:
+        """In API Gateway's order: payload limit, route, token, integration. Every refusal is a JSON `message`, as
+        API Gateway's own are; only a handler that raises or answers nonsense is a 500, as a Lambda error is."""
+        try:
+            request.get_data()  # cached for the event
+        except RequestEntityTooLarge:
+            return _json(413, {"message": "Request Entity Too Large"})
+        except BadRequest:  # the client went away before sending all it announced
+            return _json(400, {"message": "Bad Request"})
         adapter = self._map.bind_to_environ(request.environ)
         try:
             route_key, path_parameters = adapter.match()
-        except Exception:  # noqa: BLE001 - werkzeug signals 404/405 by raising HTTPException
+        except MethodNotAllowed as exc:
+            return _method_not_allowed(m for m in exc.valid_methods or [] if m in self._methods)
+        except HTTPException:  # NotFound
             return _json(404, {"message": "Not Found"})
         route = self._routes[str(route_key)]
+        # werkzeug lets HEAD match a GET rule and upper-cases `post`; an HTTP API route takes its method exactly.
+        if request.environ.get("REQUEST_METHOD") != route.method:
+            return _method_not_allowed([route.method])
         try:
             claims = self._verifier.verify(request.headers.get("Authorization"))
         except TokenRejected:
@@ -73,15 +103,11 @@ class LocalHttpApi:
         event = http_api_event(request, route_key=str(route_key), path_parameters=dict(path_parameters), claims=claims)
         try:
             result = route.handler(event, LocalLambdaContext.create(route.function_name, timeout_seconds=29))
+            return _integration_response(result)
         except Exception:
             # What API Gateway answers when the integration fails; the traceback stays in the server log.
             logger.exception("handler failed", extra={"route": route_key})
             return _json(500, {"message": "Internal Server Error"})
-        return Response(
-            result.get("body", ""),
-            status=int(result.get("statusCode", 200)),
-            headers=result.get("headers", {}),
-        )
 
 
 def http_api_event(
@@ -89,13 +115,14 @@ def http_api_event(
 ) -> dict[str, Any]:
     """The API Gateway HTTP API (payload 2.0) event a JWT-authorized route receives."""
     now = datetime.now(UTC)
+    body, base64_encoded = _event_body(request.get_data(), request.mimetype)
     return {
         "version": "2.0",
         "routeKey": route_key,
         "rawPath": request.path,
-        "rawQueryString": request.query_string.decode(),
+        "rawQueryString": request.query_string.decode(errors="replace"),
         "headers": {name.lower(): value for name, value in request.headers.items()},
-        "queryStringParameters": dict(request.args) or None,
+        "queryStringParameters": {name: ",".join(values) for name, values in request.args.lists()} or None,
         "pathParameters": path_parameters or None,
         "requestContext": {
             "accountId": "123456789012",
@@ -116,9 +143,45 @@ def http_api_event(
             "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
             "timeEpoch": int(time.time() * 1000),
         },
-        "body": request.get_data(as_text=True) or None,
-        "isBase64Encoded": False,
+        "body": body,
+        "isBase64Encoded": base64_encoded,
     }
+
+
+def _event_body(data: bytes, media_type: str) -> tuple[str | None, bool]:
+    """Text if the Content-Type says text (or says nothing) and the bytes are UTF-8, otherwise base64, as an HTTP
+    API infers it: a JSON body sent as `image/jpeg` reaches the handler base64-encoded on AWS, too."""
+    if not data:
+        return None, False
+    if media_type.startswith("text/") or media_type.endswith(_TEXT_SUFFIXES) or media_type in _TEXT_MEDIA_TYPES:
+        try:
+            return data.decode("utf-8"), False
+        except UnicodeDecodeError:
+            pass
+    return base64.b64encode(data).decode("ascii"), True
+
+
+def _integration_response(result: Any) -> Response:
+    """The handler's answer as API Gateway reads a payload 2.0 response; anything malformed raises (a 500)."""
+    status = result.get("statusCode") if isinstance(result, dict) else None
+    if not isinstance(status, int) or not 100 <= status <= 599:
+        raise TypeError(f"not a proxy integration response: {type(result).__name__}")
+    body = result.get("body") or ""
+    if not isinstance(body, str):
+        raise TypeError("the response body is not a string")
+    headers = {str(name): str(value) for name, value in (result.get("headers") or {}).items()}
+    response = Response(
+        base64.b64decode(body) if result.get("isBase64Encoded") else body, status=status, headers=headers
+    )
+    for cookie in result.get("cookies") or []:
+        response.headers.add("Set-Cookie", str(cookie))
+    return response
+
+
+def _method_not_allowed(methods: Iterable[str]) -> Response:
+    response = _json(405, {"message": "Method Not Allowed"})
+    response.headers["Allow"] = ", ".join(sorted(methods))
+    return response
 
 
 def _json(status: int, body: dict[str, Any]) -> Response:
