@@ -18,6 +18,7 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
+from pipeline.resources import SUPPORTED_CONTENT_TYPES
 from pipeline.watermark import Watermark, WatermarkStamp
 
 __all__ = [
@@ -29,8 +30,6 @@ __all__ = [
     "Watermark",
     "make_thumbnails",
 ]
-
-SUPPORTED_CONTENT_TYPES: dict[str, str] = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 
 _MB = 1024 * 1024
 # format → (Pillow format, extension, content type). Other formats a deployment chooses to allow become PNG.

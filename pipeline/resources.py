@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 UPLOAD_PREFIX = "user-uploads/"
 PROCESSED_PREFIX = "processed/"
+# What the presign API hands out upload URLs for (content type → file extension); the worker decodes these.
+# Here rather than in pipeline.imaging so the API handlers never import Pillow (their bundle has none).
+SUPPORTED_CONTENT_TYPES: dict[str, str] = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 
 WORKER_TIMEOUT_SECONDS = 60
 # AWS recommends a source-queue visibility timeout of at least 6x the function timeout.
