@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from imgops import alarms, bench, cost, dashboards, dlq, drill, faults, images, load, local, monitoring
+from imgops.help_format import HelpGroup
 
 app = typer.Typer(
     name="imgops",
@@ -12,18 +13,23 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=HelpGroup,
+    rich_markup_mode=None,  # click's help layout for every command: nothing cut at 80 columns (imgops/help_format.py)
 )
-app.add_typer(local.app, name="local")
-app.add_typer(load.app, name="loadtest")
-app.add_typer(cost.app, name="cost")
-app.add_typer(dashboards.app, name="dashboards")
-app.add_typer(dlq.app, name="dlq")
-app.add_typer(images.app, name="images")
-app.add_typer(faults.app, name="faults")
-app.add_typer(alarms.app, name="alarms")
-app.add_typer(drill.app, name="drill")
-app.add_typer(bench.app, name="bench")
-app.add_typer(monitoring.app, name="monitoring")
+for _name, _sub_app in {
+    "local": local.app,
+    "loadtest": load.app,
+    "cost": cost.app,
+    "dashboards": dashboards.app,
+    "dlq": dlq.app,
+    "images": images.app,
+    "faults": faults.app,
+    "alarms": alarms.app,
+    "drill": drill.app,
+    "bench": bench.app,
+    "monitoring": monitoring.app,
+}.items():
+    app.add_typer(_sub_app, name=_name, cls=HelpGroup)
 
 
 def main() -> None:

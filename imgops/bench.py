@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from imgops.errors import command_errors, stderr
@@ -69,8 +70,9 @@ def thumbnails(
 def _print(rows: list[dict[str, str]], images: int, repeat: int) -> None:
     columns = ["approach", "median ms/image", "vs imgops", "peak RSS MB", "extra RSS MB", "min PSNR-Y dB", "note"]
     table = Table(*columns, title=f"3 JPEG thumbnails (1024/512/256 px, q85) from 12 MP JPEGs, {images}x{repeat}")
+    table.columns[-1].overflow = "fold"  # a note whole, folded at the edge rather than cut
     for row in rows:
-        table.add_row(*(row.get(column, "") for column in columns))
+        table.add_row(*(escape(row.get(column, "")) for column in columns))
     console.print(table)
 
 
@@ -95,4 +97,4 @@ def _print_verdict(results: list[ApproachResult]) -> None:
         mark = "[green]met[/green]" if ratio <= PYVIPS_TARGET else "[red]missed[/red]"
         console.print(f"imgops takes {ratio:.2f}x pyvips' time (target <= {PYVIPS_TARGET}x: {mark})")
     else:
-        console.print("pyvips is not installed: pip install 'imgops[vips]' to compare with libvips.")
+        console.print(escape("pyvips is not installed: pip install 'imgops[vips]' to compare with libvips."))

@@ -3,25 +3,46 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from imgops.errors import command_errors, stderr
 from imgops.options import AsJson, Region, StackName, StateFile
 from monitoring import dlq as dlq_ops
+from monitoring.images import ago
 from monitoring.target import resolve_target
 
 app = typer.Typer(help="The worker's dead-letter queue: look first, then redrive or purge.", no_args_is_help=True)
 console = Console(highlight=False)
 
+# From this console width on, the table also says how long ago each message was sent (it is always in --json).
+_WIDE = 100
+
 
 def _table(messages: list[dlq_ops.DlqMessage], title: str) -> Table:
-    table = Table("message id", "sent", "receives", "s3 key", "image id", "status", "reason", title=title)
+    """One row per message that fits 80 columns: the short message id `redrive --id` takes and the whole image id
+    `imgops images status` takes never wrap; the status and reason wrap."""
+    short = dlq_ops.short_ids([m.message_id for m in messages])
+    wide = console.width >= _WIDE
+    table = Table(title=escape(title), box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("message", no_wrap=True)
+    table.add_column("image id", no_wrap=True)
+    table.add_column("recv", justify="right", no_wrap=True)
+    if wide:
+        table.add_column("sent", no_wrap=True)
+    table.add_column("status: reason", overflow="fold")
+    now = datetime.now(UTC)
     for m in messages:
-        table.add_row(m.message_id, m.sent_at, str(m.receive_count), m.s3_key, m.image_id, m.status, m.reason)
+        cells = [short[m.message_id], escape(m.image_id) or "-", str(m.receive_count)]
+        cells += [ago(m.sent_at, now)] if wide else []
+        status = f"[bold]{escape(m.status)}[/bold]" if m.status else ""
+        table.add_row(*cells, f"{status}: {escape(m.reason)}" if status and m.reason else status or escape(m.reason))
     return table
 
 
@@ -41,8 +62,9 @@ def inspect(
         typer.echo(dlq_ops.as_json(messages))
     elif messages:
         console.print(_table(messages, f"{len(messages)} message(s) on {target.dlq_url}"))
+        console.print("Next: imgops images status IMAGE-ID; imgops dlq redrive --id MESSAGE", style="dim")
     else:
-        console.print(f"The DLQ is empty ({target.dlq_url}).")
+        console.print(f"The DLQ is empty ({escape(target.dlq_url)}).")
 
 
 @app.command()
@@ -50,7 +72,12 @@ def redrive(
     stack_name: StackName = None,
     region: Region = "us-east-1",
     state_file: StateFile = None,
-    message_id: Annotated[list[str] | None, typer.Option("--id", help="Only this message (repeatable).")] = None,
+    message_id: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--id", metavar="ID", help="Only this message: its id, or the prefix `dlq inspect` shows (repeatable)."
+        ),
+    ] = None,
     limit: Annotated[int | None, typer.Option("--max", min=1, help="Move at most this many.")] = None,
     as_json: AsJson = False,
 ) -> None:
@@ -68,11 +95,14 @@ def redrive(
     if as_json:
         typer.echo(json.dumps({"method": result.method, "moved": result.moved, "error": result.error}))
     elif result.method == "move-task":
-        console.print(f"Started SQS message move task {result.moved[0]}: all DLQ messages go back to the work queue.")
+        console.print(
+            f"Started SQS message move task {escape(result.moved[0])}: all DLQ messages go back to the work queue."
+        )
     else:
-        console.print(f"Moved {len(result.moved)} message(s) back to the work queue: {', '.join(result.moved) or '-'}")
+        moved = escape(", ".join(result.moved) or "-")
+        console.print(f"Moved {len(result.moved)} message(s) back to the work queue: {moved}")
     if result.error:
-        stderr.print(f"[red]error:[/red] {result.error}; the rest are still on the DLQ")
+        stderr.print(f"[red]error:[/red] {escape(result.error)}; the rest are still on the DLQ")
         raise typer.Exit(1)
 
 

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from imgops.errors import command_errors
@@ -19,22 +20,29 @@ console = Console(highlight=False)
 
 ImageId = Annotated[str, typer.Argument(help="The image id (the UUID in its upload key).")]
 
+_STATUS_STYLE = {"DONE": "green", "FAILED": "bold red", "PROCESSING": "yellow"}
+
 
 @app.command()
 def status(
     image_id: ImageId, stack_name: StackName = None, region: Region = "us-east-1", state_file: StateFile = None,
     as_json: AsJson = False,
 ) -> None:  # fmt: skip
-    """Show the image's item: status, failure reason, sizes, thumbnails."""
+    """Show the image's status and failure reason, owner, original, size, times and thumbnails.
+
+    --json prints the whole item, the worker's bookkeeping (claim, lease, source version) included."""
     with command_errors():
         target = resolve_target(stack_name=stack_name, region=region, state=state_file)
         item = image_ops.status(target.table(), image_id)
     if as_json:
         typer.echo(json.dumps(item, indent=2, default=str))
         return
-    table = Table(show_header=False, box=None)
-    for name, value in sorted(item.items()):
-        table.add_row(f"[bold]{name}[/bold]", json.dumps(value) if isinstance(value, dict) else str(value))
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")  # keys and ids in full, folded at the edge rather than cut
+    for label, value in image_ops.status_rows(item):
+        style = _STATUS_STYLE.get(value, "") if label == "status" else ""
+        table.add_row(escape(label), f"[{style}]{escape(value)}[/]" if style else escape(value))
     console.print(table)
 
 

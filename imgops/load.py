@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -20,7 +21,7 @@ from imgops.errors import command_errors, stderr
 from loadtest.corpus import DEFAULT_MIX, build_corpus, parse_mix, upload_plan
 from loadtest.harness import RunOptions, RunState
 from loadtest.local.stack import LocalStack, LocalStackOptions
-from loadtest.runner import RunResult, execute_run
+from loadtest.runner import STACK_LOG, RunResult, execute_run, new_run_id
 from loadtest.targets import LoadTarget, aws_load_target, sink_target
 from monitoring.target import NoLocalStack, StackInfo, for_local, running_stack, state_dir
 
@@ -58,15 +59,19 @@ def corpus(
         images = build_corpus(
             mix=parse_mix(mix), count=corpus_size, seed=seed, cache_dir=cache_dir or default_cache_dir()
         )
+    folders = {image.path.parent for image in images}
     table = Table("file", "kind", "size", "bytes", "EXIF orientation")
+    table.columns[0].overflow = "fold"  # names whole, folded at the edge rather than cut
     for image in images:
         table.add_row(
-            str(image.path),
+            escape(image.path.name if len(folders) == 1 else str(image.path)),
             image.kind,
             f"{image.width}×{image.height}",
             f"{image.size_bytes:,}",
             str(image.orientation),
         )
+    if len(folders) == 1:
+        console.print(f"Corpus in {escape(str(folders.pop()))}:")
     console.print(table)
 
 
@@ -108,15 +113,25 @@ def run(
         with console.status("Preparing the corpus (generated once, then cached)…"):
             files = build_corpus(mix=weights, count=corpus_size, seed=seed, cache_dir=cache_dir or default_cache_dir())
         plan = upload_plan(files, weights, images, seed)
-        with _target(target, stack_name, region, username, password, workers) as resolved:
-            result = _run_with_progress(resolved, plan, options, out, region)
+        run_id = new_run_id()  # now: an embedded stack writes its log into the run folder from the start
+        stack_log = out / run_id / STACK_LOG
+        with _target(target, stack_name, region, username, password, workers, stack_log) as resolved:
+            result = _run_with_progress(resolved, plan, options, out, region, run_id)
     _print_summary(result)
 
 
 @contextlib.contextmanager
 def _target(
-    kind: TargetKind, stack_name: str, region: str, username: str, password: str, workers: int | None
+    kind: TargetKind,
+    stack_name: str,
+    region: str,
+    username: str,
+    password: str,
+    workers: int | None,
+    stack_log: Path | None = None,
 ) -> Iterator[LoadTarget]:
+    """The stack to load; an embedded one started here writes its output (worker REPORT lines, logs) to
+    `stack_log`, if given, rather than into the progress display."""
     if kind is TargetKind.aws:
         yield aws_load_target(stack_name=stack_name, region=region, username=username, password=password)
         return
@@ -128,19 +143,24 @@ def _target(
         console.print(f"Using the running local stack at {info.api_url}.")
         yield LoadTarget(for_local(info), info.demo_username, info.demo_password)
         return
-    with console.status("No local stack is running: starting an embedded one…"):
-        stack = LocalStack(LocalStackOptions(workers=workers or (os.cpu_count() or 2)))
-        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    stack = LocalStack(LocalStackOptions(workers=workers or (os.cpu_count() or 2), log_file=stack_log))
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        info = stack.start()
-        console.print(f"Embedded local stack up ({stack.options.workers} workers); it stops when the run ends.")
+        with console.status("No local stack is running: starting an embedded one…"):
+            info = stack.start()
+        workers_text = "1 worker" if stack.options.workers == 1 else f"{stack.options.workers} workers"
+        console.print(f"Embedded local stack up ({workers_text}); it stops when the run ends.")
+        if stack_log is not None:
+            console.print(f"Its output (worker REPORT lines, logs): {escape(str(stack_log))}")
         yield LoadTarget(for_local(info), info.demo_username, info.demo_password)
     finally:
         stack.stop()
         signal.signal(signal.SIGTERM, previous)
 
 
-def _run_with_progress(target: LoadTarget, plan: list[Any], options: RunOptions, out: Path, region: str) -> RunResult:
+def _run_with_progress(
+    target: LoadTarget, plan: list[Any], options: RunOptions, out: Path, region: str, run_id: str
+) -> RunResult:
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -171,7 +191,9 @@ def _run_with_progress(target: LoadTarget, plan: list[Any], options: RunOptions,
             )
 
         try:
-            return execute_run(target=target, plan=plan, options=options, out_dir=out, region=region, on_tick=tick)
+            return execute_run(
+                target=target, plan=plan, options=options, out_dir=out, region=region, on_tick=tick, run_id=run_id
+            )
         except KeyboardInterrupt:
             stderr.print("interrupted: no report written")
             raise typer.Exit(130) from None
@@ -200,9 +222,9 @@ def _print_summary(result: RunResult) -> None:
             f"max memory used {worker['max_memory_used_mb']} of {worker['memory_size_mb']} MB"
         )
     for reason, count in summary["errors"].items():
-        console.print(f"[yellow]{count} × {reason}[/yellow]")
+        console.print(f"[yellow]{count} × {escape(reason)}[/yellow]")
     console.print(f"cost ≈ ${summary['cost_per_1000_images_usd']} per 1,000 images (see cost.csv)")
-    console.print(f"report: {result.folder / 'report.html'}")
+    console.print(f"report: {escape(str(result.folder / 'report.html'))}")
 
 
 def _fmt(value: float | None) -> str:
@@ -329,12 +351,12 @@ def _print_sizing(
     if measured:
         console.print("measured: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in measured.items()))
     for note in notes:
-        console.print(f"[dim]{note}[/dim]")
+        console.print(f"[dim]{escape(note)}[/dim]")
     console.print(
         f"recommended ({lead}): [bold]{recommendations[lead]} MB[/bold] · "
         + " · ".join(f"{name} {mb} MB" for name, mb in recommendations.items())
     )
-    console.print(f"report: {folder / 'report.html'}")
+    console.print(f"report: {escape(str(folder / 'report.html'))}")
 
 
 @app.command()

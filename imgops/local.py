@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from imgops.errors import command_errors
@@ -125,6 +126,8 @@ def status(state_file: StateFile = None) -> None:
 
 def _print_info(info: StackInfo, state: Path) -> None:
     table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")  # URLs, ARNs and names whole, folded at the edge rather than cut
     rows = {
         "AWS endpoint": info.endpoint_url,
         "HTTP API": info.api_url,
@@ -139,7 +142,7 @@ def _print_info(info: StackInfo, state: Path) -> None:
         "state file": str(state),
     }
     for name, value in rows.items():
-        table.add_row(f"[bold]{name}[/bold]", value)
+        table.add_row(f"[bold]{name}[/bold]", escape(value))
     console.print(table)
 
 

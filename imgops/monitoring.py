@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from botocore.config import Config
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from imgops.errors import command_errors, stderr
@@ -67,7 +68,7 @@ def publish(
             except s3_metrics.ScanFailed as exc:
                 failure, report = str(exc), {}
     if failure is not None:
-        stderr.print(f"[red]error:[/red] {failure} (the other bucket's metrics were published)", soft_wrap=True)
+        stderr.print(f"[red]error:[/red] {escape(failure)} (the other bucket's metrics were published)", soft_wrap=True)
         raise typer.Exit(1)
     _print_report(report, where)
 
@@ -106,10 +107,11 @@ def _path_style(endpoint: str | None) -> Config:
 
 
 def _print_report(report: dict[str, Any], where: str) -> None:
-    table = Table("bucket", "objects", "bytes", "prefixes", "complete", title=f"CustomS3 on {where}")
+    table = Table("bucket", "objects", "bytes", "prefixes", "complete", title=escape(f"CustomS3 on {where}"))
+    table.columns[0].overflow = "fold"  # bucket names whole, folded at the edge rather than cut
     for bucket in report["buckets"]:
         table.add_row(
-            bucket["bucket"],
+            escape(bucket["bucket"]),
             f"{bucket['objects_listed']:,}",
             f"{bucket['bytes_listed']:,}",
             str(bucket["prefixes"]),

@@ -20,6 +20,9 @@ from loadtest.reports import Report, parse_reports
 from loadtest.summary import summarize
 from loadtest.targets import LoadTarget
 
+# In the run folder when the run started an embedded local stack: its output (worker REPORT lines, logs, warnings).
+STACK_LOG = "local-stack.log"
+
 
 @dataclass(frozen=True)
 class RunResult:
@@ -63,8 +66,11 @@ def execute_run(
     out_dir: Path,
     region: str = "us-east-1",
     on_tick: Callable[[RunState], None] | None = None,
+    run_id: str | None = None,
 ) -> RunResult:
-    run_id = new_run_id()
+    """Send `plan`, wait for its results, and write the run folder `out_dir/<run_id>` (a fresh id unless given: a
+    caller that needs the folder before the run, for the embedded stack's log, picks it with `new_run_id`)."""
+    run_id = run_id or new_run_id()
     offset = target.report_log.stat().st_size if target.report_log and target.report_log.exists() else 0
     state = LoadTest(target, plan, options).run(on_tick)
     if target.report_log is not None:

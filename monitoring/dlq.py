@@ -3,6 +3,9 @@
 Receiving a message hides it for its visibility timeout; `inspect` hands every message it saw straight back
 (visibility 0), so the DLQ is as it was. `redrive` deletes a message from the DLQ only after the work queue has
 accepted its copy: a failure half-way leaves the rest where they were.
+
+Message ids are UUIDs; people see and type the shortest prefix that tells the listed messages apart (at least 8
+characters, like git's short hashes), and `redrive` takes such a prefix as well as a whole id.
 """
 
 from __future__ import annotations
@@ -17,9 +20,19 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from pipeline import store
+from pipeline.errors import ImgopsError
 from pipeline.worker import MalformedMessage, parse_s3_event
 
 _PEEK_SECONDS = 30  # long enough to list a large DLQ; released at once when done
+SHORT_ID_LENGTH = 8
+
+
+class UnknownMessage(ImgopsError, LookupError):
+    pass
+
+
+class AmbiguousMessage(ImgopsError, ValueError):
+    pass
 
 
 @dataclass(frozen=True)
@@ -119,6 +132,36 @@ def inspect(sqs: Any, dlq_url: str, table: Any, limit: int | None = None) -> lis
     return messages
 
 
+def short_ids(message_ids: list[str], minimum: int = SHORT_ID_LENGTH) -> dict[str, str]:
+    """Each id's shortest prefix, of one length for all and at least `minimum`, that no other id starts with."""
+    distinct = set(message_ids)
+    longest = max(map(len, distinct), default=0)
+    length = minimum
+    while length < longest and len({message_id[:length] for message_id in distinct}) < len(distinct):
+        length += 1
+    return {message_id: message_id[:length] for message_id in message_ids}
+
+
+def select(messages: list[DlqMessage], wanted: set[str]) -> list[DlqMessage]:
+    """The messages `wanted` names, each by its whole id or a prefix of it, in DLQ order; an id or prefix that
+    names no message, or more than one, raises before anything is chosen."""
+    chosen: set[str] = set()
+    for text in sorted(wanted):
+        matches = [m.message_id for m in messages if m.message_id == text] or [
+            m.message_id for m in messages if text and m.message_id.startswith(text)
+        ]
+        if not matches:
+            raise UnknownMessage(
+                f"no message on the DLQ has the id {text!r} or one starting with it "
+                "(`imgops dlq inspect` lists them; it may have been redriven or purged already)"
+            )
+        if len(matches) > 1:
+            shown = ", ".join(sorted(matches)[:3]) + (", …" if len(matches) > 3 else "")
+            raise AmbiguousMessage(f"{text!r} starts {len(matches)} message ids ({shown}): give more of the id")
+        chosen.add(matches[0])
+    return [m for m in messages if m.message_id in chosen]
+
+
 @dataclass
 class RedriveResult:
     moved: list[str] = field(default_factory=list)
@@ -136,13 +179,15 @@ def redrive(
     prefer_move_task: bool = True,
     on_move: Callable[[str], None] | None = None,
 ) -> RedriveResult:
-    """Back to the work queue: SQS's own move task where it exists and everything is wanted, else copy+delete."""
+    """Back to the work queue: SQS's own move task where it exists and everything is wanted, else copy+delete.
+    `ids` are whole message ids or prefixes of them (see `select`: unknown or ambiguous ones move nothing)."""
     if prefer_move_task and not ids and limit is None:
         task = _start_move_task(sqs, dlq_url, queue_url)
         if task is not None:
             return RedriveResult(moved=[task], method="move-task")
     result = RedriveResult()
-    candidates = [m for m in inspect(sqs, dlq_url, None) if not ids or m.message_id in ids]
+    listed = inspect(sqs, dlq_url, None)
+    candidates = select(listed, ids) if ids else listed
     if limit is not None:
         candidates = candidates[:limit]
     pending = list(candidates)

@@ -73,6 +73,9 @@ class RuntimeConfig:
     poll_wait_seconds: int = 1
     # Seconds between PutMetricData batches from each worker; 0 publishes no metrics.
     metrics_flush_seconds: float = DEFAULT_FLUSH_SECONDS
+    # Where each worker process's stdout and stderr go (REPORT lines, the handler's logs, warnings), appended;
+    # None: the parent's, e.g. `imgops local up`'s console. REPORT lines go to `report_log` either way.
+    output_log: Path | None = None
 
 
 def peak_rss_kb() -> int:
@@ -85,6 +88,19 @@ def peak_rss_kb() -> int:
     except OSError:
         pass
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def redirect_output(path: Path) -> None:
+    """Send this process's stdout and stderr to the end of `path`: file descriptors 1 and 2, so what native code
+    and child processes write goes there too, not only Python's prints and logs."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.dup2(descriptor, sys.stdout.fileno())
+        os.dup2(descriptor, sys.stderr.fileno())
+    finally:
+        os.close(descriptor)
 
 
 def report_line(request_id: str, duration_ms: float, memory_mb: int, max_memory_mb: int, init_ms: float | None) -> str:
@@ -125,6 +141,8 @@ def run_worker(
 ) -> None:
     """Entry point of one worker process: runs until `stop` is set; never dies of a handler error."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into `stop`
+    if config.output_log is not None:
+        redirect_output(config.output_log)
     # Faults hook the default session, which the handler's clients come from; the poller and the metrics
     # below use sessions of their own, as Lambda's poller is not the function.
     install_from_environment()

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -35,7 +36,7 @@ from loadtest.local.metrics import (
     metrics_client_config,
 )
 from loadtest.local.moto_process import MotoProcess
-from loadtest.local.provision import provision
+from loadtest.local.provision import provision, register_stack
 from loadtest.local.runtime import LocalLambdaContext, RuntimeConfig, WorkerPool
 from monitoring.target import (
     LOCAL_CREDENTIALS,
@@ -74,6 +75,9 @@ class LocalStackOptions:
     bucket_metrics_every_seconds: int = DEFAULT_BUCKET_METRICS_SECONDS
     sample_every_seconds: float = DEFAULT_SAMPLE_SECONDS
     metrics_flush_seconds: float = DEFAULT_FLUSH_SECONDS
+    # Where the stack's output goes instead of the console, appended: the worker processes' stdout and stderr
+    # (REPORT lines, logs, warnings) and every announcement. `imgops loadtest run` keeps it in the run folder.
+    log_file: Path | None = None
 
 
 class MeteredHttpApi(LocalHttpApi):
@@ -149,8 +153,10 @@ def bucket_metrics_timeout_seconds(every_seconds: int) -> int:
 
 class LocalStack:
     def __init__(self, options: LocalStackOptions, *, announce: Callable[[str], None] | None = None) -> None:
-        """`announce` receives one line per bucket-metrics run and per metrics problem (the CLI prints them)."""
+        """`announce` receives one line per bucket-metrics run and per metrics problem (the CLI prints them); with
+        `options.log_file` they are also written there."""
         self.options = options
+        self._log_lock = threading.Lock()
         self._moto = MotoProcess(options.port)
         self._api: ApiServer | None = None
         self._workers: WorkerPool | None = None
@@ -163,6 +169,8 @@ class LocalStack:
     def start(self) -> StackInfo:
         options = self.options
         self._saved_environment = dict(os.environ)  # restored by stop(): the stack may run inside another program
+        if options.log_file is not None:
+            options.log_file.parent.mkdir(parents=True, exist_ok=True)
         os.environ.update(LOCAL_CREDENTIALS)
         endpoint = self._moto.start()
         info = provision(
@@ -170,6 +178,7 @@ class LocalStack:
             endpoint_url=endpoint,
             region=options.region,
             visibility_timeout=options.visibility_timeout_seconds,
+            worker_timeout=options.worker_timeout_seconds,
         )
         environment = {
             **info.handler_environment(),
@@ -196,6 +205,7 @@ class LocalStack:
             api = LocalHttpApi(routes, verifier)
         self._api = ApiServer(api, options.api_port).start()
         info = replace(info, api_url=self._api.url)
+        register_stack(info)  # `--stack-name <prefix>-pipeline` finds this stack as it finds a deployed one
         self._workers = WorkerPool(
             RuntimeConfig(
                 queue_url=info.queue_url,
@@ -205,6 +215,7 @@ class LocalStack:
                 report_log=report_log(),
                 timeout_seconds=options.worker_timeout_seconds,
                 metrics_flush_seconds=options.metrics_flush_seconds if options.metrics else 0,
+                output_log=options.log_file,
             ),
             options.workers,
             environment,
@@ -219,6 +230,7 @@ class LocalStack:
             self._start_schedules(info, self._metrics, self._workers)
         write_state(info)
         self.info = info
+        self._log(f"local stack up: AWS {endpoint}, API {info.api_url}, {options.workers} worker process(es)")
         return info
 
     def _start_schedules(self, info: StackInfo, buffer: MetricBuffer, workers: WorkerPool) -> None:
@@ -266,8 +278,16 @@ class LocalStack:
         return run
 
     def _say(self, message: str) -> None:
+        self._log(message)
         if self._announce is not None:
             self._announce(message)
+
+    def _log(self, message: str) -> None:
+        """One timestamped line in `options.log_file`, if any (the workers append their lines to it too)."""
+        if self.options.log_file is None:
+            return
+        with self._log_lock, self.options.log_file.open("a", encoding="utf-8") as log:
+            log.write(f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC {message}\n")
 
     def supervise(self, interval: float = 1.0) -> None:
         """Block until interrupted (dead workers are replaced in the background from start on)."""
@@ -277,6 +297,7 @@ class LocalStack:
     def stop(self) -> None:
         self._stop_services()
         if self._saved_environment is not None:
+            self._log("local stack stopped")
             os.environ.clear()
             os.environ.update(self._saved_environment)
             self._saved_environment = None

@@ -17,8 +17,8 @@ pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def imgops(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "IMGOPS_STATE_DIR": str(home / "state"), "COLUMNS": "160"}
+def imgops(*args: str, home: Path, columns: int = 160) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "IMGOPS_STATE_DIR": str(home / "state"), "COLUMNS": str(columns)}
     env.pop("AWS_ENDPOINT_URL", None)
     return subprocess.run(
         [sys.executable, "-m", "imgops", *args], env=env, capture_output=True, text=True, timeout=600, check=False
@@ -49,6 +49,24 @@ def test_every_image_is_accounted_for(small_run: Path) -> None:
     assert summary["worker"]["invocations"] >= 3  # at most 10 images per invocation
     assert summary["latency_ms"]["end to end"]["p50"] > 0
     assert pd.read_csv(small_run / "images.csv")["status"].eq("DONE").all()
+
+
+def test_embedded_stack_output_goes_to_the_run_folder_not_the_progress_display(tmp_path: Path) -> None:
+    result = imgops(
+        "loadtest", "run", "--images", "6", "--mix", "jpeg1080=1", "--corpus-size", "2", "--workers", "1",
+        "--timeout", "240", "--out", str(tmp_path / "runs"), home=tmp_path, columns=120,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    [folder] = (tmp_path / "runs").iterdir()
+    log = (folder / "local-stack.log").read_text(encoding="utf-8")
+    assert log.count("REPORT RequestId: ") >= 1  # at most 10 images per invocation
+    assert "local stack up" in log
+    assert "REPORT RequestId" not in result.stdout + result.stderr
+    assert "local-stack.log" in result.stdout  # the one line saying where it went
+    assert f"Run {folder.name} on local: DONE 6" in result.stdout
+    # The worker's REPORT lines still reach the run's figures.
+    assert json.loads((folder / "summary.json").read_text())["worker"]["invocations"] == log.count("REPORT RequestId")
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (scripts/test installs it)")
