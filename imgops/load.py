@@ -89,7 +89,7 @@ def run(
         TargetKind,
         typer.Option(help="local: the embedded stack (started if none runs); aws: a deployed stack."),
     ] = TargetKind.local,
-    stack_name: Annotated[str, typer.Option(help="CloudFormation stack name, with --target aws.")] = "imgops",
+    stack_name: Annotated[str, typer.Option(help="CloudFormation stack, with --target aws.")] = "imgops-pipeline",
     region: Annotated[str, typer.Option(envvar="AWS_REGION", help="AWS region, with --target aws.")] = "us-east-1",
     username: Annotated[str, typer.Option(envvar="IMGOPS_USERNAME", help="Cognito user, with --target aws.")] = "",
     password: Annotated[str, typer.Option(envvar="IMGOPS_PASSWORD", help="Cognito password, with --target aws.")] = "",
@@ -263,7 +263,7 @@ def sizing(
     target: Annotated[
         TargetKind, typer.Option(help="local: measure here and model; aws: set the real function.")
     ] = TargetKind.local,
-    stack_name: Annotated[str, typer.Option(help="CloudFormation stack name, with --target aws.")] = "imgops",
+    stack_name: Annotated[str, typer.Option(help="CloudFormation stack, with --target aws.")] = "imgops-pipeline",
     region: Annotated[str, typer.Option(envvar="AWS_REGION", help="Region of the price table / stack.")] = "us-east-1",
     username: Annotated[str, typer.Option(envvar="IMGOPS_USERNAME", help="Cognito user, with --target aws.")] = "",
     password: Annotated[str, typer.Option(envvar="IMGOPS_PASSWORD", help="Cognito password, with --target aws.")] = "",

@@ -111,6 +111,9 @@ def env(state_file: StateFile = None) -> None:
             **LOCAL_CREDENTIALS,
             "IMGOPS_API_URL": info.api_url,
             "IMGOPS_TOKEN": fetch_access_token(info),
+            # The demo user, so `--target aws --stack-name <prefix>-pipeline` signs in as `local` does.
+            "IMGOPS_USERNAME": info.demo_username,
+            "IMGOPS_PASSWORD": info.demo_password,
         }
         for name, value in exports.items():
             typer.echo(f"export {name}={shlex.quote(value)}")

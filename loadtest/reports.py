@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+_STATUS = re.compile(r"\tStatus: (\w+)")
+_ERROR_TYPE = re.compile(r"\tError Type: ([\w.]+)")
 _FIELD = re.compile(r"(Duration|Billed Duration|Memory Size|Max Memory Used|Init Duration): ([\d.]+) (ms|MB)")
 
 
@@ -16,6 +18,8 @@ class Report:
     memory_size_mb: int
     max_memory_used_mb: int
     init_duration_ms: float | None
+    status: str = "success"  # or "timeout", "error" (Lambda's `Status:` field on failed invocations)
+    error_type: str = ""
 
 
 def parse_report(line: str) -> Report | None:
@@ -32,6 +36,8 @@ def parse_report(line: str) -> Report | None:
             memory_size_mb=int(values["Memory Size"]),
             max_memory_used_mb=int(values["Max Memory Used"]),
             init_duration_ms=values.get("Init Duration"),
+            status=status.group(1) if (status := _STATUS.search(line)) else "success",
+            error_type=error.group(1) if (error := _ERROR_TYPE.search(line)) else "",
         )
     except KeyError:
         return None

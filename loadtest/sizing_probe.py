@@ -6,7 +6,6 @@ Lambda execution environment. Reads a JSON job on stdin, prints one JSON line pe
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 import time
@@ -17,12 +16,6 @@ from typing import Any
 import boto3
 
 from pipeline.keys import upload_key
-
-
-def _reset_peak() -> None:
-    """Linux resets VmHWM to the current RSS when 5 is written to clear_refs."""
-    with contextlib.suppress(OSError):  # not Linux: peaks then accumulate, which only overstates
-        Path("/proc/self/clear_refs").write_text("5")
 
 
 def _event(bucket: str, key: str, etag: str) -> dict[str, Any]:
@@ -45,7 +38,7 @@ def _event(bucket: str, key: str, etag: str) -> dict[str, Any]:
 
 def main() -> None:
     job = json.loads(sys.stdin.read())
-    from loadtest.local.runtime import LocalLambdaContext, peak_rss_kb
+    from loadtest.local.context import LocalLambdaContext, peak_rss_kb, reset_peak_rss
     from pipeline.worker import handler
 
     s3 = boto3.client("s3")
@@ -53,7 +46,7 @@ def main() -> None:
     for round_index, (path, content_type) in enumerate([payloads[0], *payloads]):
         key = upload_key("sizing", str(uuid.uuid4()), path.suffix.lstrip("."))
         etag = s3.put_object(Bucket=job["bucket"], Key=key, Body=path.read_bytes(), ContentType=content_type)["ETag"]
-        _reset_peak()
+        reset_peak_rss()
         cpu, wall = time.process_time(), time.perf_counter()
         result = handler(
             _event(job["bucket"], key, etag.strip('"')),

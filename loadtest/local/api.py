@@ -18,8 +18,8 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
+from loadtest.local.context import LocalLambdaContext
 from loadtest.local.jwt_auth import CognitoJwtVerifier, TokenRejected
-from loadtest.local.runtime import LocalLambdaContext
 
 logger = logging.getLogger(__name__)
 

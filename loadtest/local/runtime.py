@@ -1,8 +1,12 @@
 """A local Lambda runtime for the worker: what the SQS event source mapping and Lambda do on AWS.
 
-Each worker process long-polls the queue with the mapping's batch size, calls the real handler with an SQS
-event and a Lambda-like context, deletes only the messages that did not come back in `batchItemFailures`,
-and prints a REPORT line in AWS's format so one parser serves local and deployed runs. It also publishes the
+Each poller process long-polls the queue with the mapping's batch size, reads the function's configuration
+from the (local) Lambda API before each invocation, and runs the real handler in an execution environment
+built from it (`loadtest.local.environment`: memory cap, timeout, environment variables; a changed
+configuration gets a fresh environment, as on AWS). It deletes only the messages that did not come back in
+`batchItemFailures`, and writes the function's log lines — START, the handler's output, Lambda's own
+timeout and out-of-memory lines, END and an AWS-format REPORT line — to the console (or the stack log) and
+to the function's CloudWatch Logs group, so one parser serves local and deployed runs. It also publishes the
 `AWS/Lambda` metrics Lambda would (see loadtest/local/metrics.py), batched from a background thread.
 """
 
@@ -13,19 +17,19 @@ import math
 import multiprocessing
 import multiprocessing.synchronize
 import os
-import resource
 import signal
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
-from loadtest.local.faults import install_from_environment
+from loadtest.local.context import LocalLambdaContext, peak_rss_kb
+from loadtest.local.environment import ExecutionEnvironment, FunctionConfig, Outcome
 from loadtest.local.metrics import (
     DEFAULT_FLUSH_SECONDS,
     MetricBuffer,
@@ -35,29 +39,6 @@ from loadtest.local.metrics import (
 )
 from monitoring.target import local_session
 from pipeline.resources import WORKER_BATCH_SIZE, WORKER_MEMORY_MB, WORKER_TIMEOUT_SECONDS
-
-
-class LocalLambdaContext(LambdaContext):
-    """Powertools' LambdaContext, filled in the way the Lambda runtime fills it."""
-
-    def __init__(self, function_name: str, *, timeout_seconds: float, memory_mb: int = WORKER_MEMORY_MB) -> None:
-        self._function_name = function_name
-        self._function_version = "$LATEST"
-        self._invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
-        self._memory_limit_in_mb = memory_mb
-        self._aws_request_id = str(uuid.uuid4())
-        self._log_group_name = f"/aws/lambda/{function_name}"
-        self._log_stream_name = f"local/{os.getpid()}"
-        self._deadline = time.monotonic() + timeout_seconds
-
-    @classmethod
-    def create(
-        cls, function_name: str, *, timeout_seconds: float, memory_mb: int = WORKER_MEMORY_MB
-    ) -> LocalLambdaContext:
-        return cls(function_name, timeout_seconds=timeout_seconds, memory_mb=memory_mb)
-
-    def get_remaining_time_in_millis(self) -> int:  # type: ignore[override] # a static stub upstream
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 @dataclass(frozen=True)
@@ -76,18 +57,8 @@ class RuntimeConfig:
     # Where each worker process's stdout and stderr go (REPORT lines, the handler's logs, warnings), appended;
     # None: the parent's, e.g. `imgops local up`'s console. REPORT lines go to `report_log` either way.
     output_log: Path | None = None
-
-
-def peak_rss_kb() -> int:
-    """This process's peak RSS. VmHWM, not ru_maxrss: the latter survives exec, so a spawned worker would
-    report its parent's peak."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    # Also give each execution environment its CPU share (memory / 1,769 MB of one vCPU) as a CFS quota.
+    cpu_share: bool = False
 
 
 def redirect_output(path: Path) -> None:
@@ -103,14 +74,29 @@ def redirect_output(path: Path) -> None:
         os.close(descriptor)
 
 
-def report_line(request_id: str, duration_ms: float, memory_mb: int, max_memory_mb: int, init_ms: float | None) -> str:
-    """AWS's REPORT line, field for field (tab-separated, Billed Duration rounded up to 1 ms)."""
+def report_line(
+    request_id: str,
+    duration_ms: float,
+    memory_mb: int,
+    max_memory_mb: int,
+    init_ms: float | None,
+    *,
+    status: str = "success",
+    error_type: str = "",
+) -> str:
+    """AWS's REPORT line, field for field (tab-separated, Billed Duration rounded up to 1 ms); a failed
+    invocation ends with `Status: timeout` or `Status: error` and its error type, as Lambda writes them."""
     line = (
         f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
         f"Billed Duration: {math.ceil(duration_ms)} ms\tMemory Size: {memory_mb} MB\t"
         f"Max Memory Used: {max_memory_mb} MB"
     )
-    return line + (f"\tInit Duration: {init_ms:.2f} ms" if init_ms is not None else "")
+    line += f"\tInit Duration: {init_ms:.2f} ms" if init_ms is not None else ""
+    if status == "timeout":
+        line += "\tStatus: timeout"
+    elif status in {"oom", "crash"}:
+        line += f"\tStatus: error\tError Type: {error_type}"
+    return line
 
 
 def sqs_event(messages: list[dict[str, Any]], *, queue_arn: str, region: str) -> dict[str, Any]:
@@ -139,22 +125,21 @@ def run_worker(
     index: int,
     signals: WorkerSignals | None = None,
 ) -> None:
-    """Entry point of one worker process: runs until `stop` is set; never dies of a handler error."""
+    """Entry point of one poller (one concurrent execution): runs until `stop` is set; never dies of an
+    invocation's failure. The function itself runs in an execution environment of its own (a child process)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into `stop`
     if config.output_log is not None:
         redirect_output(config.output_log)
-    # Faults hook the default session, which the handler's clients come from; the poller and the metrics
-    # below use sessions of their own, as Lambda's poller is not the function.
-    install_from_environment()
-    init_started = time.perf_counter()
-    from pipeline.worker import handler
-
-    init_ms: float | None = (time.perf_counter() - init_started) * 1000
-    sqs = local_session(config.region).client("sqs")  # endpoint: AWS_ENDPOINT_URL
+    session = local_session(config.region)  # endpoint: AWS_ENDPOINT_URL
+    sqs, lambda_ = session.client("sqs"), session.client("lambda")
+    logs = FunctionLogs(session.client("logs", config=metrics_client_config()), index)
     meter = _worker_meter(config, signals, index)
+    environments = Environments(base_environment=dict(os.environ), logs=logs, cpu_share=config.cpu_share)
     try:
-        _poll(handler, sqs, config, stop, index, init_ms, meter)
+        _poll(sqs, lambda_, config, stop, index, environments, meter)
     finally:
+        environments.stop()
+        logs.flush()
         if meter is not None:
             meter.buffer.close()
 
@@ -172,12 +157,12 @@ def _worker_meter(config: RuntimeConfig, signals: WorkerSignals | None, index: i
 
 
 def _poll(
-    handler: Callable[[dict[str, Any], Any], Any],
     sqs: Any,
+    lambda_: Any,
     config: RuntimeConfig,
     stop: multiprocessing.synchronize.Event,
     index: int,
-    init_ms: float | None,
+    environments: Environments,
     meter: WorkerMeter | None,
 ) -> None:
     with config.report_log.open("a", encoding="utf-8") as report_file:
@@ -190,49 +175,106 @@ def _poll(
                     AttributeNames=["All"],
                     MessageAttributeNames=["All"],
                 )
+                messages: list[dict[str, Any]] = [dict(message) for message in response.get("Messages", [])]
+                # Like Lambda, the next invocation runs with the function's configuration as it is now.
+                function = (
+                    FunctionConfig.from_lambda(lambda_.get_function_configuration(FunctionName=config.function_name))
+                    if messages
+                    else None
+                )
             except Exception as exc:  # noqa: BLE001 - the endpoint going away must not kill the poller
                 print(f"worker {index}: receive failed: {exc}", file=sys.stderr, flush=True)
                 stop.wait(1.0)
                 continue
-            messages: list[dict[str, Any]] = [dict(message) for message in response.get("Messages", [])]
-            if messages:
-                invoke(handler, messages, sqs, config, report_file, init_ms, meter)
-                init_ms = None
+            if function is not None:
+                runner = environments.runner(function)
+                invoke(runner, messages, sqs, config, report_file, meter, function=function, logs=environments.logs)
+
+
+Runner = Callable[[dict[str, Any], str], tuple[Outcome, float | None]]
+
+
+class Environments:
+    """The poller's execution environment: reused while the configuration stays, replaced when it changes
+    (as `update-function-configuration` makes Lambda start fresh environments)."""
+
+    def __init__(self, *, base_environment: Mapping[str, str], logs: FunctionLogs, cpu_share: bool) -> None:
+        self._base = dict(base_environment)
+        self.logs = logs
+        self._cpu_share = cpu_share
+        self._current: ExecutionEnvironment | None = None
+
+    def runner(self, function: FunctionConfig) -> Runner:
+        if self._current is not None and self._current.function != function:
+            self._current.stop()
+            self._current = None
+        if self._current is None:
+            self._current = ExecutionEnvironment(
+                function,
+                base_environment=self._base,
+                on_output=lambda line: self.logs.line(function.log_group, line),
+                cpu_share=self._cpu_share,
+            )
+        environment = self._current
+
+        def run(event: dict[str, Any], request_id: str) -> tuple[Outcome, float | None]:
+            cold = not environment.alive
+            outcome = environment.invoke(event, request_id)
+            return outcome, (environment.init_ms if cold else None)
+
+        return run
+
+    def stop(self) -> None:
+        if self._current is not None:
+            self._current.stop()
+            self._current = None
+
+
+def in_process(handler: Callable[[dict[str, Any], Any], Any], config: RuntimeConfig) -> Runner:
+    """A runner that calls `handler` in this process (tests; no memory cap, no timeout enforcement)."""
+
+    def run(event: dict[str, Any], request_id: str) -> tuple[Outcome, float | None]:
+        context = LocalLambdaContext.create(
+            config.function_name, timeout_seconds=config.timeout_seconds, memory_mb=config.memory_mb
+        )
+        started = time.perf_counter()
+        try:
+            result = handler(event, context)
+        except Exception as exc:  # noqa: BLE001 - an invocation error, as Lambda reports it
+            duration_ms = (time.perf_counter() - started) * 1000
+            return Outcome("error", duration_ms, 0, None, type(exc).__name__, str(exc)), None
+        duration_ms = (time.perf_counter() - started) * 1000
+        return Outcome("success", duration_ms, math.ceil(peak_rss_kb() / 1024), result), None
+
+    return run
 
 
 def invoke(
-    handler: Callable[[dict[str, Any], Any], Any],
+    run: Runner,
     messages: list[dict[str, Any]],
     sqs: Any,
     config: RuntimeConfig,
     report_file: TextIO,
-    init_ms: float | None,
     meter: WorkerMeter | None = None,
+    *,
+    function: FunctionConfig | None = None,
+    logs: FunctionLogs | None = None,
 ) -> set[str]:
     """One invocation; returns the ids of the messages left on the queue for redelivery."""
-    context = LocalLambdaContext.create(
-        config.function_name, timeout_seconds=config.timeout_seconds, memory_mb=config.memory_mb
-    )
+    function = function or FunctionConfig(config.function_name, "in-process", config.memory_mb, config.timeout_seconds)
+    request_id = str(uuid.uuid4())
     event = sqs_event(messages, queue_arn=config.queue_arn, region=config.region)
     if meter is not None:
         meter.received(messages)
     concurrent = meter.started() if meter is not None else 1
-    started = time.perf_counter()
+    emit = logs.line if logs is not None else _print_line
+    emit(function.log_group, f"START RequestId: {request_id} Version: $LATEST")
+    outcome, init_ms = run(event, request_id)
     failed = {message["MessageId"] for message in messages}
-    crashed = True
-    try:
-        result = handler(event, context)
-        failed = {item["itemIdentifier"] for item in (result or {}).get("batchItemFailures", [])}
-        crashed = False
-    except Exception as exc:  # noqa: BLE001 - like Lambda: a failed invocation leaves the whole batch for redelivery
-        # One line, as Lambda's console shows an invocation error; the per-record errors are in the handler's log.
-        first_line = (str(exc).splitlines() or [""])[0]
-        print(
-            f"{context.aws_request_id} invocation failed: {type(exc).__name__}: {first_line}",
-            file=sys.stderr,
-            flush=True,
-        )
-    duration_ms = (time.perf_counter() - started) * 1000
+    if outcome.status == "success":
+        failed = {item["itemIdentifier"] for item in (outcome.result or {}).get("batchItemFailures", [])}
+    for line in failure_lines(outcome, request_id, function.timeout_seconds):
+        emit(function.log_group, line)
     done = [m for m in messages if m["MessageId"] not in failed]
     deleted = 0
     for start in range(0, len(done), 10):
@@ -241,13 +283,72 @@ def invoke(
             response = sqs.delete_message_batch(QueueUrl=config.queue_url, Entries=entries)
             deleted += len(response.get("Successful", []))
     if meter is not None:
-        meter.finished(duration_ms=duration_ms, error=crashed, concurrent=concurrent, deleted=deleted)
-    max_memory_mb = math.ceil(peak_rss_kb() / 1024)
-    line = report_line(context.aws_request_id, duration_ms, config.memory_mb, max_memory_mb, init_ms)
-    print(line, flush=True)
+        meter.finished(
+            duration_ms=outcome.duration_ms, error=outcome.status != "success", concurrent=concurrent, deleted=deleted
+        )
+    line = report_line(
+        request_id,
+        outcome.duration_ms,
+        function.memory_mb,
+        outcome.max_memory_mb or 1,
+        init_ms,
+        status=outcome.status,
+        error_type=outcome.error_type,
+    )
+    emit(function.log_group, f"END RequestId: {request_id}")
+    emit(function.log_group, line)
     report_file.write(line + "\n")
     report_file.flush()
+    if logs is not None:
+        logs.flush()
     return failed
+
+
+def failure_lines(outcome: Outcome, request_id: str, timeout_seconds: int) -> list[str]:
+    """What Lambda logs when an invocation fails, in its words."""
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if outcome.status == "timeout":
+        return [f"{now} {request_id} Task timed out after {timeout_seconds:.2f} seconds"]
+    if outcome.status in {"oom", "crash"}:
+        return [f"RequestId: {request_id} Error: Runtime exited with error: signal: killed", outcome.error_type]
+    if outcome.status == "error":
+        # One line, as Lambda's console shows an invocation error; the traceback is in the function's log.
+        return [f"{now} {request_id} [ERROR] {outcome.error_type}: {outcome.error_message}"]
+    return []
+
+
+def _print_line(log_group: str, line: str) -> None:
+    print(line, flush=True)
+
+
+class FunctionLogs:
+    """Each function's log lines: printed (the console, or the stack log) and shipped to its CloudWatch Logs
+    group, one stream per poller, as Lambda writes one stream per execution environment."""
+
+    def __init__(self, logs: Any, index: int) -> None:
+        self._logs = logs
+        self._stream = f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]local-{os.getpid()}-{index}"
+        self._pending: dict[str, list[dict[str, Any]]] = {}
+        self._streams: set[str] = set()
+        self._lock = threading.Lock()
+
+    def line(self, log_group: str, line: str) -> None:
+        print(line, flush=True)
+        with self._lock:
+            self._pending.setdefault(log_group, []).append({"timestamp": int(time.time() * 1000), "message": line})
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for group, events in pending.items():
+            try:
+                if group not in self._streams:
+                    with contextlib.suppress(self._logs.exceptions.ResourceAlreadyExistsException):
+                        self._logs.create_log_stream(logGroupName=group, logStreamName=self._stream)
+                    self._streams.add(group)
+                self._logs.put_log_events(logGroupName=group, logStreamName=self._stream, logEvents=events)
+            except Exception as exc:  # noqa: BLE001 - logs are best effort: never fail an invocation for them
+                print(f"CloudWatch Logs: {exc}", file=sys.stderr, flush=True)
 
 
 class WorkerPool:

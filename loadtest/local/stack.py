@@ -21,6 +21,7 @@ from werkzeug.wrappers import Request, Response
 
 from dashboards.template import LOCAL_API_ID
 from loadtest.local.api import ApiServer, LocalHttpApi, Route, default_routes
+from loadtest.local.context import LocalLambdaContext
 from loadtest.local.faults import FAULTS_FILE_ENV
 from loadtest.local.jwt_auth import CognitoJwtVerifier
 from loadtest.local.metrics import (
@@ -37,7 +38,7 @@ from loadtest.local.metrics import (
 )
 from loadtest.local.moto_process import MotoProcess
 from loadtest.local.provision import provision, register_stack
-from loadtest.local.runtime import LocalLambdaContext, RuntimeConfig, WorkerPool
+from loadtest.local.runtime import RuntimeConfig, WorkerPool
 from monitoring.target import (
     LOCAL_CREDENTIALS,
     StackInfo,

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import multiprocessing
 import socket
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
+import requests
 from botocore.config import Config
 from typer.testing import CliRunner
 from werkzeug.test import Client
 
 from imgops.monitoring import app as monitoring_app
 from loadtest.local.api import Route
+from loadtest.local.context import LocalLambdaContext
 from loadtest.local.jwt_auth import CognitoJwtVerifier
 from loadtest.local.metrics import (
     LAMBDA_NAMESPACE,
@@ -26,15 +31,22 @@ from loadtest.local.metrics import (
     QueueRef,
     QueueSampler,
     QueueSnapshot,
+    StatisticsPublisher,
+    TableUse,
     WorkerMeter,
     WorkerSignals,
+    dynamodb_observations,
     invocation_datums,
+    item_size,
     metered,
+    sqs_message_size,
+    table_uses,
 )
-from loadtest.local.runtime import LocalLambdaContext, RuntimeConfig, invoke
+from loadtest.local.moto_process import HEALTH_PATH, MeteredMotoServer, MotoProcess
+from loadtest.local.runtime import RuntimeConfig, in_process, invoke
 from loadtest.local.stack import MeteredHttpApi, scheduled_event
 from monitoring import s3_metrics
-from monitoring.target import StackInfo, fetch_access_token
+from monitoring.target import StackInfo, fetch_access_token, running_stack
 from pipeline.resources import ResourceNames
 
 if TYPE_CHECKING:
@@ -132,11 +144,12 @@ def test_invocations_publish_what_lambda_publishes(
         return {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
 
     def crashes(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        time.sleep(0.01)  # a duration the metric shows (it has 0.01 ms resolution)
         raise RuntimeError("boom")
 
     with (tmp_path / "reports.log").open("a") as report_file:
-        invoke(fails_one, first, sqs, config, report_file, None, meter)
-        invoke(crashes, second, sqs, config, report_file, None, meter)
+        invoke(in_process(fails_one, config), first, sqs, config, report_file, meter)
+        invoke(in_process(crashes, config), second, sqs, config, report_file, meter)
     assert buffer.flush() == 10
 
     assert lambda_stat(function_name, "Invocations", "Sum") == 2
@@ -415,3 +428,204 @@ def test_periodic_runs_on_schedule_and_survives_a_failing_run() -> None:
     assert len(runs) == count  # stopped means stopped
     assert runs[1] - runs[0] >= 0.04  # the thread waits a period before its first run: no double run at start
     assert errors == ["sampler: endpoint gone"]
+
+
+# --- AWS/DynamoDB and AWS/SNS from the embedded AWS ---------------------------------------------------------
+
+
+@pytest.fixture
+def metered_aws(moto_endpoint: str) -> Iterator[tuple[str, StatisticsPublisher, list[str]]]:
+    """moto's app (the session server's backends) behind ServiceMeter on a port of its own, flushed by the test."""
+    errors: list[str] = []
+    publisher = StatisticsPublisher(
+        lambda region: boto3.client("cloudwatch", region_name=region), on_error=errors.append
+    )
+    server = MeteredMotoServer(0, publisher)
+    server.start()
+    yield server.url, publisher, errors
+    server.stop()
+
+
+def test_embedded_aws_publishes_dynamodb_metrics_of_the_requests_it_serves(
+    metered_aws: tuple[str, StatisticsPublisher, list[str]], unique_prefix: str
+) -> None:
+    url, publisher, _ = metered_aws
+    dynamodb = boto3.client("dynamodb", endpoint_url=url)
+    table = f"{unique_prefix}-images"
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "imageId", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "imageId", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    big = {"imageId": {"S": "a"}, "blob": {"S": "x" * 3000}}  # 3,011 bytes: 3 write units, 1 read unit
+    dynamodb.put_item(TableName=table, Item=big)
+    with pytest.raises(dynamodb.exceptions.ConditionalCheckFailedException):
+        dynamodb.put_item(TableName=table, Item=big, ConditionExpression="attribute_not_exists(imageId)")
+    dynamodb.get_item(TableName=table, Key={"imageId": {"S": "a"}}, ConsistentRead=True)
+    dynamodb.get_item(TableName=table, Key={"imageId": {"S": "missing"}})  # eventually consistent: half a unit
+    dynamodb.update_item(
+        TableName=table,
+        Key={"imageId": {"S": "a"}},
+        UpdateExpression="SET #s = :s",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":s": {"S": "DONE"}},
+    )
+    dynamodb.scan(TableName=table)
+    with pytest.raises(dynamodb.exceptions.ResourceNotFoundException):
+        dynamodb.get_item(TableName=f"{table}-nope", Key={"imageId": {"S": "a"}})
+    assert publisher.flush() > 0
+
+    by_table = {"TableName": table}
+    assert statistic("AWS/DynamoDB", "ConsumedWriteCapacityUnits", by_table, "Sum") == 3 + 3 + 1  # a failed
+    assert statistic("AWS/DynamoDB", "ConditionalCheckFailedRequests", by_table, "Sum") == 1  # condition pays too
+    assert statistic("AWS/DynamoDB", "ConsumedReadCapacityUnits", by_table, "Sum") == 1 + 0.5 + 0.5
+    assert statistic("AWS/DynamoDB", "WriteThrottleEvents", by_table, "SampleCount") == 3  # 0 per write
+    put = {"TableName": table, "Operation": "PutItem"}
+    assert statistic("AWS/DynamoDB", "SuccessfulRequestLatency", put, "SampleCount") == 1
+    assert (statistic("AWS/DynamoDB", "SuccessfulRequestLatency", put, "Minimum") or 0) > 0
+    assert statistic("AWS/DynamoDB", "SystemErrors", put, "Sum") == 0
+    assert statistic("AWS/DynamoDB", "ReturnedItemCount", {"TableName": table, "Operation": "Scan"}, "Sum") == 1
+    # The refused request counts only as a user error: no metrics for a table that does not exist.
+    assert (
+        statistic("AWS/DynamoDB", "SystemErrors", {"TableName": f"{table}-nope", "Operation": "GetItem"}, "Sum") is None
+    )
+    assert (statistic("AWS/DynamoDB", "UserErrors", {}, "Sum") or 0) >= 1
+    operations = {
+        {d["Name"]: d["Value"] for d in metric["Dimensions"]}["Operation"]
+        for metric in boto3.client("cloudwatch").list_metrics(
+            Namespace="AWS/DynamoDB",
+            MetricName="SuccessfulRequestLatency",
+            Dimensions=[{"Name": "TableName", "Value": table}],
+        )["Metrics"]
+    }
+    assert operations == {"PutItem", "GetItem", "UpdateItem", "Scan"}  # CreateTable is not the data plane
+
+
+def test_embedded_aws_publishes_sns_fan_out(
+    metered_aws: tuple[str, StatisticsPublisher, list[str]], unique_prefix: str
+) -> None:
+    url, publisher, _ = metered_aws
+    sns, sqs = boto3.client("sns", endpoint_url=url), boto3.client("sqs", endpoint_url=url)
+    topic = sns.create_topic(Name=f"{unique_prefix}-events")["TopicArn"]
+    for name, policy in (("all", None), ("mine", {"userId": ["u1"]})):
+        queue = sqs.create_queue(QueueName=f"{unique_prefix}-{name}")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        attributes = {"FilterPolicy": json.dumps(policy)} if policy else {}
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes=attributes)
+    for user in ("u1", "u2"):
+        sns.publish(
+            TopicArn=topic, Message="done", MessageAttributes={"userId": {"DataType": "String", "StringValue": user}}
+        )
+    assert publisher.flush() > 0
+
+    by_topic = {"TopicName": f"{unique_prefix}-events"}
+    assert statistic("AWS/SNS", "NumberOfMessagesPublished", by_topic, "Sum") == 2
+    assert statistic("AWS/SNS", "NumberOfNotificationsDelivered", by_topic, "Sum") == 3  # u2 is filtered out once
+    assert statistic("AWS/SNS", "NumberOfNotificationsFilteredOut", by_topic, "Sum") == 1
+    assert statistic("AWS/SNS", "NumberOfNotificationsFailed", by_topic, "Sum") == 0
+    # "done" + userId + String + u1: what SNS counts as the size of a message with attributes.
+    assert statistic("AWS/SNS", "PublishSize", by_topic, "Maximum") == len("done") + len("userId") + len("String") + 2
+
+
+def test_a_failing_publisher_never_reaches_the_requests(moto_endpoint: str, unique_prefix: str) -> None:
+    def no_cloudwatch(region: str) -> Any:
+        raise RuntimeError("no endpoint")
+
+    errors: list[str] = []
+    publisher = StatisticsPublisher(no_cloudwatch, on_error=errors.append)
+    server = MeteredMotoServer(0, publisher)
+    server.start()
+    try:
+        sns = boto3.client("sns", endpoint_url=server.url)
+        topic = sns.create_topic(Name=f"{unique_prefix}-t")["TopicArn"]
+        assert sns.publish(TopicArn=topic, Message="m")["MessageId"]
+        assert publisher.flush() == 0
+    finally:
+        server.stop()
+
+    assert publisher.dropped == 5  # the message's five datums
+    assert errors == ["no CloudWatch client for us-east-1: no endpoint"]
+
+
+def test_moto_process_answers_liveness_on_its_own_path_and_publishes(stack: StackInfo, tmp_path: Path) -> None:
+    moto = MotoProcess(flush_every=0.2)
+    endpoint = moto.start()
+    try:
+        health = requests.get(f"{endpoint}{HEALTH_PATH}", timeout=5)
+        state_file = tmp_path / "local-stack.json"
+        state_file.write_text(dataclasses.replace(stack, endpoint_url=endpoint).to_json())
+        assert running_stack(state_file).endpoint_url == endpoint  # probes HEALTH_PATH
+        dynamodb = boto3.client("dynamodb", endpoint_url=endpoint)
+        dynamodb.create_table(
+            TableName="t",
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        dynamodb.put_item(TableName="t", Item={"id": {"S": "a"}})
+        cloudwatch = boto3.client("cloudwatch", endpoint_url=endpoint)
+        deadline = time.monotonic() + 10
+        metrics: list[Any] = []
+        while not metrics and time.monotonic() < deadline:
+            time.sleep(0.2)
+            metrics = cloudwatch.list_metrics(Namespace="AWS/DynamoDB", MetricName="ConsumedWriteCapacityUnits")[
+                "Metrics"
+            ]
+    finally:
+        moto.stop()
+
+    assert (health.status_code, health.json()) == (200, {"status": "ok"})
+    assert [m["Dimensions"] for m in metrics] == [[{"Name": "TableName", "Value": "t"}]]
+
+
+def test_capacity_units_follow_dynamodbs_rounding_rules() -> None:
+    item = {"imageId": {"S": "a" * 10}, "size": {"N": "123456"}, "tags": {"SS": ["x", "yy"]}, "ok": {"BOOL": True}}
+    assert item_size(item) == (7 + 10) + (4 + 3 + 2) + (4 + 3) + (2 + 1)
+    big = {"blob": {"S": "x" * 5000}}
+
+    assert table_uses("PutItem", {"TableName": "t", "Item": big}, {}) == [TableUse("t", write_units=5.0)]
+    assert table_uses("Query", {"TableName": "t"}, {"Items": [big, big], "Count": 2}) == [
+        TableUse("t", read_units=1.5, returned_items=2)  # 10 KB: 3 units of 4 KB, halved
+    ]
+    assert table_uses(
+        "BatchWriteItem",
+        {"RequestItems": {"t": [{"PutRequest": {"Item": big}}, {"DeleteRequest": {"Key": {"id": {"S": "a"}}}}]}},
+        {},
+    ) == [TableUse("t", write_units=6.0)]
+    assert table_uses(
+        "TransactWriteItems", {"TransactItems": [{"Put": {"TableName": "t", "Item": {"id": {"S": "a"}}}}]}, {}
+    ) == [TableUse("t", write_units=2.0)]
+    observed = dynamodb_observations(
+        "PutItem", {"TableName": "t"}, status=500, error_code="InternalServerError", response=None, latency_ms=1.0
+    )
+    assert {(o.name, o.value) for o in observed} >= {("SystemErrors", 1.0), ("UserErrors", 0.0)}
+    assert not [o for o in observed if o.name.startswith("Consumed") or o.name == "SuccessfulRequestLatency"]
+
+
+def test_sent_message_size_comes_from_first_receipts(stack: StackInfo, sqs: Any, buffer: MetricBuffer) -> None:
+    drain(sqs, stack.queue_url)
+    names = ResourceNames(stack.prefix)
+    shared = signals()
+    meter = WorkerMeter(names.worker_function, buffer, shared, index=0, timeout_seconds=60)
+    sampler = QueueSampler(
+        sqs,
+        buffer,
+        work=QueueRef(names.work_queue, stack.queue_url),
+        dead_letters=QueueRef(names.dead_letter_queue, stack.dlq_url),
+        signals=shared,
+    )
+    sqs.send_message(QueueUrl=stack.queue_url, MessageBody="x" * 100)
+    sqs.send_message(QueueUrl=stack.queue_url, MessageBody="y" * 10)
+    first = receive(sqs, stack.queue_url, 2, visibility_timeout=0)
+    again = receive(sqs, stack.queue_url, 2)  # redeliveries: sent once, counted once
+
+    meter.received(first)
+    meter.received(again)
+    datums = [d for d in sampler.sample() if d["MetricName"] == "SentMessageSize"]
+
+    assert len(datums) == 1
+    assert datums[0]["StatisticValues"] == {"SampleCount": 2.0, "Sum": 110.0, "Minimum": 10.0, "Maximum": 100.0}
+    assert shared.take_sent_sizes() is None
+    with_attribute = {"Body": "x", "MessageAttributes": {"kind": {"DataType": "String", "StringValue": "jpeg"}}}
+    assert sqs_message_size(with_attribute) == len("x") + len("kind") + len("String") + len("jpeg")
