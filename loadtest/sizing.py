@@ -14,7 +14,6 @@ import math
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,12 +22,12 @@ from typing import Any
 import pandas as pd
 
 from loadtest.corpus import CorpusImage
+from loadtest.local.cgroups import Cgroup, memory_writable
 from monitoring.target import LOCAL_CREDENTIALS, Target
 from pipeline.errors import ImgopsError
 
 ONE_VCPU_MB = 1769
 DEFAULT_MEMORY_SIZES = (128, 256, 512, 1024, 1536, 1769, 3008)
-CGROUP_MEMORY_ROOT = Path("/sys/fs/cgroup/memory")
 
 
 class SizingError(ImgopsError, RuntimeError):
@@ -127,31 +126,18 @@ def measure(
     return measurements, process.returncode
 
 
-def cgroups_writable() -> bool:
-    return os.access(CGROUP_MEMORY_ROOT, os.W_OK)
-
-
 def runs_out_of_memory(
     images: list[dict[str, str]], *, bucket: str, environment: dict[str, str], memory_mb: int
 ) -> bool | None:
     """Whether the worker dies under a real cgroup cap of `memory_mb`; None where caps are unavailable."""
-    if not cgroups_writable():
+    group = Cgroup.create("sizing", memory_mb=memory_mb)
+    if group is None or group.memory is None:
         return None
-    group = CGROUP_MEMORY_ROOT / f"imgops-sizing-{uuid.uuid4().hex[:8]}"
     try:
-        group.mkdir()
-        (group / "memory.limit_in_bytes").write_text(str(memory_mb * 1024 * 1024))
-        swap_limit = group / "memory.memsw.limit_in_bytes"
-        if swap_limit.exists():  # Lambda has no swap: neither may the probe
-            swap_limit.write_text(str(memory_mb * 1024 * 1024))
-        _, returncode = measure(images, bucket=bucket, environment=environment, cgroup=group)
-        oom_killed = "oom_kill 1" in (group / "memory.oom_control").read_text() or returncode == -9
-        return oom_killed or returncode != 0
-    except OSError:
-        return None
+        _, returncode = measure(images, bucket=bucket, environment=environment, cgroup=group.memory)
+        return group.oom_killed() or returncode != 0
     finally:
-        with contextlib.suppress(OSError):  # a group still holding a process is removed by the kernel later
-            group.rmdir()
+        group.remove()
 
 
 def sizing_summary(measurements: list[Measurement]) -> dict[str, Any]:
@@ -235,7 +221,7 @@ def local_sizing(
         "Modeled: duration at each memory = CPU time x max(1, 1769 MB / memory) + measured I/O wait; "
         "assumes a Lambda vCPU is as fast as this machine's core.",
         "Out-of-memory: measured under a real cgroup memory cap at each size"
-        if cgroups_writable()
+        if memory_writable()
         else "Out-of-memory: NOT checked (cgroup memory controller not writable here).",
     ]
     return table, sizing_summary(measurements), notes, [asdict(m) for m in measurements]

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from loadtest.sizing import cgroups_writable, measure, runs_out_of_memory
+from loadtest.local.cgroups import memory_writable
+from loadtest.sizing import measure, runs_out_of_memory
 from monitoring.target import StackInfo
 from tests.conftest import jpeg_bytes
 
@@ -32,7 +33,7 @@ def test_probe_measures_each_invocation(probe_job: tuple[list[dict[str, str]], s
         assert 30 < measurement.peak_rss_mb < 1024
 
 
-@pytest.mark.skipif(not cgroups_writable(), reason="cgroup v1 memory controller not writable here")
+@pytest.mark.skipif(not memory_writable(), reason="cgroup v1 memory controller not writable here")
 def test_memory_cap_is_real(probe_job: tuple[list[dict[str, str]], str, dict[str, str]]) -> None:
     images, bucket, environment = probe_job
     assert runs_out_of_memory(images, bucket=bucket, environment=environment, memory_mb=40) is True
