@@ -17,7 +17,7 @@ from rich.table import Table
 from imgops.errors import command_errors
 from imgops.options import StateFile
 from loadtest.local.metrics import DEFAULT_SAMPLE_SECONDS
-from loadtest.local.stack import DEFAULT_BUCKET_METRICS_SECONDS, LocalStack, LocalStackOptions
+from loadtest.local.stack import LocalStack, LocalStackOptions
 from monitoring.target import LOCAL_CREDENTIALS, StackInfo, fetch_access_token, running_stack
 from monitoring.target import state_file as default_state_file
 from pipeline.resources import QUEUE_VISIBILITY_TIMEOUT_SECONDS, WORKER_TIMEOUT_SECONDS
@@ -55,13 +55,14 @@ def up(
         ),
     ] = True,
     metrics_every: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=10,
             max=86400,
-            help="Run the bucket-metrics Lambda (CustomS3) every N seconds, and once at start; deployed: 5 min.",
+            help="Run the bucket-metrics Lambda (CustomS3) every N seconds, and once at start "
+            "[default: its schedule rule in the template, 5 min].",
         ),
-    ] = DEFAULT_BUCKET_METRICS_SECONDS,
+    ] = None,
     sample_every: Annotated[
         float,
         typer.Option(min=1, max=3600, help="Publish the queues' AWS/SQS metrics every N seconds (AWS: 60)."),
@@ -85,7 +86,7 @@ def up(
         with console.status("Starting the embedded AWS and provisioning the pipeline…"):
             info = stack.start()
             token = fetch_access_token(info)
-        _print_stack(info, token, options)
+        _print_stack(info, token, stack)
         try:
             stack.supervise()
         except KeyboardInterrupt:
@@ -153,13 +154,14 @@ def _announce(message: str) -> None:
     console.print(message, style="dim", soft_wrap=True)
 
 
-def _print_stack(info: StackInfo, token: str, options: LocalStackOptions) -> None:
+def _print_stack(info: StackInfo, token: str, stack: LocalStack) -> None:
+    options = stack.options
     console.print(f"[green]imgops local stack is up[/green] ({options.workers} worker processes)")
     _print_info(info, default_state_file())
     if options.metrics:
         console.print(
             f"\n[bold]CloudWatch[/bold] (local): worker/API metrics per invocation, queues every "
-            f"{options.sample_every_seconds:g} s, bucket metrics every {options.bucket_metrics_every_seconds} s; "
+            f"{options.sample_every_seconds:g} s, bucket metrics every {stack.bucket_metrics_every_seconds} s; "
             "`imgops dashboards render` draws them."
         )
     console.print("\n[bold]Bearer token[/bold] for the demo user (1 h; `imgops local token` prints a fresh one):")

@@ -7,6 +7,7 @@ queues; see loadtest/local/metrics.py) and the EventBridge schedule of the bucke
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 import uuid
@@ -73,7 +74,8 @@ class LocalStackOptions:
     log_level: str = "WARNING"
     # CloudWatch metrics like AWS publishes them; off: no sampler, no schedule, no PutMetricData from anyone.
     metrics: bool = True
-    bucket_metrics_every_seconds: int = DEFAULT_BUCKET_METRICS_SECONDS
+    # None: the template's schedule rule (rate(5 minutes) as deployed); a number compresses time locally.
+    bucket_metrics_every_seconds: int | None = None
     sample_every_seconds: float = DEFAULT_SAMPLE_SECONDS
     metrics_flush_seconds: float = DEFAULT_FLUSH_SECONDS
     # Where the stack's output goes instead of the console, appended: the worker processes' stdout and stderr
@@ -146,6 +148,24 @@ def scheduled_event(region: str, rule_name: str) -> dict[str, Any]:
     }
 
 
+def schedule_seconds(info: StackInfo) -> int:
+    """How often the bucket-metrics function runs: its EventBridge rule's `rate(…)`, as the template made it."""
+    from monitoring import s3_metrics
+
+    target = for_local(info)
+    function_arn = target.client("lambda").get_function_configuration(
+        FunctionName=s3_metrics.function_name(info.prefix)
+    )["FunctionArn"]
+    events = target.client("events")
+    for rule in events.list_rule_names_by_target(TargetArn=function_arn)["RuleNames"]:
+        expression = str(events.describe_rule(Name=rule).get("ScheduleExpression", ""))
+        match = re.fullmatch(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)", expression)
+        if match:
+            unit = {"minute": 60, "hour": 3600, "day": 86400}[match.group(2).rstrip("s")]
+            return int(match.group(1)) * unit
+    return DEFAULT_BUCKET_METRICS_SECONDS
+
+
 def bucket_metrics_timeout_seconds(every_seconds: int) -> int:
     from monitoring.s3_metrics import timeout_seconds
 
@@ -157,6 +177,7 @@ class LocalStack:
         """`announce` receives one line per bucket-metrics run and per metrics problem (the CLI prints them); with
         `options.log_file` they are also written there."""
         self.options = options
+        self.bucket_metrics_every_seconds: int | None = None  # known once started: the rule's, or the option
         self._log_lock = threading.Lock()
         self._moto = MotoProcess(options.port)
         self._api: ApiServer | None = None
@@ -245,7 +266,8 @@ class LocalStack:
             dead_letters=QueueRef(names.dead_letter_queue, info.dlq_url),
             signals=workers.signals,
         )
-        every = self.options.bucket_metrics_every_seconds
+        every = self.options.bucket_metrics_every_seconds or schedule_seconds(info)
+        self.bucket_metrics_every_seconds = every
         schedules = [
             Periodic("sqs-sampler", self.options.sample_every_seconds, sampler.sample, on_error=self._say),
             Periodic("bucket-metrics", every, self._bucket_metrics_run(info, buffer, every), on_error=self._say),
