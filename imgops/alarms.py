@@ -65,3 +65,45 @@ def check(
     console.print(table)
     firing = [e.alarm.name for e in evaluations if e.state == "ALARM"]
     console.print(escape(f"{len(firing)} alarm(s) in ALARM" + (f": {', '.join(firing)}" if firing else "")))
+
+
+@app.command("test")
+def scenarios(
+    template: Annotated[
+        Path | None,
+        typer.Option(help="A synthesized template [default: the CDK app's, synthesized once and cached]."),
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Run the alarm scenarios (a failing worker, a 5xx burst, a quiet night, ...) against the CDK app's
+    alarms: each must fire within its time, and stay quiet where nothing is wrong. Exit 1 on a failure."""
+    from dashboards.scenarios import run_all
+
+    with command_errors():
+        with console.status("Reading the CDK app's alarms…"):
+            loaded = template_for(template, "imgops")
+        outcomes = run_all(loaded)
+    problems = [problem for outcome in outcomes for problem in outcome.problems()]
+    if as_json:
+        rows = [
+            {
+                "scenario": o.scenario.name,
+                "story": o.scenario.story,
+                "must_fire_within_minutes": dict(o.scenario.must_fire),
+                "fired_after_minutes": {slug: minute for slug, minute in o.first_alarm.items() if minute is not None},
+                "problems": o.problems(),
+            }
+            for o in outcomes
+        ]
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        table = Table("scenario", "fires (minutes after it starts)", "result")
+        for outcome in outcomes:
+            fired = [f"{slug} ({minute})" for slug, minute in outcome.first_alarm.items() if minute is not None]
+            verdict = "[red]FAIL[/red]" if outcome.problems() else "[green]ok[/green]"
+            table.add_row(escape(outcome.scenario.name), escape(", ".join(fired) or "nothing"), verdict)
+        console.print(table)
+        for problem in problems:
+            console.print(f"[red]✗[/red] {escape(problem)}")
+    if problems:
+        raise typer.Exit(1)
