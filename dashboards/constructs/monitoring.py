@@ -76,6 +76,10 @@ SCAN_HEADROOM = 0.5
 MISSED_SCANS_TO_ALARM = 3
 # Standard CloudWatch resolution for the operational alarms: 3 of 3 five-minute periods.
 DATAPOINTS_TO_ALARM = 3
+# A worker failing every attempt runs once per visibility timeout (6 min): its errors land in 2 of any
+# 3 five-minute periods, never 3 (`imgops alarms test`, scenario worker-failing). 2 of 3 fires within 15 min,
+# and a quiet night (no invocations, no datapoints) still never breaches.
+WORKER_FAULT_PERIODS_TO_ALARM = 2
 
 
 def upload_object_count_threshold(rate_minutes: int) -> int:
@@ -242,7 +246,12 @@ class Monitoring(Construct):
             human_readable_name="Worker (thumbnails)",
             alarm_friendly_name="worker",
             add_fault_rate_alarm={
-                "Critical": ErrorRateThreshold(max_error_rate=WORKER_MAX_FAULT_RATE, **self._name(WORKER_FAULT_RATE))
+                "Critical": ErrorRateThreshold(
+                    max_error_rate=WORKER_MAX_FAULT_RATE,
+                    datapoints_to_alarm=WORKER_FAULT_PERIODS_TO_ALARM,
+                    evaluation_periods=DATAPOINTS_TO_ALARM,
+                    **self._name(WORKER_FAULT_RATE),
+                )
             },
             add_throttles_count_alarm={
                 "Warning": ErrorCountThreshold(max_error_count=WORKER_MAX_THROTTLES, **self._name(WORKER_THROTTLES))

@@ -1,0 +1,53 @@
+"""Every alarm of the synthesized template against the scenario suite (`imgops alarms test`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from dashboards import scenarios
+from dashboards.template import stack_template
+from imgops import app
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return stack_template("imgops")
+
+
+@pytest.mark.parametrize("scenario", scenarios.SCENARIOS, ids=lambda s: s.name)
+def test_scenario(template: dict[str, Any], scenario: scenarios.Scenario) -> None:
+    outcome = scenarios.run(scenario, template)
+
+    assert outcome.problems() == []
+
+
+def test_the_fully_failing_worker_trips_the_fault_alarm_within_15_minutes(template: dict[str, Any]) -> None:
+    [failing] = [s for s in scenarios.SCENARIOS if s.name == "worker-failing"]
+    minute = scenarios.run(failing, template).first_alarm["worker-fault-rate"]
+
+    assert minute is not None
+    assert minute <= 15
+
+
+def test_a_3_of_3_fault_alarm_would_miss_it(template: dict[str, Any]) -> None:
+    """The suite can fail: with the old definition (3 of 3 periods) the failing worker never trips the alarm."""
+    import copy
+
+    strict = copy.deepcopy(template)
+    for resource in strict["Resources"].values():
+        if resource["Type"] == "AWS::CloudWatch::Alarm" and resource["Properties"]["AlarmName"].endswith("fault-rate"):
+            resource["Properties"]["DatapointsToAlarm"] = 3
+    [failing] = [s for s in scenarios.SCENARIOS if s.name == "worker-failing"]
+
+    assert scenarios.run(failing, strict).first_alarm["worker-fault-rate"] is None
+
+
+def test_the_cli_prints_the_table_and_exits_0() -> None:
+    result = CliRunner().invoke(app, ["alarms", "test"], env={"COLUMNS": "80"})
+
+    assert result.exit_code == 0, result.output
+    assert "worker-fault-rate" in result.stdout
+    assert "quiet-night" in result.stdout
