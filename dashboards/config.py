@@ -20,6 +20,7 @@ ARCHITECTURE = "imgops:arch"
 SKIP_BUNDLING = "imgops:skip-bundling"
 METRICS_RATE_MINUTES = "imgops:metrics-rate-minutes"
 RUNBOOK_BASE_URL = "imgops:runbook-base-url"
+PROCESSED_EXPIRY_DAYS = "imgops:processed-expiry-days"
 
 Architecture = Literal["x86_64", "arm64"]
 ARCHITECTURES: tuple[Architecture, ...] = ("x86_64", "arm64")
@@ -37,6 +38,12 @@ class AppConfig:
     skip_bundling: bool = False
     metrics_rate_minutes: int = 5
     runbook_base_url: str = DEFAULT_RUNBOOK_BASE_URL
+    # Days after which the processed bucket deletes thumbnails; 0 (the default) keeps them. The images table never
+    # forgets an image and the read API answers every DONE item with its thumbnail URLs, so expiring thumbnails
+    # turns answers into dead links, and nothing in the pipeline regenerates them. They are small next to the
+    # originals (which tier to Intelligent-Tiering instead), so keeping them costs little. Set it for
+    # throwaway deployments (load tests, demos), e.g. `-c imgops:processed-expiry-days=7`.
+    processed_expiry_days: int = 0
 
     def __post_init__(self) -> None:
         if not _PREFIX_PATTERN.match(self.prefix):
@@ -48,6 +55,10 @@ class AppConfig:
                 f"{METRICS_RATE_MINUTES}={self.metrics_rate_minutes!r}: choose one of "
                 + ", ".join(map(str, METRICS_RATES))
             )
+        if self.processed_expiry_days < 0:
+            raise ConfigError(
+                f"{PROCESSED_EXPIRY_DAYS}={self.processed_expiry_days!r}: use a number of days, or 0 to keep thumbnails"
+            )
 
     @classmethod
     def from_context(cls, get: Callable[[str], Any]) -> AppConfig:
@@ -57,8 +68,11 @@ class AppConfig:
             prefix=str(_or(get(PREFIX), defaults.prefix)),
             architecture=cast("Architecture", str(_or(get(ARCHITECTURE), defaults.architecture))),
             skip_bundling=_flag(get(SKIP_BUNDLING)),
-            metrics_rate_minutes=_int(get(METRICS_RATE_MINUTES), defaults.metrics_rate_minutes),
+            metrics_rate_minutes=_int(get(METRICS_RATE_MINUTES), defaults.metrics_rate_minutes, METRICS_RATE_MINUTES),
             runbook_base_url=str(_or(get(RUNBOOK_BASE_URL), defaults.runbook_base_url)),
+            processed_expiry_days=_int(
+                get(PROCESSED_EXPIRY_DAYS), defaults.processed_expiry_days, PROCESSED_EXPIRY_DAYS
+            ),
         )
 
     def as_context(self) -> Mapping[str, str]:
@@ -68,6 +82,7 @@ class AppConfig:
             SKIP_BUNDLING: str(self.skip_bundling).lower(),
             METRICS_RATE_MINUTES: str(self.metrics_rate_minutes),
             RUNBOOK_BASE_URL: self.runbook_base_url,
+            PROCESSED_EXPIRY_DAYS: str(self.processed_expiry_days),
         }
 
     def runbook_link(self, slug: str) -> str:
@@ -88,10 +103,10 @@ def _flag(value: Any) -> bool:
     raise ConfigError(f"{SKIP_BUNDLING}={value!r}: use true or false")
 
 
-def _int(value: Any, default: int) -> int:
+def _int(value: Any, default: int, key: str) -> int:
     if value is None or value == "":
         return default
     try:
         return int(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{METRICS_RATE_MINUTES}={value!r} is not a whole number") from None
+        raise ConfigError(f"{key}={value!r} is not a whole number") from None

@@ -1,4 +1,8 @@
-"""The handlers' configuration: read once from the environment into one frozen object."""
+"""The handlers' configuration: read once from the environment into one frozen object.
+
+Pillow is imported only when image options or a watermark are built: the API handlers read these settings
+too, and their bundle has no Pillow (see dashboards/constructs/bundling.py).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.errors import ImgopsError
-from pipeline.imaging import ImageOptions, Watermark
 from pipeline.resources import PRESIGN_EXPIRY_SECONDS, WORKER_TIMEOUT_SECONDS, Env
+
+if TYPE_CHECKING:
+    from pipeline.imaging import ImageOptions
+    from pipeline.watermark import Watermark
 
 DEFAULT_SIZES = (1024, 512, 256)
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -52,6 +60,8 @@ class Settings:
         )
 
     def image_options(self) -> ImageOptions:
+        from pipeline.imaging import ImageOptions  # Pillow: the worker's import, not the API's
+
         return ImageOptions(
             sizes=self.thumbnail_sizes,
             max_pixels=self.max_pixels,
@@ -98,6 +108,8 @@ def _watermark(env: Mapping[str, str]) -> Watermark | None:
     png_path = env.get(Env.WATERMARK_PNG_PATH, "").strip()
     if text is None and not png_path:
         return None
+    from pipeline.watermark import Watermark  # Pillow, only when a watermark is configured (the worker's)
+
     try:
         image_png = Path(png_path).read_bytes() if png_path else None
     except OSError as exc:

@@ -76,7 +76,8 @@ class Api(Construct):
         throttle_rate_limit: int | float,
         throttle_burst_limit: int | float,
     ) -> None:
-        """`throttle_*` may be CloudFormation parameter tokens."""
+        """`throttle_*` may be CloudFormation parameter tokens. `code` needs no Pillow: neither handler imports it
+        (bundling.API_REQUIREMENTS; tests/infrastructure/test_config_and_bundling.py checks the imports)."""
         super().__init__(scope, construct_id)
         environment = pipeline_environment(
             upload_bucket=upload_bucket.bucket_name,
@@ -132,7 +133,10 @@ class Api(Construct):
             objects_finding(processed_bucket, PROCESSED_PREFIX),
             "Thumbnail URLs are signed for keys under processed/<image_id>/, ids known only at request time.",
         )
-        table.grant_read_data(self.read_function)
+        # One consistent GetItem per request (pipeline.store.get); grant_read_data would add Query, Scan, BatchGetItem.
+        read.role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["dynamodb:GetItem"], resources=[table.table_arn])
+        )
 
         self.access_logs = logs.LogGroup(
             self, "AccessLogs", retention=LOG_RETENTION, removal_policy=cdk.RemovalPolicy.DESTROY

@@ -36,8 +36,12 @@ class Auth(Construct):
         self.client = self.user_pool.add_client(
             "Cli",
             user_pool_client_name=names.user_pool_client,
-            # USER_PASSWORD_AUTH for the CLI and load tests (as locally), SRP for interactive clients.
-            auth_flows=cognito.AuthFlow(user_password=True, user_srp=True),
+            # Only what the CLI, the load-test harness and the local stack use: USER_PASSWORD_AUTH, then refresh
+            # tokens (CDK adds ALLOW_REFRESH_TOKEN_AUTH to any explicit flow). No SRP: no client speaks it.
+            auth_flows=cognito.AuthFlow(user_password=True),
+            # No hosted UI and no OAuth flows (CDK would otherwise enable the implicit and code grants with an
+            # example.com callback): nothing redirects a browser here. Tokens come from InitiateAuth alone.
+            disable_o_auth=True,
             generate_secret=False,
             prevent_user_existence_errors=True,
             access_token_validity=ACCESS_TOKEN_VALIDITY,

@@ -26,8 +26,10 @@ from pipeline.errors import ImgopsError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PYTHON_VERSION = "3.12"
-# The Lambda runtime already provides boto3; everything else the handlers import must be bundled.
+# The Lambda runtime already provides boto3; everything else the handlers import must be bundled. Only the worker
+# decodes images: the API handlers' bundle leaves Pillow (~20 MB unzipped) out, so they must never import it.
 WORKER_REQUIREMENTS = ("Pillow", "aws-lambda-powertools")
+API_REQUIREMENTS = ("aws-lambda-powertools",)
 METRICS_REQUIREMENTS = ("aws-lambda-powertools",)
 # Only used if local bundling were ever refused; CDK requires an image on BundlingOptions.
 _UNUSED_IMAGE = "public.ecr.aws/sam/build-python3.12"

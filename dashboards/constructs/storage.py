@@ -1,4 +1,9 @@
-"""The upload and processed buckets (plus their access-log bucket) and the upload → queue notification."""
+"""The upload and processed buckets (plus their access-log bucket) and the upload → queue notification.
+
+Lifecycle: originals move to Intelligent-Tiering after 30 days; thumbnails stay unless the deployment sets
+`imgops:processed-expiry-days` (see dashboards.config.AppConfig.processed_expiry_days for why keeping them is the
+default); both buckets abort incomplete multipart uploads after ABORT_INCOMPLETE_UPLOADS_AFTER.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +15,27 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from pipeline.resources import UPLOAD_PREFIX, ResourceNames
+from pipeline.resources import PROCESSED_PREFIX, UPLOAD_PREFIX, ResourceNames
 
 # Originals are read once by the worker, then rarely: let S3 move cold ones to cheaper tiers.
 UPLOAD_TIERING_AFTER = cdk.Duration.days(30)
 # Access logs are for investigating recent incidents, not an archive.
 ACCESS_LOG_RETENTION = cdk.Duration.days(90)
+# Nothing here uploads in parts (presigned PUT/POST and the worker's put_object are single requests, and the
+# URLs expire in minutes), so a multipart upload a few days old is abandoned; its parts bill as storage until
+# aborted and never show in a listing.
+ABORT_INCOMPLETE_UPLOADS_AFTER = cdk.Duration.days(3)
 
 
 class Storage(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, names: ResourceNames) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, names: ResourceNames, processed_expiry_days: int = 0
+    ) -> None:
+        """`processed_expiry_days`: delete thumbnails that many days after they were written; 0 keeps them."""
         super().__init__(scope, construct_id)
+        if processed_expiry_days < 0:
+            raise ValueError(f"processed_expiry_days must be 0 (keep) or positive, not {processed_expiry_days}")
+        self.processed_expiry_days = processed_expiry_days
         self.access_logs_bucket = s3.Bucket(
             self,
             "AccessLogs",
@@ -44,13 +59,19 @@ class Storage(Construct):
                         )
                     ],
                 ),
-                s3.LifecycleRule(
-                    id="abort-incomplete-uploads",
-                    abort_incomplete_multipart_upload_after=cdk.Duration.days(7),
-                ),
+                _abort_incomplete_uploads(),
             ],
         )
-        self.processed_bucket = self._bucket("Processed", names.processed_bucket, lifecycle_rules=[])
+        processed_rules = [_abort_incomplete_uploads()]
+        if processed_expiry_days:
+            processed_rules.append(
+                s3.LifecycleRule(
+                    id="expire-thumbnails",
+                    prefix=PROCESSED_PREFIX,
+                    expiration=cdk.Duration.days(processed_expiry_days),
+                )
+            )
+        self.processed_bucket = self._bucket("Processed", names.processed_bucket, lifecycle_rules=processed_rules)
 
     def _bucket(self, construct_id: str, name: str, *, lifecycle_rules: list[s3.LifecycleRule]) -> s3.Bucket:
         return s3.Bucket(
@@ -101,3 +122,9 @@ class Storage(Construct):
         )
         if added.policy_dependable is not None:
             cfn_bucket.node.add_dependency(added.policy_dependable)
+
+
+def _abort_incomplete_uploads() -> s3.LifecycleRule:
+    return s3.LifecycleRule(
+        id="abort-incomplete-uploads", abort_incomplete_multipart_upload_after=ABORT_INCOMPLETE_UPLOADS_AFTER
+    )

@@ -1,4 +1,8 @@
-"""The thumbnail worker: a Lambda fed by the work queue, retrying only the messages that failed."""
+"""The thumbnail worker: a Lambda fed by the work queue, retrying only the messages that failed.
+
+Its role holds what the handler calls (tests/functional/test_iam.py records every call the functional tests make
+and checks it against this role) plus what Lambda itself does with the role: write the log group, poll the queue.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
@@ -14,6 +17,7 @@ from constructs import Construct
 
 from dashboards.config import Architecture
 from dashboards.constructs.function import PipelineFunction, pipeline_environment
+from dashboards.constructs.topic_key import TopicKey
 from dashboards.nag import acknowledge, objects_finding
 from pipeline.resources import (
     PROCESSED_PREFIX,
@@ -22,6 +26,12 @@ from pipeline.resources import (
     WORKER_TIMEOUT_SECONDS,
     ResourceNames,
 )
+
+# pipeline.store: conditional put (claim), consistent get, conditional update (finish, release, notified).
+TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
+# What Lambda's SQS poller does with the function's role (the AWSLambdaSQSQueueExecutionRole set); CDK's
+# SqsEventSource would also grant sqs:GetQueueUrl and sqs:ChangeMessageVisibility, which nothing here calls.
+QUEUE_POLLER_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
 
 
 class Worker(Construct):
@@ -38,6 +48,7 @@ class Worker(Construct):
         processed_bucket: s3.IBucket,
         table: dynamodb.ITable,
         topic: sns.ITopic,
+        topic_key: TopicKey,
         batch_size: int | float,
         max_concurrency: int | float,
     ) -> None:
@@ -88,13 +99,25 @@ class Worker(Construct):
             objects_finding(processed_bucket, PROCESSED_PREFIX),
             "The worker writes thumbnails under processed/<image_id>/, ids unknown until an upload arrives.",
         )
-        table.grant_read_write_data(self.function)
-        topic.grant_publish(self.function)
-        self.function.add_event_source(
-            event_sources.SqsEventSource(
-                queue,
-                batch_size=batch_size,
-                max_concurrency=max_concurrency,
-                report_batch_item_failures=True,
-            )
+        # Explicit items actions: grant_read_write_data adds Scan, Query, DeleteItem, BatchWriteItem, ... unused.
+        handler.role.add_to_principal_policy(
+            iam.PolicyStatement(actions=list(TABLE_ACTIONS), resources=[table.table_arn])
         )
+        # grant_publish would add kms:GenerateDataKey* usable outside SNS; topic_key grants exactly SNS's needs.
+        handler.role.add_to_principal_policy(iam.PolicyStatement(actions=["sns:Publish"], resources=[topic.topic_arn]))
+        topic_key.allow_publishing(handler.role)
+        polling = handler.role.add_to_principal_policy(
+            iam.PolicyStatement(actions=list(QUEUE_POLLER_ACTIONS), resources=[queue.queue_arn])
+        )
+        # The id SqsEventSource gave it: the same logical id, so a deployed stack updates the mapping in place
+        # (a replacement would be created before the old one is gone, and Lambda allows one per queue and function).
+        self.event_source = self.function.add_event_source_mapping(
+            f"SqsEventSource:{cdk.Names.node_unique_id(queue.node)}",
+            event_source_arn=queue.queue_arn,
+            batch_size=batch_size,
+            max_concurrency=max_concurrency,
+            report_batch_item_failures=True,
+        )
+        # Lambda checks at creation that the role may poll the queue.
+        if polling.policy_dependable is not None:
+            self.event_source.node.add_dependency(polling.policy_dependable)

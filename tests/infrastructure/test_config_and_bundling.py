@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,17 @@ def test_cli_strings_are_parsed() -> None:
                 config.ARCHITECTURE: "x86_64",
                 config.SKIP_BUNDLING: "true",
                 config.METRICS_RATE_MINUTES: "60",
+                config.PROCESSED_EXPIRY_DAYS: "30",
             }
         )
     )
-    assert parsed == AppConfig(prefix="acme-imgops", architecture="x86_64", skip_bundling=True, metrics_rate_minutes=60)
+    assert parsed == AppConfig(
+        prefix="acme-imgops",
+        architecture="x86_64",
+        skip_bundling=True,
+        metrics_rate_minutes=60,
+        processed_expiry_days=30,
+    )
     assert AppConfig.from_context(context(dict(parsed.as_context()))) == parsed
 
 
@@ -50,6 +58,8 @@ def test_cli_strings_are_parsed() -> None:
         (config.METRICS_RATE_MINUTES, "15", "1, 5, 60"),
         (config.METRICS_RATE_MINUTES, "often", "whole number"),
         (config.SKIP_BUNDLING, "maybe", "true or false"),
+        (config.PROCESSED_EXPIRY_DAYS, "-1", "0 to keep"),
+        (config.PROCESSED_EXPIRY_DAYS, "a year", "processed-expiry-days='a year' is not a whole number"),
     ],
 )
 def test_bad_context_is_a_config_error(key: str, value: str, message: str) -> None:
@@ -68,6 +78,22 @@ def test_metrics_function_finishes_before_the_next_run(rate: int, timeout: int, 
     assert metrics_timeout_seconds(rate) == timeout
     assert scan_budget_seconds(rate) == budget
     assert timeout < rate * 60
+
+
+def test_thumbnails_are_kept_unless_configured() -> None:
+    assert AppConfig().processed_expiry_days == 0
+
+
+def test_api_handlers_import_without_pillow() -> None:
+    """Their bundle has no Pillow (bundling.API_REQUIREMENTS): importing either handler in a fresh interpreter,
+    as a Lambda cold start does, must not load PIL, not even through pipeline.settings."""
+    probe = "import sys, pipeline.presign, pipeline.read_api; print(sorted(m for m in sys.modules if m[:3] == 'PIL'))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=bundling.REPO_ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    assert "Pillow" not in bundling.API_REQUIREMENTS
 
 
 def test_requirements_come_from_pyproject() -> None:

@@ -9,9 +9,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import aws_cdk as cdk
 import pytest
-from aws_cdk.assertions import Match
+from aws_cdk.assertions import Match, Template
 
+from dashboards import config
+from dashboards.app import build_app, cdk_json_context
+from dashboards.constructs.bundling import API_REQUIREMENTS, WORKER_REQUIREMENTS
+from dashboards.constructs.storage import ABORT_INCOMPLETE_UPLOADS_AFTER, Storage
+from dashboards.constructs.worker import QUEUE_POLLER_ACTIONS, TABLE_ACTIONS
 from pipeline.resources import (
     DLQ_RETENTION_SECONDS,
     PRESIGN_EXPIRY_SECONDS,
@@ -24,7 +30,7 @@ from pipeline.resources import (
     Env,
     ResourceNames,
 )
-from tests.infrastructure.conftest import Synthesized
+from tests.infrastructure.conftest import TEST_CONTEXT, Synthesized
 
 NAMES = ResourceNames("imgops")
 
@@ -137,6 +143,78 @@ def test_upload_bucket_tiers_originals_after_30_days(synthesized: Synthesized) -
     )
 
 
+@pytest.mark.parametrize("name", [NAMES.upload_bucket, NAMES.processed_bucket])
+def test_buckets_abort_incomplete_multipart_uploads(synthesized: Synthesized, name: str) -> None:
+    synthesized.template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "BucketName": name,
+            "LifecycleConfiguration": {
+                "Rules": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Status": "Enabled",
+                                "AbortIncompleteMultipartUpload": {
+                                    "DaysAfterInitiation": ABORT_INCOMPLETE_UPLOADS_AFTER.to_days()
+                                },
+                            }
+                        )
+                    ]
+                )
+            },
+        },
+    )
+
+
+def test_thumbnails_are_kept_by_default(synthesized: Synthesized) -> None:
+    assert synthesized.stack.config.processed_expiry_days == 0
+    [processed] = [
+        bucket
+        for bucket in synthesized.resources("AWS::S3::Bucket").values()
+        if bucket["Properties"].get("BucketName") == NAMES.processed_bucket
+    ]
+    rules = processed["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert [rule["Id"] for rule in rules] == ["abort-incomplete-uploads"]
+    assert not any("ExpirationInDays" in rule for rule in rules)
+
+
+def test_processed_expiry_days_reaches_the_storage() -> None:
+    """`-c imgops:processed-expiry-days=N` → AppConfig → ImgopsStack → Storage (built, not synthesized: seconds)."""
+    _, stack = build_app({**TEST_CONTEXT, config.PROCESSED_EXPIRY_DAYS: "30"}, nag=False)
+    assert stack.storage.processed_expiry_days == 30
+
+
+def test_processed_expiry_days_expires_only_thumbnails() -> None:
+    stack = cdk.Stack(cdk.App(context=cdk_json_context()), "StorageOnly")
+    Storage(stack, "Storage", names=NAMES, processed_expiry_days=30)
+    template = Template.from_stack(stack)
+    template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "BucketName": NAMES.processed_bucket,
+            "LifecycleConfiguration": {
+                "Rules": Match.array_with(
+                    [
+                        {
+                            "Id": "expire-thumbnails",
+                            "Status": "Enabled",
+                            "Prefix": PROCESSED_PREFIX,
+                            "ExpirationInDays": 30,
+                        }
+                    ]
+                )
+            },
+        },
+    )
+    [uploads] = [
+        bucket
+        for bucket in template.find_resources("AWS::S3::Bucket").values()
+        if bucket["Properties"].get("BucketName") == NAMES.upload_bucket
+    ]
+    assert not any("ExpirationInDays" in rule for rule in uploads["Properties"]["LifecycleConfiguration"]["Rules"])
+
+
 def test_uploads_notify_the_work_queue_only_for_the_upload_prefix(synthesized: Synthesized) -> None:
     queue_arn = resolve(synthesized, synthesized.stack.work_queue.queue.queue_arn)
     synthesized.template.has_resource_properties(
@@ -243,7 +321,9 @@ def test_topics_exist_and_refuse_plain_http(synthesized: Synthesized) -> None:
     )
 
 
-def test_user_pool_client_allows_password_and_srp_auth(synthesized: Synthesized) -> None:
+def test_user_pool_client_allows_only_password_sign_in_and_refresh(synthesized: Synthesized) -> None:
+    """The CLI, the load-test harness and the local stack sign in with USER_PASSWORD_AUTH and refresh; nothing uses
+    SRP, a hosted UI or an OAuth redirect, so the client offers none of them (no implicit grant, no callback)."""
     synthesized.template.has_resource_properties(
         "AWS::Cognito::UserPool",
         {
@@ -256,10 +336,17 @@ def test_user_pool_client_allows_password_and_srp_auth(synthesized: Synthesized)
         "AWS::Cognito::UserPoolClient",
         {
             "ClientName": NAMES.user_pool_client,
-            "ExplicitAuthFlows": Match.array_with(["ALLOW_USER_PASSWORD_AUTH", "ALLOW_USER_SRP_AUTH"]),
+            "ExplicitAuthFlows": ["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
             "GenerateSecret": False,
+            "AllowedOAuthFlowsUserPoolClient": False,
+            "AllowedOAuthFlows": Match.absent(),
+            "AllowedOAuthScopes": Match.absent(),
+            "CallbackURLs": Match.absent(),
+            "LogoutURLs": Match.absent(),
         },
     )
+    [client] = synthesized.resources("AWS::Cognito::UserPoolClient").values()
+    assert "example.com" not in json.dumps(client)
 
 
 def test_api_routes_require_a_cognito_access_token(synthesized: Synthesized) -> None:
@@ -367,6 +454,15 @@ def test_worker_role_is_least_privilege(synthesized: Synthesized) -> None:
     by_action = {action: statement["Resource"] for statement in statements for action in actions(statement)}
     assert by_action["s3:GetObject"] == upload_objects
     assert by_action["s3:PutObject"] == processed_objects
+    # What pipeline.store calls, and what Lambda's SQS poller needs; no Scan, Query, DeleteItem, Batch*.
+    table_arn = resolve(synthesized, stack.images.table.table_arn)
+    assert {action: arn for action, arn in by_action.items() if action.startswith("dynamodb:")} == dict.fromkeys(
+        TABLE_ACTIONS, table_arn
+    )
+    queue_arn = resolve(synthesized, stack.work_queue.queue.queue_arn)
+    assert {action: arn for action, arn in by_action.items() if action.startswith("sqs:")} == dict.fromkeys(
+        QUEUE_POLLER_ACTIONS, queue_arn
+    )
 
 
 def test_presign_may_only_put_uploads_and_read_may_only_get_thumbnails(synthesized: Synthesized) -> None:
@@ -381,6 +477,11 @@ def test_presign_may_only_put_uploads_and_read_may_only_get_thumbnails(synthesiz
     assert [(actions(s), s["Resource"]) for s in s3_read] == [
         (["s3:GetObject"], resolve(synthesized, stack.storage.processed_bucket.arn_for_objects(f"{PROCESSED_PREFIX}*")))
     ]
+    # One GetItem per request: no Query, Scan or BatchGetItem (grant_read_data's set).
+    assert [(actions(s), s["Resource"]) for s in read if any(a.startswith("dynamodb:") for a in actions(s))] == [
+        (["dynamodb:GetItem"], resolve(synthesized, stack.images.table.table_arn))
+    ]
+    assert not [s for s in presign if any(a.startswith(("dynamodb:", "sns:", "kms:")) for a in actions(s))]
 
 
 def test_metrics_function_runs_on_a_schedule_and_may_only_list_and_publish(synthesized: Synthesized) -> None:
@@ -522,6 +623,20 @@ def test_alarm_email_subscription_only_when_an_address_is_given(synthesized: Syn
             "Condition": Match.any_value(),
         },
     )
+
+
+def test_api_handlers_share_a_bundle_without_pillow(synthesized: Synthesized) -> None:
+    """Same sources as the worker's bundle, other requirements: a separate asset (pipeline.presign and read_api never
+    import PIL; test_config_and_bundling.py checks that in a fresh interpreter)."""
+    code = {
+        function["Properties"]["FunctionName"]: json.dumps(function["Properties"]["Code"], sort_keys=True)
+        for function in synthesized.resources("AWS::Lambda::Function").values()
+        if "FunctionName" in function["Properties"]
+    }
+    assert code[NAMES.presign_function] == code[NAMES.read_api_function]
+    assert code[NAMES.presign_function] != code[NAMES.worker_function]
+    assert "Pillow" in WORKER_REQUIREMENTS
+    assert "Pillow" not in API_REQUIREMENTS
 
 
 def test_bundles_hold_the_handler_packages_without_caches(synthesized: Synthesized) -> None:
