@@ -23,7 +23,7 @@ from PIL import Image
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from dashboards.widgets import Widget, Window
+    from dashboards.widgets import AlarmLine, Widget, Window
 
 COLUMNS = 24
 COLUMN_INCHES = 0.75
@@ -253,8 +253,15 @@ def markdown_html(markdown: str) -> str:
     return "\n".join(parts)
 
 
-def write_html(pages: Sequence[tuple[str, Sequence[Widget], Mapping[int, bytes]]], window: Window, path: Path) -> None:
-    """One self-contained page: every dashboard on its grid, each metric widget its PNG from draw_dashboard."""
+def write_html(
+    pages: Sequence[tuple[str, Sequence[Widget], Mapping[int, bytes]]],
+    window: Window,
+    path: Path,
+    *,
+    alarms: Sequence[AlarmLine] = (),
+) -> None:
+    """One self-contained page: every dashboard on its grid, each metric widget its PNG from draw_dashboard, then
+    the alarms with links to their runbooks (the repository's files)."""
     sections: list[str] = []
     for name, widgets, cell_pngs in pages:
         cells: list[str] = []
@@ -273,12 +280,30 @@ def write_html(pages: Sequence[tuple[str, Sequence[Widget], Mapping[int, bytes]]
                 f'<img alt="{alt}" src="data:image/png;base64,{png}"></div>'
             )
         sections.append(f'<section><h1>{html.escape(name)}</h1><div class="grid">{"".join(cells)}</div></section>')
+    if alarms:
+        sections.append(alarms_html(alarms))
     page = _PAGE.format(
         window=html.escape(f"{window.start:%Y-%m-%d %H:%M} – {window.end:%H:%M} UTC"),
         sections="\n".join(sections),
         row=int(ROW_INCHES * 96),
     )
     path.write_text(page, encoding="utf-8")
+
+
+def alarms_html(alarms: Sequence[AlarmLine]) -> str:
+    rows = []
+    for alarm in alarms:
+        runbook = html.escape(alarm.runbook)
+        if alarm.runbook_href is not None:
+            runbook = f'<a href="{html.escape(alarm.runbook_href)}">{runbook}</a>'
+        rows.append(
+            f"<tr><td>{html.escape(alarm.name)}</td><td>{html.escape(alarm.condition)}</td><td>{runbook}</td></tr>"
+        )
+    return (
+        '<section class="alarms"><h1>Alarms</h1><table><tr><th>alarm</th><th>when</th><th>runbook</th></tr>'
+        + "".join(rows)
+        + "</table></section>"
+    )
 
 
 _PAGE = """<!doctype html>
@@ -291,11 +316,13 @@ body {{ font-family: system-ui, sans-serif; margin: 16px; background: #f2f3f3; c
 .widget.text h2, .widget.text h3, .widget.text h4, .widget.text p {{ margin: 4px 0; }}
 .widget img {{ width: 100%; height: 100%; object-fit: contain; display: block; }}
 footer {{ color: #687078; font-size: 12px; margin-top: 12px; }}
+.alarms table {{ border-collapse: collapse; background: white; font-size: 13px; }}
+.alarms td, .alarms th {{ border: 1px solid #d5dbdb; padding: 3px 8px; text-align: left; }}
 </style></head>
 <body>
 <p>Rendered locally from the synthesized dashboards and the local CloudWatch, {window}.</p>
 {sections}
-<footer>Each widget notes what it could not draw: metric math is not evaluated locally; a percentile is drawn as
-Maximum.</footer>
+<footer>Each widget notes what it could not draw or drew differently: metric math is evaluated here, not by the
+CloudWatch endpoint; a percentile it cannot compute is drawn as Maximum.</footer>
 </body></html>
 """

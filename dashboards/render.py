@@ -5,11 +5,16 @@ an Fn::Join of JSON text and tokens (Ref/Fn::GetAtt of the queues, functions, bu
 tokens into the physical names of one deployment (`PhysicalIds`: the local stack's, usually), every metric
 widget's metrics become GetMetricData MetricStat queries, and drawing.py draws the result.
 
-What is left out, visibly (each widget lists its notes): metric math (the local CloudWatch, moto, evaluates
-none), statistics the endpoint cannot compute (moto: only Average, Sum, Minimum, Maximum, SampleCount; a
-percentile is drawn as Maximum, its upper bound), widget types other than metric and text. A plain SEARCH
-(`{Namespace,Dim,...} Dim="value" MetricName="name"`, as the capacity dashboard's per-prefix widgets use) is
-expanded here with ListMetrics into MetricStat queries, which is what CloudWatch does server-side.
+Metric math is evaluated here (dashboards/metric_math.py), per timestamp over the fetched series of the
+widget's metric ids, since the local CloudWatch (moto) evaluates none; an expression using a function the
+evaluator does not have is left out with a note. A plain SEARCH (`{Namespace,Dim,...} Dim="value"
+MetricName="name"`, as the capacity dashboard's per-prefix widgets use) is expanded here with ListMetrics into
+MetricStat queries, which is what CloudWatch does server-side.
+
+What is left out, visibly (each widget lists its notes): statistics the endpoint cannot compute (moto: only
+Average, Sum, Minimum, Maximum, SampleCount; a percentile is drawn as Maximum, its upper bound), widget types
+other than metric and text. Rendered from a local endpoint, text widgets' links to the AWS console become the
+local resource they name (`local_links`); the HTML page lists the alarms with their runbooks as local files.
 """
 
 from __future__ import annotations
@@ -17,13 +22,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
 
+from dashboards import metric_math
 from dashboards.template import PhysicalIds, Resolver, TemplateError
-from dashboards.widgets import Annotation, QueryKey, Search, Series, Widget, Window
+from dashboards.widgets import AlarmLine, Annotation, MathRow, QueryKey, Search, Series, Widget, Window
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -41,6 +48,20 @@ _DYNAMIC_LABEL = re.compile(r"\$\{([A-Z_]+)(?:\('([^']*)'\))?\}")
 _SEARCH = re.compile(r"^SEARCH\(\s*'(?P<query>[^']*)'\s*,\s*'(?P<stat>[^']+)'\s*(?:,\s*(?P<period>\d+)\s*)?\)$")
 _SCHEMA = re.compile(r"^\s*\{(?P<schema>[^}]*)\}")
 _TERM = re.compile(r'\s*"?(?P<key>[A-Za-z0-9_.:/-]+)"?\s*=\s*"(?P<value>[^"]*)"')
+_RUNBOOK = re.compile(r"Runbook:\s*(\S+)")
+_CONSOLE_LINK = re.compile(
+    r"\[(?P<text>[^\]]*)\]\((?P<url>https://[^)\s]*console\.(?:aws\.amazon\.com|amazonaws\.cn)[^)\s]*)\)"
+)
+# What a console link's fragment names: a queue URL, a function, a table, a topic ARN.
+_CONSOLE_TARGETS = (
+    re.compile(r"#/queues/(?P<id>[^)\s]+)$"),
+    re.compile(r"#/functions/(?P<id>[^/?)\s]+)"),
+    re.compile(r"#tables:selected=(?P<id>[^;&)\s]+)"),
+    re.compile(r"#/topic/(?P<id>[^)\s]+)$"),
+)
+_AWS_HOSTS = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws")
+# The repository's runbooks, which alarm descriptions name relative to the repository root.
+REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 class RenderError(TemplateError):
@@ -55,6 +76,13 @@ class Alarm:
     name: str
     threshold: float | None
     comparison: str
+    description: str = ""
+
+    @property
+    def runbook(self) -> str | None:
+        """The `Runbook: <link>` cdk-monitoring-constructs appends to the description."""
+        match = _RUNBOOK.search(self.description)
+        return match.group(1) if match else None
 
 
 @dataclass(frozen=True)
@@ -76,6 +104,7 @@ def dashboards_in(template: Mapping[str, Any], resolver: Resolver) -> list[Dashb
                 name=str(resolver.resolve(properties.get("AlarmName", logical_id))),
                 threshold=None if threshold is None else float(resolver.resolve(threshold)),
                 comparison=str(properties.get("ComparisonOperator", "")),
+                description=str(resolver.resolve(properties.get("AlarmDescription", ""))),
             )
     found: list[Dashboard] = []
     for logical_id, resource in resources.items():
@@ -173,8 +202,13 @@ def plan_widget(
     alarms: Mapping[str, Alarm],
     period_override: int | None,
     supported_stats: frozenset[str] | None,
+    console_links: bool = True,
 ) -> Widget:
-    """What to fetch for one widget (series without data yet) and the notes on what cannot be shown."""
+    """What to fetch for one widget (series without data yet) and the notes on what cannot be shown.
+
+    Without `console_links` (a render of the local stack), links to the AWS console in text widgets become their
+    text and the local resource they name (see `local_links`).
+    """
     properties: Mapping[str, Any] = raw.get("properties", {})
     widget = Widget(
         index=index,
@@ -190,6 +224,8 @@ def plan_widget(
         period_override=period_override,
     )
     if widget.type == "text":
+        if not console_links:
+            widget.markdown = local_links(widget.markdown)
         return widget
     if widget.type != "metric":
         widget.notes.append(f"{widget.type} widget: not rendered locally")
@@ -199,16 +235,32 @@ def plan_widget(
     widget_stat = str(properties.get("stat", DEFAULT_STAT))
     widget_period = int(properties.get("period", DEFAULT_PERIOD_SECONDS))
     substitutes: dict[QueryKey, Series] = {}
-    for spec in parse_metrics(properties.get("metrics", [])):
+    specs = parse_metrics(properties.get("metrics", []))
+    taken = {str(spec.options["id"]) for spec in specs if spec.options.get("id")}
+    numbers = {"m": 0, "e": 0}
+    for spec in specs:
+        kind = "m" if spec.expression is None else "e"
+        numbers[kind] += 1
+        identifier = str(spec.options.get("id") or _free_id(kind, numbers[kind], taken))
+        axis = str(spec.options.get("yAxis", "left"))
         if spec.expression is not None:
             search = parse_search(spec.expression, label=str(spec.options.get("label", "")))
-            if search is not None and spec.visible:
-                widget.searches.append(search)
-            elif spec.visible:
-                widget.notes.append(f"{NOT_EVALUATED}: {spec.label()} = {spec.expression}")
+            if search is not None:
+                if spec.visible:
+                    widget.searches.append(search)
+                continue
+            widget.expressions.append(
+                MathRow(
+                    id=identifier,
+                    expression=spec.expression,
+                    label=spec.label(),
+                    visible=spec.visible,
+                    period=period_override or int(spec.options.get("period", widget_period)),
+                    y_axis=axis,
+                    color=spec.options.get("color"),
+                )
+            )
             continue
-        if not spec.visible:
-            continue  # an input of an expression; CloudWatch does not draw it either
         requested = str(spec.options.get("stat", widget_stat))
         stat = requested
         if supported_stats is not None and requested not in supported_stats:
@@ -218,7 +270,11 @@ def plan_widget(
             stat = "Maximum"
         period = period_override or int(spec.options.get("period", widget_period))
         key = QueryKey(spec.namespace, spec.name, spec.dimensions, stat, period)
-        axis = str(spec.options.get("yAxis", "left"))
+        widget.inputs[identifier] = key
+        if not spec.visible:  # an input of an expression; CloudWatch does not draw it either
+            if stat != requested:
+                widget.notes.append(f"{identifier}: {requested} read as Maximum (an upper bound)")
+            continue
         if stat != requested:
             if key in substitutes:  # p50/p90/p99 of one metric: one Maximum line stands in for all of them
                 substitutes[key].requested_stat += f", {requested}"
@@ -251,9 +307,50 @@ def plan_widget(
             widget.notes.append(f"alarm {arn}: threshold unknown")
             continue
         widget.annotations.append(Annotation(alarm.threshold, f"{alarm.name} ({alarm.comparison})"))
-    if not widget.series and not widget.searches and not any(NOT_EVALUATED in note for note in widget.notes):
+    if not widget.series and not widget.searches and not any(row.visible for row in widget.expressions):
         widget.notes.append("no metrics to draw")
     return widget
+
+
+def local_links(markdown: str) -> str:
+    """`[Work queue](https://…console.aws.amazon.com/sqs/…#/queues/<url>)` → `Work queue (local: <url>)`.
+
+    A console link built from a local stack's names opens the AWS console on a queue URL at 127.0.0.1, or on a
+    deployed function that happens to share the local one's name. Locally the useful thing is the resource's own
+    identity: the queue URL, function, table or topic ARN that `aws --endpoint-url …` and imgops commands take,
+    as text. A console link naming nothing recognisable keeps only its text. Other links are left alone.
+    """
+
+    def replace(link: re.Match[str]) -> str:
+        for pattern in _CONSOLE_TARGETS:
+            found = pattern.search(link.group("url"))
+            if found is not None:
+                return f"{link.group('text')} (local: {unquote(found.group('id'))})"
+        return link.group("text")
+
+    return _CONSOLE_LINK.sub(replace, markdown)
+
+
+def is_aws_endpoint(cloudwatch: CloudWatchClient) -> bool:
+    """Whether the client talks to AWS itself (console links then lead somewhere real)."""
+    host = urlparse(str(cloudwatch.meta.endpoint_url)).hostname or ""
+    return host.endswith(_AWS_HOSTS)
+
+
+def runbook_href(runbook: str) -> str | None:
+    """A link for an alarm's runbook: an http(s) URL as is, a repository path as the local file, if it exists."""
+    if runbook.startswith(("https://", "http://")):
+        return runbook
+    path = (REPOSITORY / runbook).resolve()
+    return path.as_uri() if path.is_relative_to(REPOSITORY) and path.is_file() else None
+
+
+def _free_id(prefix: str, number: int, taken: set[str]) -> str:
+    """The id the CloudWatch console gives a row without one (m1, m2, ... for metrics; e1, ... for expressions)."""
+    while f"{prefix}{number}" in taken:
+        number += 1
+    taken.add(f"{prefix}{number}")
+    return f"{prefix}{number}"
 
 
 def expand_searches(cloudwatch: CloudWatchClient, widgets: Sequence[Widget]) -> None:
@@ -277,7 +374,7 @@ def expand_searches(cloudwatch: CloudWatchClient, widgets: Sequence[Widget]) -> 
                         QueryKey(search.namespace, metric.get("MetricName", ""), dimensions, search.stat, period)
                     )
             for key in sorted(set(matches), key=lambda k: (k.name, k.dimensions)):
-                label = search.label or f"{key.name} {' '.join(value for _, value in key.dimensions)}"
+                label = search.label.strip() or f"{key.name} {' '.join(value for _, value in key.dimensions)}"
                 widget.series.append(Series(label, key, search.stat, search.y_axis))
             widget.notes.append(f"SEARCH expanded locally with ListMetrics: {len(set(matches))} metrics")
 
@@ -332,13 +429,106 @@ def fetch(
     return results
 
 
+def fetch_keys(widgets: Iterable[Widget]) -> list[QueryKey]:
+    """What GetMetricData must return for these widgets: the drawn metrics and every input of an expression."""
+    keys: list[QueryKey] = []
+    for widget in widgets:
+        keys += [series.key for series in widget.series if series.fetched]
+        if widget.expressions:
+            keys += widget.inputs.values()
+    return list(dict.fromkeys(keys))
+
+
 def fill(widgets: Sequence[Widget], data: Mapping[QueryKey, tuple[list[datetime], list[float]]]) -> None:
     """Put the fetched points into the series and expand dynamic labels (${AVG}, ${MAX}, ${PROP('Dim.X')}, ...)."""
     for widget in widgets:
         for series in widget.series:
+            if not series.fetched:
+                continue
             timestamps, values = data.get(series.key, ([], []))
             series.timestamps, series.values = list(timestamps), list(values)
             series.label = dynamic_label(series.label, series)
+
+
+def evaluate_math(
+    widgets: Sequence[Widget], data: Mapping[QueryKey, tuple[list[datetime], list[float]]], window: Window
+) -> None:
+    """Each visible metric math row → its series (one per member for an array), evaluated over the fetched data.
+
+    Rows may read metrics and other rows of the same widget by id, as CloudWatch allows; a row that cannot be
+    evaluated (an unsupported function, an unknown id, a cycle) gets a note instead of a line.
+    """
+    for widget in widgets:
+        if widget.expressions:
+            _evaluate_widget(widget, data, window)
+
+
+def _evaluate_widget(
+    widget: Widget, data: Mapping[QueryKey, tuple[list[datetime], list[float]]], window: Window
+) -> None:
+    fetched = {
+        identifier: metric_math.TimeSeries.of(dict(zip(*data.get(key, ([], [])), strict=True)), key.period)
+        for identifier, key in widget.inputs.items()
+    }
+    rows = {row.id: row for row in widget.expressions}
+    results: dict[str, metric_math.Value] = {}
+    running: set[str] = set()
+
+    def lookup(identifier: str) -> metric_math.TimeSeries:
+        if identifier in fetched:
+            return fetched[identifier]
+        if identifier not in rows:
+            raise metric_math.MathError(f"no metric or expression with id {identifier!r}")
+        value = value_of(identifier)
+        if not isinstance(value, metric_math.TimeSeries):
+            raise metric_math.MathError(f"{identifier} is not one time series")
+        return value
+
+    def value_of(identifier: str) -> metric_math.Value:
+        if identifier not in results:
+            if identifier in running:
+                raise metric_math.MathError(f"{identifier} depends on itself")
+            running.add(identifier)
+            try:
+                results[identifier] = metric_math.evaluate(
+                    rows[identifier].expression, lookup, window.timestamps, metrics=list(widget.inputs)
+                )
+            finally:
+                running.discard(identifier)
+        return results[identifier]
+
+    for row in widget.expressions:
+        if not row.visible:
+            continue
+        try:
+            value = value_of(row.id)
+        except metric_math.MathError as exc:
+            widget.notes.append(f"{NOT_EVALUATED}: {row.label} = {row.expression} ({exc})")
+            continue
+        if isinstance(value, float):
+            widget.notes.append(f"{row.label} = {row.expression} is a number ({value:.4g}), not a time series")
+            continue
+        members = (
+            list(zip(value.members, value.labels, strict=True))
+            if isinstance(value, metric_math.Array)
+            else [(value, "")]
+        )
+        for member, member_label in members:
+            key = QueryKey("", row.id, (), "", member.period or row.period)
+            series = Series(
+                f"{row.label} {member_label}".strip(),
+                key,
+                "",
+                row.y_axis,
+                row.color,
+                timestamps=member.timestamps,
+                values=member.values,
+                expression=row.expression,
+            )
+            series.label = dynamic_label(series.label, series)
+            widget.series.append(series)
+    if any(row.visible for row in widget.expressions):
+        widget.notes.append("metric math evaluated locally")
 
 
 def dynamic_label(label: str, series: Series) -> str:
@@ -384,6 +574,8 @@ class RenderOptions:
     period: int | None = None  # None: each widget's own period, as deployed
     supported_stats: frozenset[str] | None = BASIC_STATISTICS
     now: datetime | None = None
+    # Keep links to the AWS console in text widgets; None: only when the CloudWatch endpoint is AWS's own.
+    console_links: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -411,6 +603,7 @@ def plan_dashboard(dashboard: Dashboard, options: RenderOptions) -> list[Widget]
             alarms=dashboard.alarms,
             period_override=options.period,
             supported_stats=options.supported_stats,
+            console_links=options.console_links is not False,
         )
         for index, raw in enumerate(dashboard.body["widgets"])
     ]
@@ -429,6 +622,8 @@ def render(
     from dashboards import drawing  # matplotlib: only when something is drawn
 
     options = options or RenderOptions()
+    if options.console_links is None:
+        options = replace(options, console_links=is_aws_endpoint(cloudwatch))
     resolver = Resolver(template, ids)
     dashboards = dashboards_in(template, resolver)
     if not dashboards:
@@ -442,7 +637,9 @@ def render(
         if on_step is not None:
             on_step(f"{dashboard.name}: ListMetrics and GetMetricData")
         expand_searches(cloudwatch, widgets)
-        fill(widgets, fetch(cloudwatch, (s.key for w in widgets for s in w.series), window))
+        data = fetch(cloudwatch, fetch_keys(widgets), window)
+        fill(widgets, data)
+        evaluate_math(widgets, data, window)
         if on_step is not None:
             on_step(f"{dashboard.name}: drawing {len(widgets)} widgets")
         png = out / f"{_file_name(dashboard.name)}.png"
@@ -475,7 +672,21 @@ def render(
     if on_step is not None:
         on_step("HTML page")
     html = out / "dashboards.html"
-    drawing.write_html(pages, window, html)
+    alarms = sorted(dashboards[0].alarms.values(), key=lambda alarm: alarm.name)
+    drawing.write_html(
+        pages,
+        window,
+        html,
+        alarms=[
+            AlarmLine(
+                alarm.name,
+                f"{alarm.comparison} {alarm.threshold:.12g}" if alarm.threshold is not None else alarm.comparison,
+                alarm.runbook or "",
+                runbook_href(alarm.runbook) if alarm.runbook else None,
+            )
+            for alarm in alarms
+        ],
+    )
     return RenderResult(tuple(rendered), html, tuple(sorted(resolver.unresolved)))
 
 

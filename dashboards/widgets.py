@@ -36,8 +36,23 @@ class QueryKey:
     period: int
 
 
+@dataclass(frozen=True)
+class MathRow:
+    """A metric math row of a widget: evaluated locally (dashboards/metric_math.py) over the widget's series."""
+
+    id: str
+    expression: str
+    label: str
+    visible: bool
+    period: int
+    y_axis: str = "left"
+    color: str | None = None
+
+
 @dataclass
 class Series:
+    """A line: a metric fetched with GetMetricData, or (`expression` set) the result of metric math."""
+
     label: str
     key: QueryKey
     requested_stat: str
@@ -45,10 +60,16 @@ class Series:
     color: str | None = None
     timestamps: list[datetime] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
+    expression: str = ""
+
+    @property
+    def fetched(self) -> bool:
+        return not self.expression
 
     def to_json(self) -> dict[str, Any]:
         return {
             "label": self.label,
+            **({"expression": self.expression} if self.expression else {}),
             "namespace": self.key.namespace,
             "metric": self.key.name,
             "dimensions": dict(self.key.dimensions),
@@ -59,6 +80,16 @@ class Series:
             "timestamps": [t.isoformat() for t in self.timestamps],
             "values": self.values,
         }
+
+
+@dataclass(frozen=True)
+class AlarmLine:
+    """An alarm as the HTML page lists it: what it watches for and where its runbook is."""
+
+    name: str
+    condition: str
+    runbook: str
+    runbook_href: str | None  # None: the runbook is named but not found here
 
 
 @dataclass(frozen=True)
@@ -88,6 +119,9 @@ class Widget:
     y_axis: Mapping[str, Any] = field(default_factory=dict)
     searches: list[Search] = field(default_factory=list)
     period_override: int | None = None
+    # Metric math: the rows to evaluate, and every metric of the widget by id (drawn or not), in row order.
+    expressions: list[MathRow] = field(default_factory=list)
+    inputs: dict[str, QueryKey] = field(default_factory=dict)
 
     @property
     def has_data(self) -> bool:
@@ -108,6 +142,17 @@ class Widget:
             "series": [series.to_json() for series in self.series],
             "annotations": [vars(annotation) for annotation in self.annotations],
             "searches": len(self.searches),
+            "inputs": {
+                identifier: {
+                    "namespace": key.namespace,
+                    "metric": key.name,
+                    "dimensions": dict(key.dimensions),
+                    "stat": key.stat,
+                    "period": key.period,
+                }
+                for identifier, key in self.inputs.items()
+            },
+            "expressions": [vars(row) for row in self.expressions],
             "notes": self.notes,
         }
 
@@ -127,3 +172,13 @@ class Window:
         start = math.floor(self.start.timestamp() / period) * period
         end = math.ceil(self.end.timestamp() / period) * period
         return datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(max(end, start + period), UTC)
+
+    def timestamps(self, period: int) -> list[datetime]:
+        """The datapoint timestamps CloudWatch would return for `period` over this window (what FILL fills)."""
+        start, end = self.aligned(period)
+        step = timedelta(seconds=period)
+        found: list[datetime] = []
+        while start < end:
+            found.append(start)
+            start += step
+        return found

@@ -1,7 +1,9 @@
 """The load-test engine: uploads the way a user does and learns completion from the SNS topic.
 
 Per image: presign through the API with a bearer token, presigned POST to S3, then the notification on a
-queue subscribed to the topic for this run (filtered by the run's user) - no DynamoDB polling.
+queue subscribed to the topic for this run (filtered by the run's user) - no DynamoDB polling. Once the
+notification says DONE, the image's record is read through the API (`GET /images/{id}`), as the user's app
+does to show the thumbnails: the read path is exercised (and its latency measured) like the write path.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -20,6 +22,10 @@ import requests
 
 from loadtest.corpus import CorpusImage
 from loadtest.targets import LoadTarget
+
+READ_TIMEOUT_SECONDS = 10.0
+# How long a finished run still waits for its last result reads.
+READ_GRACE_SECONDS = 10.0
 
 
 @dataclass
@@ -40,6 +46,8 @@ class ImageRecord:
     started_at: float | None = None  # epoch seconds
     uploaded_at: float | None = None
     completed_at: float | None = None
+    result_ms: float | None = None  # GET /images/{id} after the DONE notification
+    result_status: int | None = None  # its HTTP status (None: not read, or no answer)
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,7 @@ class RunOptions:
     rate: float | None = None  # uploads/s, open loop; None = as fast as `concurrency` allows
     timeout_seconds: float = 600.0
     wait_for_results: bool = True  # False: measure the harness and the upload path only
+    read_results: bool = True  # GET /images/{id} once an image is DONE, as the user's app does
 
 
 @dataclass
@@ -147,11 +156,15 @@ class LoadTest:
         self._by_image_id: dict[str, ImageRecord] = {}
         self._early: dict[str, tuple[dict[str, Any], float]] = {}  # notifications that beat the upload's return
         self._local = threading.local()
+        self._reads: ThreadPoolExecutor | None = None
+        self._read_futures: list[Future[None]] = []
 
     def run(self, on_tick: Callable[[RunState], None] | None = None) -> RunState:
         options = self.options
         listener = None
         if options.wait_for_results:
+            if options.read_results:
+                self._reads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="read-result")
             listener = CompletionListener(self.target, self.target.user_sub(), self._completed).start()
         self.target.access_token()  # fail fast on bad credentials, before any upload
         deadline = time.monotonic() + options.timeout_seconds
@@ -173,6 +186,9 @@ class LoadTest:
             executor.shutdown(wait=False, cancel_futures=True)
             if listener is not None:
                 listener.close()
+            if self._reads is not None:  # the last reads, briefly: a dead API must not hold the run
+                wait(list(self._read_futures), timeout=READ_GRACE_SECONDS)
+                self._reads.shutdown(wait=False, cancel_futures=True)
             self.state.finished = time.time()
             with self.state.lock:
                 for record in self.state.records:
@@ -243,16 +259,38 @@ class LoadTest:
         if early is not None:
             self._completed(*early)
 
+    def _read_result(self, record: ImageRecord) -> None:
+        """GET /images/{id} with the user's token: the read API, as the app calls it after the notification."""
+        started = time.perf_counter()
+        try:
+            response = self._session().get(
+                f"{self.target.api_url}/images/{record.image_id}",
+                headers={"Authorization": f"Bearer {self.target.access_token()}"},
+                timeout=READ_TIMEOUT_SECONDS,
+            )
+        except requests.RequestException:
+            return
+        with self.state.lock:
+            record.result_status = response.status_code
+            record.result_ms = (time.perf_counter() - started) * 1000
+
     def _completed(self, message: dict[str, Any], received_at: float) -> None:
+        record = self._record_completion(message, received_at)
+        if record is not None and record.status == "DONE" and self._reads is not None:
+            with contextlib.suppress(RuntimeError):  # the run is over: no new reads
+                self._read_futures.append(self._reads.submit(self._read_result, record))
+
+    def _record_completion(self, message: dict[str, Any], received_at: float) -> ImageRecord | None:
+        """The record this notification completes (None: another run's, early, or a duplicate)."""
         with self.state.lock:
             record = self._by_image_id.get(str(message.get("imageId")))
             if record is None:
-                return  # another run's image, or ours before its id is known (handled below)
+                return None  # another run's image, or ours before its id is known (handled below)
             if record.uploaded_at is None:
                 self._early[record.image_id] = (message, received_at)
-                return
+                return None
             if record.status != "UPLOADED":
-                return  # a duplicate notification
+                return None  # a duplicate notification
             record.status = str(message.get("status", "FAILED"))
             record.reason = str(message.get("reason") or "")
             record.completed_at = received_at
@@ -263,6 +301,7 @@ class LoadTest:
                 record.queue_wait_ms = max(0.0, record.end_to_end_ms - record.processing_ms)
             if isinstance(message.get("processed_bytes"), int):
                 record.bytes_out = int(message["processed_bytes"])
+            return record
 
 
 class UploadError(RuntimeError):

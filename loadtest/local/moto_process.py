@@ -1,44 +1,335 @@
-"""The embedded AWS: moto's server in a process of its own (it is pure Python; sharing a GIL slows both)."""
+"""The embedded AWS: moto's server in a process of its own (it is pure Python; sharing a GIL slows both).
+
+In front of moto's WSGI app sits `ServiceMeter`, which does two things moto does not:
+
+- It publishes what DynamoDB and SNS publish on AWS (AWS/DynamoDB, AWS/SNS; see loadtest/local/metrics.py for
+  the names, dimensions and approximations) from the requests it serves: the request and response bodies of
+  DynamoDB calls (`X-Amz-Target: DynamoDB_20120810.<Operation>`) and SNS `Publish`/`PublishBatch` calls.
+  Observations are aggregated in memory and sent by a daemon thread (StatisticsPublisher) to this same server's
+  CloudWatch; those PutMetricData calls are CloudWatch requests, which the meter passes through uncounted. The
+  CloudWatch client is made on the flush thread, after the server answers, so starting stays as fast as before,
+  and a failing publish is reported (at most once a minute) and otherwise ignored: requests never wait for it.
+- It answers `GET /_imgops/health` itself (200, no AWS service involved), what liveness checks probe instead of
+  a service URL (moto's `/` is S3 ListBuckets).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import logging
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.synchronize
+import re
 import signal
 import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
+from loadtest.local.metrics import (
+    DEFAULT_FLUSH_SECONDS,
+    DYNAMODB_NAMESPACE,
+    SNS_NAMESPACE,
+    Observation,
+    StatisticsPublisher,
+    dynamodb_observations,
+    metrics_client_config,
+    sns_failed_delivery_observations,
+    sns_message_size,
+    sns_publish_observations,
+)
 from pipeline.errors import ImgopsError
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch import CloudWatchClient
+
+HEALTH_PATH = "/_imgops/health"
+DYNAMODB_TARGET_PREFIX = "DynamoDB_20120810."
+# Bodies larger than this pass through unobserved (DynamoDB items are at most 400 KB; SNS messages 256 KB).
+MAX_OBSERVED_BODY_BYTES = 2 * 1024 * 1024
+DEFAULT_REGION = "us-east-1"
+_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/(?P<region>[a-z0-9-]+)/(?P<service>[a-z0-9-]+)/")
+_ERROR_CODE = re.compile(rb"<Code>([^<]+)</Code>")
+_BATCH_ENTRY_ID = re.compile(r"PublishBatchRequestEntries\.member\.\d+\.Id")
+# moto answers a Publish whose fan-out hits a missing queue with these; SNS would count a failed notification.
+_DELIVERY_ERRORS = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 class MotoStartError(ImgopsError, RuntimeError):
     pass
 
 
-def _serve(port: int, conn: multiprocessing.connection.Connection, stop: multiprocessing.synchronize.Event) -> None:
+# --- The middleware -----------------------------------------------------------------------------------------
+
+
+class ServiceMeter:
+    """WSGI middleware in front of moto: the health path, and AWS/DynamoDB + AWS/SNS from the requests served."""
+
+    def __init__(self, app: WsgiApp, publisher: StatisticsPublisher | None) -> None:
+        self._app = app
+        self._publisher = publisher
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == HEALTH_PATH and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "16")])
+            return [b'{"status":"ok"}\n']
+        observed = self._observed_kind(environ) if self._publisher is not None else None
+        if observed is None:
+            return self._app(environ, start_response)
+        return self._serve_observed(observed, environ, start_response)
+
+    @staticmethod
+    def _observed_kind(environ: Mapping[str, Any]) -> str | None:
+        """ "dynamodb:<Operation>" or "sns" for requests worth reading; None for everything else (S3 uploads...)."""
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return None
+        if not 0 < length <= MAX_OBSERVED_BODY_BYTES or environ.get("REQUEST_METHOD") != "POST":
+            return None
+        target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+        if target.startswith(DYNAMODB_TARGET_PREFIX):
+            return "dynamodb:" + target.removeprefix(DYNAMODB_TARGET_PREFIX)
+        scope = _CREDENTIAL_SCOPE.search(str(environ.get("HTTP_AUTHORIZATION", "")))
+        if scope is not None and scope.group("service") == "sns":
+            return "sns"
+        return None
+
+    def _serve_observed(self, kind: str, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        length = int(environ["CONTENT_LENGTH"])
+        body = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(body)  # moto reads it again
+        status: list[int] = []
+
+        def capture(status_line: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            with contextlib.suppress(ValueError, IndexError):
+                status.append(int(status_line.split(" ", 1)[0]))
+            return start_response(status_line, headers, exc_info) if exc_info else start_response(status_line, headers)
+
+        started = time.perf_counter()
+        result = self._app(environ, capture)
+        try:
+            answer = b"".join(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        latency_ms = (time.perf_counter() - started) * 1000
+        with contextlib.suppress(Exception):  # metrics must never fail a request
+            self._observe(kind, environ, body, status[0] if status else 500, answer, latency_ms)
+        return [answer]
+
+    def _observe(
+        self, kind: str, environ: Mapping[str, Any], body: bytes, status: int, answer: bytes, latency_ms: float
+    ) -> None:
+        assert self._publisher is not None
+        scope = _CREDENTIAL_SCOPE.search(str(environ.get("HTTP_AUTHORIZATION", "")))
+        region = scope.group("region") if scope is not None else DEFAULT_REGION
+        if kind.startswith("dynamodb:"):
+            request = json.loads(body or b"{}")
+            response = json.loads(answer or b"{}") if answer.startswith(b"{") else {}
+            error_code = str(response.get("__type", "")).rsplit("#", 1)[-1] if status >= 400 else ""
+            observations = dynamodb_observations(
+                kind.removeprefix("dynamodb:"),
+                request,
+                status=status,
+                error_code=error_code,
+                response=response if status < 400 else None,
+                latency_ms=latency_ms,
+            )
+            self._publisher.observe(region, DYNAMODB_NAMESPACE, observations)
+            return
+        form = {key: values[-1] for key, values in parse_qs(body.decode("utf-8", "replace")).items()}
+        self._publisher.observe(region, SNS_NAMESPACE, sns_observations(form, status, answer))
+
+
+def sns_observations(form: Mapping[str, str], status: int, answer: bytes) -> list[Observation]:
+    """AWS/SNS for one Publish or PublishBatch request (any other SNS action: nothing)."""
+    action = form.get("Action", "")
+    topic_arn = form.get("TopicArn", "")
+    topic_name = topic_arn.rsplit(":", 1)[-1]
+    if action not in ("Publish", "PublishBatch") or not topic_name:
+        return []
+    if status >= 400:
+        code = _ERROR_CODE.search(answer)
+        failed = code is not None and code.group(1).decode() in _DELIVERY_ERRORS
+        return sns_failed_delivery_observations(topic_name) if failed else []
+    if action == "Publish":
+        entries = [("", form)]
+    else:
+        prefixes = sorted(
+            {
+                key.split(".Id", 1)[0]
+                for key in form
+                if re.fullmatch(r"PublishBatchRequestEntries\.member\.\d+\.Id", key)
+            }
+        )
+        entries = [(prefix + ".", form) for prefix in prefixes]
+    observations: list[Observation] = []
+    for prefix, fields in entries:
+        message = fields.get(prefix + "Message", "")
+        attributes = message_attributes(fields, prefix)
+        fan_out = deliveries(topic_arn, message, attributes)
+        delivered, filtered = fan_out if fan_out is not None else (None, None)
+        observations += sns_publish_observations(
+            topic_name, size=sns_message_size(message, attributes), delivered=delivered, filtered=filtered, failed=0
+        )
+    return observations
+
+
+def message_attributes(form: Mapping[str, str], prefix: str = "") -> dict[str, dict[str, str]]:
+    """`MessageAttributes.entry.N.{Name,Value.DataType,Value.StringValue}` → {name: {"Type", "Value"}} (moto's
+    form, which its filter-policy matcher reads)."""
+    found: dict[str, dict[str, str]] = {}
+    pattern = re.compile(re.escape(prefix) + r"MessageAttributes\.entry\.(\d+)\.Name")
+    for key, name in form.items():
+        match = pattern.fullmatch(key)
+        if match is None:
+            continue
+        base = f"{prefix}MessageAttributes.entry.{match.group(1)}.Value."
+        value = form.get(base + "StringValue", form.get(base + "BinaryValue", ""))
+        found[name] = {"Type": form.get(base + "DataType", "String"), "Value": value}
+    return found
+
+
+def deliveries(topic_arn: str, message: str, attributes: Mapping[str, Any]) -> tuple[int, int] | None:
+    """(delivered, filtered out) for a message just published to `topic_arn`: its subscriptions, each matched
+    against its filter policy the way moto matched it. None if moto's internals are not what this expects."""
+    try:
+        from moto.sns.models import sns_backends
+        from moto.sns.utils import FilterPolicyMatcher
+
+        _, _, _, region, account, _ = topic_arn.split(":", 5)
+        backend = sns_backends[account][region]
+        subscriptions: list[Any] = []
+        token: Any = None
+        while True:
+            page, token = backend.list_subscriptions_by_topic(topic_arn=topic_arn, next_token=token)
+            subscriptions += page
+            if not token:
+                break
+        delivered = filtered = 0
+        for subscription in subscriptions:
+            policy = subscription.attributes.get("FilterPolicy")
+            matcher = (
+                FilterPolicyMatcher(json.loads(policy), subscription.attributes.get("FilterPolicyScope"))
+                if policy
+                else None
+            )
+            if matcher is None or matcher.matches(dict(attributes), message):
+                delivered += 1
+            else:
+                filtered += 1
+    except Exception:  # noqa: BLE001 - a moto upgrade must not break publishing the rest
+        return None
+    return delivered, filtered
+
+
+# --- The process --------------------------------------------------------------------------------------------
+
+
+def _cloudwatch_connector(endpoint_url: str) -> Callable[[str], CloudWatchClient]:
+    def connect(region: str) -> CloudWatchClient:
+        import boto3
+
+        client: CloudWatchClient = boto3.session.Session().client(
+            "cloudwatch",
+            region_name=region,
+            endpoint_url=endpoint_url,
+            aws_access_key_id="testing",  # the embedded AWS takes any key
+            aws_secret_access_key="testing",  # noqa: S106 - not a secret
+            config=metrics_client_config(),
+        )
+        return client
+
+    return connect
+
+
+def _warn(message: str) -> None:
+    print(f"embedded AWS: metrics: {message}", file=sys.stderr, flush=True)
+
+
+class MeteredMotoServer:
+    """moto's ThreadedMotoServer, with ServiceMeter in front of its app."""
+
+    def __init__(self, port: int, publisher: StatisticsPublisher | None) -> None:
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
+        app = ServiceMeter(DomainDispatcherApplication(create_backend_app), publisher)
+        self._server = make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._thread.join(5)
+
+
+def _serve(
+    port: int,
+    conn: multiprocessing.connection.Connection,
+    stop: multiprocessing.synchronize.Event,
+    metrics: bool,
+    flush_every: float,
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request on the console
-    from moto.server import ThreadedMotoServer
-
+    endpoint: list[str] = []
+    publisher = (
+        StatisticsPublisher(
+            lambda region: _cloudwatch_connector(endpoint[0])(region), flush_every=flush_every, on_error=_warn
+        )
+        if metrics
+        else None
+    )
     try:
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server = MeteredMotoServer(port, publisher)
         server.start()
-        host, bound_port = server.get_host_and_port()
     except Exception as exc:  # noqa: BLE001 - reported to the parent as a start failure
         conn.send(("error", str(exc)))
         return
-    conn.send(("ok", f"http://{host}:{bound_port}"))
+    endpoint.append(server.url)
+    conn.send(("ok", server.url))
+    if publisher is not None:
+        publisher.start()
     stop.wait()
+    if publisher is not None:
+        publisher.close(timeout=5)  # while the server still takes the last PutMetricData
     server.stop()
 
 
 class MotoProcess:
-    def __init__(self, port: int = 0) -> None:
+    """moto's server in a child process; `metrics` publishes AWS/DynamoDB and AWS/SNS from what it serves, every
+    `flush_every` seconds."""
+
+    def __init__(self, port: int = 0, *, metrics: bool = True, flush_every: float = DEFAULT_FLUSH_SECONDS) -> None:
         context = multiprocessing.get_context("spawn")
         self._stop = context.Event()
         self._parent_conn, child_conn = context.Pipe()
-        self._process = context.Process(target=_serve, args=(port, child_conn, self._stop), name="moto", daemon=True)
+        self._process = context.Process(
+            target=_serve, args=(port, child_conn, self._stop, metrics, flush_every), name="moto", daemon=True
+        )
         self.endpoint_url = ""
         self._port = port
 
@@ -61,7 +352,7 @@ class MotoProcess:
 
     def stop(self) -> None:
         self._stop.set()
-        self._process.join(5)
+        self._process.join(10)
         if self._process.is_alive():
             self._process.terminate()
             self._process.join(2)

@@ -179,7 +179,7 @@ class LocalStack:
         self.options = options
         self.bucket_metrics_every_seconds: int | None = None  # known once started: the rule's, or the option
         self._log_lock = threading.Lock()
-        self._moto = MotoProcess(options.port)
+        self._moto = MotoProcess(options.port, metrics=options.metrics, flush_every=options.metrics_flush_seconds)
         self._api: ApiServer | None = None
         self._workers: WorkerPool | None = None
         self._metrics: MetricBuffer | None = None

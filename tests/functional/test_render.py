@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from typer.testing import CliRunner
 
 from dashboards.render import (
     BASIC_STATISTICS,
+    NOT_EVALUATED,
     RenderOptions,
     parse_metrics,
     parse_search,
@@ -26,7 +28,7 @@ from dashboards.render import (
 )
 from dashboards.template import LOCAL_API_ID, PhysicalIds, Resolver, TemplateError, stack_template
 from imgops.dashboards import app as dashboards_app
-from loadtest.local.provision import provision
+from loadtest.local.provision import provision, register_stack
 from monitoring import s3_metrics
 from monitoring.target import StackInfo
 from pipeline.resources import ResourceNames
@@ -43,7 +45,12 @@ UPLOAD_BYTES = 12_345
 
 @pytest.fixture(scope="module")
 def rendered_stack(moto_endpoint: str) -> StackInfo:
-    return provision(ResourceNames(f"r{uuid.uuid4().hex[:10]}"), endpoint_url=moto_endpoint, visibility_timeout=30)
+    """Provisioned and registered as `imgops local up` leaves a stack: the CLI finds it by its CloudFormation
+    outputs (no local API runs here: its URL is a placeholder)."""
+    info = provision(ResourceNames(f"r{uuid.uuid4().hex[:10]}"), endpoint_url=moto_endpoint, visibility_timeout=30)
+    info = replace(info, api_url=f"{moto_endpoint}/no-local-api-in-this-test")
+    register_stack(info)
+    return info
 
 
 @pytest.fixture(scope="module")
@@ -158,12 +165,18 @@ def test_render_draws_every_widget_with_the_local_data(
     [worker_latency] = [w for w in operations if latency in w["series"]]
     assert any("drawn as Maximum" in note for note in worker_latency["notes"])
     assert [a["value"] for a in worker_latency["annotations"]] == [48000.0]  # the p99 alarm's threshold
-    tps = [w for w in operations if w["title"] == "TPS"]
-    assert tps
-    assert all(any("expression not evaluated locally" in n for n in w["notes"]) for w in tps)
-    assert all(not w["has_data"] for w in tps)
+    # Metric math, evaluated locally: FILL(requests,0) / PERIOD(requests) over the worker's Invocations Sum.
+    [worker_tps] = [w for w in operations if w["title"] == "TPS" and worker_input(w, names.worker_function)]
+    [tps] = worker_tps["series"]
+    assert tps["expression"] == "FILL(requests,0) / PERIOD(requests)"
+    assert [round(v * 60, 6) for v in tps["values"] if v] == WORKER_INVOCATIONS
+    assert len(tps["values"]) in (60, 61)  # FILL: every minute of the hour, 0 where nothing ran
+    every_note = [
+        note for dashboard in (operations, capacity_widgets(tmp_path, names)) for w in dashboard for note in w["notes"]
+    ]
+    assert not [note for note in every_note if NOT_EVALUATED in note]  # every expression the dashboards use
 
-    capacity = json.loads((tmp_path / f"{names.prefix}-capacity.json").read_text())["widgets"]
+    capacity = capacity_widgets(tmp_path, names)
     size = find(capacity, "Bucket size (bytes)", "BucketSizeBytes", BucketName=rendered_stack.upload_bucket)
     assert size["values"] == [float(UPLOAD_BYTES)]
     assert [w["type"] for w in capacity[:2]] == ["text", "text"]
@@ -178,6 +191,61 @@ def test_render_draws_every_widget_with_the_local_data(
     assert page.count("<img ") == sum(d.metric_widgets for d in result.dashboards)
     assert page.count('data-has-data="true"') == sum(d.with_data for d in result.dashboards)
     assert "imgops capacity: CustomS3 bucket metrics every 5 min" in page
+    # A local render links to local things: no AWS console on 127.0.0.1 names; runbooks are the repository's files.
+    assert "console.aws.amazon.com" not in page
+    queue_header = next(w["markdown"] for w in operations if w["markdown"].startswith("### SQS Queue"))
+    assert queue_header == f"### SQS Queue **Work queue (local: {rendered_stack.queue_url})**"
+    runbook = (Path(__file__).resolve().parents[2] / "runbooks" / "dlq-not-empty.md").as_uri()
+    assert f'<a href="{runbook}">runbooks/dlq-not-empty.md</a>' in page
+
+
+def capacity_widgets(out: Path, names: ResourceNames) -> list[dict[str, Any]]:
+    return list(json.loads((out / f"{names.prefix}-capacity.json").read_text())["widgets"])
+
+
+def worker_input(widget: dict[str, Any], function_name: str) -> bool:
+    return any(i["dimensions"].get("FunctionName") == function_name for i in widget["inputs"].values())
+
+
+def test_metric_math_rows_are_evaluated_or_say_why_not(
+    cloudwatch: CloudWatchClient, rendered_stack: StackInfo, tmp_path: Path
+) -> None:
+    """A dashboard of our own over the fixture's worker metrics: ids, implicit ids, arrays, refusals."""
+    worker = ResourceNames(rendered_stack.prefix).worker_function
+    metrics: list[Any] = [
+        ["AWS/Lambda", "Invocations", "FunctionName", worker, {"stat": "Sum", "visible": False}],  # m1
+        [".", "Errors", ".", ".", {"stat": "Sum", "id": "errors", "visible": False}],
+        [{"expression": "100 * (errors / m1)", "label": "Error %", "id": "rate"}],
+        [{"expression": "rate + 1", "label": "Shifted"}],  # reads another expression
+        [{"expression": "SUM(METRICS())", "label": "All"}],
+        [{"expression": "ANOMALY_DETECTION_BAND(m1, 2)", "label": "Band"}],
+        [{"expression": "loop + 1", "id": "loop", "label": "Loop"}],
+    ]
+    body = {"widgets": [{"type": "metric", "x": 0, "y": 0, "width": 12, "height": 6, "properties": {
+        "title": "math", "metrics": metrics, "period": 60, "region": "us-east-1"}}]}  # fmt: skip
+    template = {
+        "Resources": {
+            "D": {
+                "Type": "AWS::CloudWatch::Dashboard",
+                "Properties": {"DashboardName": "m", "DashboardBody": json.dumps(body)},
+            }
+        }
+    }
+
+    render(template, cloudwatch, physical_ids(rendered_stack), tmp_path, RenderOptions(hours=1, period=60))
+
+    [widget] = json.loads((tmp_path / "m.json").read_text())["widgets"]
+    lines = {series["label"]: series["values"] for series in widget["series"]}
+    assert lines["Error %"] == [0.0, 0.0, 0.0]
+    assert lines["Shifted"] == [1.0, 1.0, 1.0]
+    assert lines["All"] == WORKER_INVOCATIONS  # Invocations + Errors (all 0), per minute
+    assert set(lines) == {"Error %", "Shifted", "All"}
+    assert (
+        f"{NOT_EVALUATED}: Band = ANOMALY_DETECTION_BAND(m1, 2) (ANOMALY_DETECTION_BAND() is not evaluated locally)"
+        in widget["notes"]
+    )
+    assert f"{NOT_EVALUATED}: Loop = loop + 1 (loop depends on itself)" in widget["notes"]
+    assert widget["has_data"]
 
 
 def test_cli_renders_a_given_template_for_the_state_files_stack(
@@ -220,6 +288,7 @@ def test_cli_refuses_a_template_of_another_prefix(
     template: dict[str, Any], rendered_stack: StackInfo, tmp_path: Path
 ) -> None:
     other = ResourceNames("someone-else")
+    register_stack(replace(rendered_stack, prefix=other.prefix), template)
     state_file = tmp_path / "local-stack.json"
     state_file.write_text(json.dumps({**json.loads(rendered_stack.to_json()), "prefix": other.prefix}))
     template_file = tmp_path / "t.json"
