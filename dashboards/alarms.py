@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import operator
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -48,9 +49,26 @@ class AlarmDefinition:
     unresolved: tuple[str, ...] = ()  # dimensions whose value has no local counterpart
 
 
+@dataclass(frozen=True)
+class CompositeDefinition:
+    """A composite alarm of the form CDK writes for `AlarmRule.any_of`: ALARM while any child is in ALARM."""
+
+    name: str
+    description: str
+    rule: str
+    children: tuple[str, ...]
+    action_topics: tuple[str, ...] = ()
+
+    def decide(self, states: Mapping[str, str]) -> Evaluation:
+        firing = [child for child in self.children if states.get(child) == "ALARM"]
+        if firing:
+            return Evaluation(self, "ALARM", reason=f"in ALARM: {', '.join(firing)}")
+        return Evaluation(self, "OK", reason=f"none of {len(self.children)} children in ALARM")
+
+
 @dataclass
 class Evaluation:
-    alarm: AlarmDefinition
+    alarm: AlarmDefinition | CompositeDefinition
     state: str  # OK | ALARM | INSUFFICIENT_DATA
     values: list[float | None] = field(default_factory=list)  # oldest first, one per evaluated period
     reason: str = ""
@@ -112,6 +130,35 @@ def alarms_from_template(template: Mapping[str, Any], ids: PhysicalIds | None = 
             )
         )
     return sorted(alarms, key=lambda alarm: alarm.name)
+
+
+_ALARM_TERM = re.compile(r'ALARM\("([^"]+)"\)')
+
+
+def composites_from_template(template: Mapping[str, Any], ids: PhysicalIds | None = None) -> list[CompositeDefinition]:
+    """Every AWS::CloudWatch::CompositeAlarm whose rule is an OR of ALARM(child) terms; anything else is refused,
+    since this module could not evaluate it faithfully."""
+    resolver = Resolver(template, ids or PhysicalIds(region="us-east-1"))
+    composites = []
+    for resource in template.get("Resources", {}).values():
+        if resource.get("Type") != "AWS::CloudWatch::CompositeAlarm":
+            continue
+        p = resource["Properties"]
+        rule = str(resolver.resolve(p["AlarmRule"]))
+        terms = _ALARM_TERM.findall(rule)
+        if _ALARM_TERM.sub("", rule).replace("(", "").replace(")", "").replace("OR", "").strip():
+            raise TemplateError(f"composite alarm rule {rule!r}: only ALARM(...) OR ALARM(...) is evaluated here")
+        arns = (_resolve(resolver, action) for action in p.get("AlarmActions", []))
+        composites.append(
+            CompositeDefinition(
+                name=_resolve(resolver, p.get("AlarmName")) or "unnamed",
+                description=str(p.get("AlarmDescription", "")),
+                rule=rule,
+                children=tuple(term.rsplit(":alarm:", 1)[-1] for term in terms),
+                action_topics=tuple(arn.rsplit(":", 1)[-1] for arn in arns if arn),
+            )
+        )
+    return sorted(composites, key=lambda composite: composite.name)
 
 
 def decide(alarm: AlarmDefinition, values: list[float | None]) -> Evaluation:
@@ -183,6 +230,7 @@ def _merge(stat: str, first: float | None, second: float) -> float:
 def notification(evaluation: Evaluation, previous: str, region: str, account: str = "123456789012") -> str:
     """The JSON CloudWatch publishes to an alarm's SNS topic."""
     alarm = evaluation.alarm
+    assert isinstance(alarm, AlarmDefinition)
     return json.dumps(
         {
             "AlarmName": alarm.name,
@@ -210,10 +258,36 @@ def notification(evaluation: Evaluation, previous: str, region: str, account: st
     )
 
 
+def composite_notification(evaluation: Evaluation, previous: str, region: str, account: str = "123456789012") -> str:
+    """The JSON CloudWatch publishes for a composite alarm (its children that triggered it included)."""
+    alarm = evaluation.alarm
+    assert isinstance(alarm, CompositeDefinition)
+    firing = evaluation.reason.removeprefix("in ALARM: ").split(", ") if evaluation.state == "ALARM" else []
+    return json.dumps(
+        {
+            "AlarmName": alarm.name,
+            "AlarmDescription": alarm.description,
+            "AWSAccountId": account,
+            "NewStateValue": evaluation.state,
+            "NewStateReason": evaluation.reason,
+            "StateChangeTime": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "Region": region,
+            "AlarmArn": f"arn:aws:cloudwatch:{region}:{account}:alarm:{alarm.name}",
+            "OldStateValue": previous,
+            "AlarmRule": alarm.rule,
+            "TriggeringChildren": [
+                {"Arn": f"arn:aws:cloudwatch:{region}:{account}:alarm:{child}", "State": {"Value": "ALARM"}}
+                for child in firing
+            ],
+        }
+    )
+
+
 def apply_locally(cloudwatch: Any, sns: Any, evaluation: Evaluation, topic_arns: Mapping[str, str], region: str) -> str:
     """What CloudWatch does on AWS and moto does not: keep the alarm's state and notify on a change.
     Returns the previous state."""
     alarm = evaluation.alarm
+    assert isinstance(alarm, AlarmDefinition)
     existing = cloudwatch.describe_alarms(AlarmNames=[alarm.name]).get("MetricAlarms", [])
     if not existing:
         cloudwatch.put_metric_alarm(
@@ -264,11 +338,14 @@ def evaluate_target(
 ) -> list[Evaluation]:
     """Evaluate every alarm; locally also keep their state in CloudWatch and notify the ops topic."""
     definitions = alarms_from_template(template, ids or PhysicalIds(region=region))
+    composites = composites_from_template(template, ids or PhysicalIds(region=region))
     topic_arns: dict[str, str] = {}
     if local and sns is not None:
-        for topic in {t for d in definitions for t in d.action_topics}:
+        every: list[AlarmDefinition | CompositeDefinition] = [*definitions, *composites]
+        for topic in {t for d in every for t in d.action_topics}:
             topic_arns[topic] = sns.create_topic(Name=topic)["TopicArn"]  # idempotent: the local ops topic
     evaluations = []
+    before: dict[str, str] = {}
     for definition in definitions:
         queried = definition
         if local and definition.stat.startswith("p"):
@@ -280,7 +357,21 @@ def evaluate_target(
         if definition.unresolved:
             evaluation.reason += f" (no local {', '.join(definition.unresolved)}: no data expected)"
         if local and sns is not None:
-            apply_locally(cloudwatch, sns, evaluation, topic_arns, region)
+            before[definition.name] = apply_locally(cloudwatch, sns, evaluation, topic_arns, region)
+        evaluations.append(evaluation)
+    now = {e.alarm.name: e.state for e in evaluations}
+    for composite in composites:
+        evaluation = composite.decide(now)
+        previous = composite.decide(before).state if before else "INSUFFICIENT_DATA"
+        if local and sns is not None and previous != evaluation.state:
+            # moto has no composite alarms: the state is derived from the children's, before and after.
+            for topic in composite.action_topics:
+                if topic in topic_arns:
+                    sns.publish(
+                        TopicArn=topic_arns[topic],
+                        Subject=f'{evaluation.state}: "{composite.name}" in {region}'[:100],
+                        Message=composite_notification(evaluation, previous, region),
+                    )
         evaluations.append(evaluation)
     return evaluations
 

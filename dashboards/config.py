@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, cast
 
 from dashboards.errors import ConfigError
@@ -25,8 +26,10 @@ PROCESSED_EXPIRY_DAYS = "imgops:processed-expiry-days"
 Architecture = Literal["x86_64", "arm64"]
 ARCHITECTURES: tuple[Architecture, ...] = ("x86_64", "arm64")
 METRICS_RATES = (1, 5, 60)
-# Relative to the repository root; set a browsable URL (e.g. the repo's blob/main/runbooks/) per deployment.
-DEFAULT_RUNBOOK_BASE_URL = "runbooks/"
+# Absolute, so an alarm notification links a page wherever it is read: this checkout's runbooks/ folder by
+# default (right for the local stack and the machine that deploys); set a browsable URL per deployment, e.g.
+# `-c imgops:runbook-base-url=https://github.com/<org>/imgops/blob/main/runbooks/`.
+DEFAULT_RUNBOOK_BASE_URL = (Path(__file__).resolve().parents[1] / "runbooks").as_uri() + "/"
 # Bucket names are global: prefixes become part of them, so keep them to S3's character set.
 _PREFIX_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,40}[a-z0-9]$")
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dashboards.alarms import AlarmDefinition, alarms_from_template, decide
+from dashboards.alarms import AlarmDefinition, alarms_from_template, composites_from_template, decide
 from dashboards.template import PhysicalIds
 from pipeline.resources import QUEUE_MAX_RECEIVE_COUNT, QUEUE_VISIBILITY_TIMEOUT_SECONDS, ResourceNames
 
@@ -141,6 +141,10 @@ def run(scenario: Scenario, template: Mapping[str, Any], prefix: str = "imgops")
             fired_at_all = True
             worst = minute if worst is None else max(worst, minute)
         first[slug] = worst
+    for composite in composites_from_template(template, PhysicalIds(region="us-east-1")):
+        fired = [first[c.removeprefix(f"{prefix}-")] for c in composite.children]
+        minutes = [minute for minute in fired if minute is not None]
+        first[composite.name.removeprefix(f"{prefix}-")] = min(minutes) if minutes else None
     return Outcome(scenario, first)
 
 
@@ -220,14 +224,18 @@ SCENARIOS: tuple[Scenario, ...] = (
         "Every attempt fails (a DynamoDB throttle on every PutItem); retries every visibility timeout.",
         minutes=40,
         series={**_scan_reporting(), **_worker_failing_every_retry()},
-        must_fire={"worker-fault-rate": 15, "dlq-not-empty": QUEUE_MAX_RECEIVE_COUNT * VISIBILITY_MINUTES + 5},
+        must_fire={
+            "worker-fault-rate": 15,
+            "dlq-not-empty": QUEUE_MAX_RECEIVE_COUNT * VISIBILITY_MINUTES + 5,
+            "pipeline-unhealthy": 15,
+        },
     ),
     Scenario(
         "api-5xx-burst",
         "Half of the API's requests answer 5xx for 20 minutes (a broken presign deploy).",
         minutes=30,
         series={**_scan_reporting(), **_idle_queues(), **_api(40, lambda m: 0.5 if 2 <= m < 22 else 0.0)},
-        must_fire={"api-5xx-rate": 20},
+        must_fire={"api-5xx-rate": 20, "pipeline-unhealthy": 20},
     ),
     Scenario(
         "stuck-consumer",
@@ -238,7 +246,7 @@ SCENARIOS: tuple[Scenario, ...] = (
             **_idle_queues(),
             ("AWS/SQS", "ApproximateAgeOfOldestMessage", "work-queue"): _per_minute(lambda m: [60.0 * max(0, m)]),
         },
-        must_fire={"queue-oldest-message-age": 35},
+        must_fire={"queue-oldest-message-age": 35, "pipeline-unhealthy": 35},
     ),
     Scenario(
         "slow-worker",

@@ -70,7 +70,7 @@ def cache_dir() -> Path:
 
 def cache_key(context: Mapping[str, Any]) -> str:
     """Changes whenever the app's source, cdk.json, the context or the CDK library version does."""
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(str(_REPO_ROOT).encode())  # the default runbook links are this checkout's files
     for package in _APP_SOURCES:
         for path in sorted((_REPO_ROOT / package).rglob("*.py")):
             digest.update(str(path.relative_to(_REPO_ROOT)).encode())

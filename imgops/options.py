@@ -9,7 +9,12 @@ import typer
 
 StackName = Annotated[
     str | None,
-    typer.Option("--stack-name", help="A deployed imgops CloudFormation stack (default: the running local stack)."),
+    typer.Option(
+        "--stack-name",
+        envvar="IMGOPS_STACK_NAME",
+        help="A deployed imgops CloudFormation stack, e.g. imgops-pipeline [default: the running local stack]. "
+        "Export IMGOPS_STACK_NAME once and every runbook command runs as written.",
+    ),
 ]
 Region = Annotated[str, typer.Option(envvar="AWS_REGION", help="Region of --stack-name.")]
 StateFile = Annotated[

@@ -7,11 +7,12 @@ that names, runbooks and tests share.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import Literal, TypedDict
 
 import aws_cdk as cdk
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
@@ -88,22 +89,121 @@ def upload_object_count_threshold(rate_minutes: int) -> int:
     return int(listable * SCAN_HEADROOM / (1 + THUMBNAILS_PER_UPLOAD))
 
 
+Severity = Literal["high", "medium", "low"]
+# One scale for alarms and runbooks (runbooks/README.md): high = users are affected now, page (through the
+# composite `pipeline-unhealthy`); medium = users will be if it goes on, or monitoring is blind: working day;
+# low = a cost or capacity trend: a ticket.
+SEVERITIES: tuple[Severity, ...] = ("high", "medium", "low")
+
+
 @dataclass(frozen=True)
 class AlarmSpec:
+    """An alarm as on-call meets it: its name, severity and the notification's text."""
+
     slug: str
     title: str
+    severity: Severity
+    summary: str  # what is wrong, in one sentence
+    causes: str  # the likely causes, most likely first
+    first_command: str  # the first command to run (the running local stack, or IMGOPS_STACK_NAME's stack)
+
+    def description(self, prefix: str) -> str:
+        """The alarm's description; the library appends `Runbook: <absolute URL>`."""
+        return (
+            f"[{self.severity}] {self.summary} Likely: {self.causes}. First: `{self.first_command}` "
+            f"(on AWS with IMGOPS_STACK_NAME={prefix}-pipeline)."
+        )
 
 
-DLQ_NOT_EMPTY = AlarmSpec("dlq-not-empty", "Dead-letter queue has messages")
-QUEUE_BACKLOG_OLD = AlarmSpec("queue-oldest-message-age", "Oldest work-queue message too old")
-WORKER_FAULT_RATE = AlarmSpec("worker-fault-rate", "Worker fault rate above 5 %")
-WORKER_THROTTLES = AlarmSpec("worker-throttles", "Worker throttled")
-WORKER_DURATION = AlarmSpec("worker-duration-near-timeout", "Worker p99 duration near its timeout")
-API_5XX_RATE = AlarmSpec("api-5xx-rate", "API 5xx rate above 5 %")
-UPLOAD_BUCKET_SIZE = AlarmSpec("upload-bucket-size", "Upload bucket larger than expected")
-UPLOAD_OBJECT_COUNT = AlarmSpec("upload-object-count", "Upload bucket object count near scan capacity")
-UPLOADS_NOT_REPORTING = AlarmSpec("s3-metrics-not-reporting-uploads", "No bucket metrics for the upload bucket")
-PROCESSED_NOT_REPORTING = AlarmSpec("s3-metrics-not-reporting-processed", "No bucket metrics for the processed bucket")
+DLQ_NOT_EMPTY = AlarmSpec(
+    "dlq-not-empty",
+    "Dead-letter queue has messages",
+    "high",
+    "Uploads failed every retry and wait in the dead-letter queue: their users get no thumbnails.",
+    "a DynamoDB/S3/SNS outage or throttling during the retries, a worker bug, a file the worker cannot classify",
+    "imgops dlq inspect --by-error",
+)
+QUEUE_BACKLOG_OLD = AlarmSpec(
+    "queue-oldest-message-age",
+    "Oldest work-queue message too old",
+    "high",
+    "The work queue is not drained: uploads wait longer than all their retries would take.",
+    "the worker not polling (mapping disabled, concurrency 0), every invocation timing out, a large backlog",
+    "imgops alarms check",
+)
+WORKER_FAULT_RATE = AlarmSpec(
+    "worker-fault-rate",
+    "Worker fault rate above 5 %",
+    "high",
+    "Worker invocations fail: crashes, timeouts, out-of-memory kills, or every record of a batch failing.",
+    "a downstream outage or throttling, a bad deploy, memory too small for the inputs",
+    "imgops dlq inspect --by-error",
+)
+WORKER_THROTTLES = AlarmSpec(
+    "worker-throttles",
+    "Worker throttled",
+    "medium",
+    "Lambda refuses worker invocations: the backlog grows while it lasts.",
+    "the account's concurrency used up by other functions, a reserved concurrency set too low",
+    "imgops alarms check",
+)
+WORKER_DURATION = AlarmSpec(
+    "worker-duration-near-timeout",
+    "Worker p99 duration near its timeout",
+    "medium",
+    "Worker p99 duration is near its timeout: the next slower batch times out and is retried whole.",
+    "a slow dependency, larger inputs, too little memory (and so CPU)",
+    "imgops loadtest sizing",
+)
+API_5XX_RATE = AlarmSpec(
+    "api-5xx-rate",
+    "API 5xx rate above 5 %",
+    "high",
+    "The HTTP API answers 5xx: users cannot get upload URLs or image status.",
+    "a bad presign or read-API deploy, DynamoDB or S3 errors, Lambda throttling",
+    "imgops alarms check",
+)
+UPLOAD_BUCKET_SIZE = AlarmSpec(
+    "upload-bucket-size",
+    "Upload bucket larger than expected",
+    "low",
+    "The upload bucket is far larger than expected: a cost to explain.",
+    "runaway uploads (a client retry loop, abuse), lifecycle rules missing",
+    "imgops monitoring publish",
+)
+UPLOAD_OBJECT_COUNT = AlarmSpec(
+    "upload-object-count",
+    "Upload bucket object count near scan capacity",
+    "low",
+    "The upload bucket nears what one bucket-metrics scan can list in its time budget.",
+    "growth: give the scan more time (a slower rate) before its metrics go silent",
+    "imgops monitoring publish",
+)
+UPLOADS_NOT_REPORTING = AlarmSpec(
+    "s3-metrics-not-reporting-uploads",
+    "No bucket metrics for the upload bucket",
+    "medium",
+    "No complete CustomS3 scan of the upload bucket for 3 scan periods: the capacity alarms are blind.",
+    "the schedule rule disabled, the bucket-metrics function failing (permissions, a scan outgrowing its time)",
+    "imgops monitoring publish",
+)
+PROCESSED_NOT_REPORTING = AlarmSpec(
+    "s3-metrics-not-reporting-processed",
+    "No bucket metrics for the processed bucket",
+    "medium",
+    "No complete CustomS3 scan of the processed bucket for 3 scan periods: the capacity alarms are blind.",
+    "the schedule rule disabled, the bucket-metrics function failing (permissions, a scan outgrowing its time)",
+    "imgops monitoring publish",
+)
+# Pages once for any high-severity alarm: on-call subscribes the pager to it, the others inform.
+PIPELINE_UNHEALTHY = AlarmSpec(
+    "pipeline-unhealthy",
+    "imgops pipeline unhealthy",
+    "high",
+    "At least one high-severity imgops alarm is in ALARM (the notification names it): users are affected now.",
+    "see the alarm that triggered it; its runbook is the next page",
+    "imgops alarms check",
+)
 ALARMS: tuple[AlarmSpec, ...] = (
     DLQ_NOT_EMPTY,
     QUEUE_BACKLOG_OLD,
@@ -121,6 +221,7 @@ ALARMS: tuple[AlarmSpec, ...] = (
 class _Naming(TypedDict):
     alarm_name_override: str
     runbook_link: str
+    alarm_description_override: str
 
 
 class Monitoring(Construct):
@@ -180,6 +281,26 @@ class Monitoring(Construct):
             upload_bucket_name=upload_bucket_name,
             processed_bucket_name=processed_bucket_name,
         )
+        self.pipeline_unhealthy = self._composite(alarm_topic)
+
+    def _composite(self, alarm_topic: sns.ITopic) -> cloudwatch.CompositeAlarm:
+        """ALARM while any high-severity alarm is: one page per incident, whatever the number of alarms it trips."""
+        created = {a.alarm_name: a.alarm for a in [*self.operations.created_alarms(), *self.capacity.created_alarms()]}
+        children = [created[f"{self._config.prefix}-{spec.slug}"] for spec in ALARMS if spec.severity == "high"]
+        composite = cloudwatch.CompositeAlarm(
+            self,
+            "PipelineUnhealthy",
+            composite_alarm_name=f"{self._config.prefix}-{PIPELINE_UNHEALTHY.slug}",
+            alarm_description=PIPELINE_UNHEALTHY.description(self._config.prefix)
+            + f" \r\nRunbook: {self._config.runbook_link(PIPELINE_UNHEALTHY.slug)}",
+            alarm_rule=cloudwatch.AlarmRule.any_of(
+                *[cloudwatch.AlarmRule.from_alarm(child, cloudwatch.AlarmState.ALARM) for child in children]
+            ),
+            actions_enabled=True,
+        )
+        composite.add_alarm_action(cloudwatch_actions.SnsAction(alarm_topic))
+        composite.add_ok_action(cloudwatch_actions.SnsAction(alarm_topic))
+        return composite
 
     def _dashboards(self, construct_id: str, name: str) -> DefaultDashboardFactory:
         return DefaultDashboardFactory(
@@ -195,6 +316,7 @@ class Monitoring(Construct):
         return {
             "alarm_name_override": f"{self._config.prefix}-{alarm.slug}",
             "runbook_link": self._config.runbook_link(alarm.slug),
+            "alarm_description_override": alarm.description(self._config.prefix),
         }
 
     def _operations(
@@ -311,7 +433,6 @@ class Monitoring(Construct):
                         datapoints_to_alarm=MISSED_SCANS_TO_ALARM,
                         evaluation_periods=MISSED_SCANS_TO_ALARM,
                         treat_missing_data_override=cloudwatch.TreatMissingData.BREACHING,
-                        additional_description=f"{alarm.title} for {MISSED_SCANS_TO_ALARM} x {rate} min",
                         **self._name(alarm),
                     )
                 },

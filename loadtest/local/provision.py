@@ -41,6 +41,7 @@ NOT_CREATED = {
     "AWS::CloudFront::Distribution": "emulated: thumbnails are served by the processed bucket's S3 endpoint",
     "AWS::CloudFront::OriginAccessControl": "emulated with CloudFront",
     "AWS::Lambda::Permission": "nothing invokes a function through a resource policy locally",
+    "AWS::CloudWatch::CompositeAlarm": "moto has no composite alarms: `imgops alarms check` derives its state",
     "AWS::CDK::Metadata": "CDK bookkeeping",
 }
 _PLACEHOLDER_CODE: bytes | None = None

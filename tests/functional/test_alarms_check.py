@@ -68,7 +68,8 @@ def test_dlq_alarm_fires_and_notifies_once(template: dict[str, Any], stack: Stac
     assert states["dlq-not-empty"] == "ALARM"
     assert states["s3-metrics-not-reporting-uploads"] == "OK"
     assert states["worker-fault-rate"] == "OK"  # no data, treated as not breaching
-    assert len(states) == 10
+    assert len(states) == 11  # ten metric alarms and the composite that pages
+    assert states["pipeline-unhealthy"] == "ALARM"  # the DLQ alarm is one of its children
     stored = cloudwatch.describe_alarms(AlarmNames=[f"{stack.prefix}-dlq-not-empty"])["MetricAlarms"][0]
     assert stored["StateValue"] == "ALARM"
 
@@ -81,7 +82,10 @@ def test_dlq_alarm_fires_and_notifies_once(template: dict[str, Any], stack: Stac
     # Every alarm left INSUFFICIENT_DATA (as on AWS, OK actions fire too); only the DLQ alarm went to ALARM.
     assert states["queue-oldest-message-age"] == "INSUFFICIENT_DATA"  # missing data stays missing: no change
     assert len(alarms) == sum(state != "INSUFFICIENT_DATA" for state in states.values())
-    [fired] = [a for a in alarms if a["NewStateValue"] == "ALARM"]
+    [fired] = [a for a in alarms if a["NewStateValue"] == "ALARM" and "Trigger" in a]
+    [page] = [a for a in alarms if a["NewStateValue"] == "ALARM" and "TriggeringChildren" in a]
+    assert page["AlarmName"] == f"{stack.prefix}-pipeline-unhealthy"
+    assert [c["Arn"].rsplit(":", 1)[-1] for c in page["TriggeringChildren"]] == [f"{stack.prefix}-dlq-not-empty"]
     assert fired["AlarmName"] == f"{stack.prefix}-dlq-not-empty"
     assert fired["OldStateValue"] == "INSUFFICIENT_DATA"
     assert "Runbook:" in fired["AlarmDescription"]

@@ -68,7 +68,9 @@ def test_bad_context_is_a_config_error(key: str, value: str, message: str) -> No
 
 
 def test_runbook_links() -> None:
-    assert AppConfig().runbook_link("dlq-not-empty") == "runbooks/dlq-not-empty.md"
+    default = AppConfig().runbook_link("dlq-not-empty")
+    assert default.startswith("file:///")  # absolute: the notification links the page wherever it is read
+    assert Path(default.removeprefix("file://")).is_file()
     base = AppConfig(runbook_base_url="https://example.com/imgops/blob/main/runbooks/")
     assert base.runbook_link("x") == "https://example.com/imgops/blob/main/runbooks/x.md"
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 from aws_cdk.assertions import Match
@@ -154,7 +156,10 @@ def test_alarm(synthesized: Synthesized, alarm: AlarmSpec) -> None:
         "AWS::CloudWatch::Alarm",
         {
             "AlarmName": f"imgops-{alarm.slug}",
-            "AlarmDescription": Match.string_like_regexp(re.escape(f"Runbook: runbooks/{alarm.slug}.md")),
+            "AlarmDescription": Match.string_like_regexp(
+                rf"^\[{alarm.severity}\] .+ Likely: .+\. First: `imgops .+`[\s\S]*Runbook: file:///\S+/runbooks/"
+                + re.escape(f"{alarm.slug}.md")
+            ),
             "ComparisonOperator": expected.comparison,
             "Threshold": expected.threshold,
             "DatapointsToAlarm": expected.datapoints,
@@ -203,10 +208,11 @@ def test_custom_s3_alarm_periods_follow_the_scan_rate(synthesized: Synthesized) 
 
 
 def test_every_alarm_links_an_existing_runbook(synthesized: Synthesized) -> None:
-    for alarm in alarms(synthesized):
+    composites = synthesized.template.find_resources("AWS::CloudWatch::CompositeAlarm").values()
+    for alarm in [*alarms(synthesized), *(c["Properties"] for c in composites)]:
         match = RUNBOOK_LINK.search(alarm["AlarmDescription"])
         assert match, f"{alarm['AlarmName']} has no runbook link"
-        runbook = REPO_ROOT / match.group(1)
+        runbook = Path(urlparse(match.group(1)).path)  # an absolute file:// link to this checkout's page
         assert runbook.is_file(), f"{alarm['AlarmName']} links {match.group(1)}, which does not exist"
         assert runbook.stem == alarm["AlarmName"].removeprefix("imgops-"), "runbooks are named after their alarm"
 
@@ -243,3 +249,15 @@ def test_operations_and_capacity_dashboards(synthesized: Synthesized) -> None:
     assert "SEARCH(" in capacity
     assert "Prefix" in capacity
     assert '\\"Prefix\\"=\\"*\\"' not in capacity
+
+
+def test_one_composite_alarm_pages_for_every_high_severity_alarm(synthesized: Synthesized) -> None:
+    high = [spec for spec in monitoring.ALARMS if spec.severity == "high"]
+    [composite] = synthesized.template.find_resources("AWS::CloudWatch::CompositeAlarm").values()
+    rule = json.dumps(composite["Properties"]["AlarmRule"])
+
+    assert composite["Properties"]["AlarmName"] == "imgops-pipeline-unhealthy"
+    assert rule.count("ALARM(") == len(high) >= 3
+    for spec in high:
+        assert f"imgops{spec.slug.replace('-', '')}" in rule.replace("-", "")  # each high alarm is a child
+    assert composite["Properties"]["AlarmActions"] == composite["Properties"]["OKActions"]

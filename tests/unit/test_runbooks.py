@@ -40,7 +40,7 @@ def command_path(words: list[str]) -> tuple[list[str], list[str]]:
 
 def test_every_alarm_page_is_indexed() -> None:
     index = (RUNBOOKS / "README.md").read_text(encoding="utf-8")
-    assert len(PAGES) == 10
+    assert len(PAGES) == 11  # ten alarms and the composite that pages
     for page in PAGES:
         assert f"]({page.name})" in index, f"{page.name} is missing from runbooks/README.md"
 
@@ -63,3 +63,16 @@ def test_every_command_and_option_exists(page: Path) -> None:
         assert result.exit_code == 0, f"{page.name}: `{' '.join(words)}` - `imgops {' '.join(path)}` does not exist"
         for option in options:
             assert option in result.output, f"{page.name}: `imgops {' '.join(path)}` has no option {option}"
+
+
+def test_one_severity_scale_in_alarms_pages_and_index() -> None:
+    """The alarm's description, its page and the index say the same severity, from one place (AlarmSpec)."""
+    from dashboards.constructs.monitoring import ALARMS, PIPELINE_UNHEALTHY
+
+    index = (RUNBOOKS / "README.md").read_text(encoding="utf-8")
+    for spec in [*ALARMS, PIPELINE_UNHEALTHY]:
+        page = (RUNBOOKS / f"{spec.slug}.md").read_text(encoding="utf-8")
+        assert f"**Severity:** {spec.severity} · " in page, spec.slug
+        [row] = [line for line in index.splitlines() if line.startswith(f"| `{spec.slug}` |")]
+        assert row.rstrip().endswith(f"| {spec.severity} |"), row
+        assert spec.description("imgops").startswith(f"[{spec.severity}] ")
