@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,9 +13,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from imgops.errors import command_errors, stderr
-from loadtest.bench import APPROACHES, ApproachResult, BenchOptions, bench_table, run_bench
-from loadtest.corpus import build_corpus
-from monitoring.target import state_dir
+
+if TYPE_CHECKING:
+    from loadtest.bench import ApproachResult
 
 app = typer.Typer(help="Benchmarks of the pipeline's parts, on this machine.", no_args_is_help=True)
 console = Console(highlight=False)
@@ -43,6 +43,10 @@ def thumbnails(
     cache_dir: Annotated[Path | None, typer.Option(help="Corpus cache (default: ~/.imgops/corpus).")] = None,
 ) -> None:
     """Time make_thumbnails against a tutorial-style handler and pyvips (if installed): medians, ratios, RSS."""
+    from loadtest.bench import APPROACHES, BenchOptions, bench_table, run_bench  # Pillow, numpy: only here
+    from loadtest.corpus import build_corpus
+    from monitoring.target import state_dir
+
     with command_errors():
         with console.status("Preparing the 12 MP JPEG corpus (generated once, then cached)…"):
             corpus = build_corpus(

@@ -8,7 +8,6 @@ import typer
 from rich.console import Console
 
 from imgops.errors import command_errors, stderr
-from loadtest.drill import DrillFailed, DrillOptions, run_drill
 
 app = typer.Typer(help="Rehearse runbooks on a time-compressed local stack.", no_args_is_help=True)
 console = Console(highlight=False)
@@ -21,6 +20,8 @@ def dlq_drill(
     timeout: Annotated[float, typer.Option(min=10, help="Seconds each wait may take.")] = 90.0,
 ) -> None:
     """DLQ alarm drill: throttle → DLQ → ALARM → inspect → fix → redrive → every image DONE → OK."""
+    from loadtest.drill import DrillFailed, DrillOptions, run_drill  # the whole local stack: only when drilling
+
     with command_errors():
         try:
             result = run_drill(DrillOptions(healthy=healthy, poison=poison, timeout_seconds=timeout), console.print)

@@ -7,7 +7,7 @@ import shlex
 import signal
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -16,11 +16,12 @@ from rich.table import Table
 
 from imgops.errors import command_errors
 from imgops.options import StateFile
-from loadtest.local.metrics import DEFAULT_SAMPLE_SECONDS
-from loadtest.local.stack import LocalStack, LocalStackOptions
 from monitoring.target import LOCAL_CREDENTIALS, StackInfo, fetch_access_token, running_stack
 from monitoring.target import state_file as default_state_file
 from pipeline.resources import QUEUE_VISIBILITY_TIMEOUT_SECONDS, WORKER_TIMEOUT_SECONDS
+
+if TYPE_CHECKING:
+    from loadtest.local.stack import LocalStack
 
 app = typer.Typer(help="The embedded local AWS (moto) with the pipeline running on it.", no_args_is_help=True)
 console = Console(highlight=False)
@@ -64,11 +65,16 @@ def up(
         ),
     ] = None,
     sample_every: Annotated[
-        float,
-        typer.Option(min=1, max=3600, help="Publish the queues' AWS/SQS metrics every N seconds (AWS: 60)."),
-    ] = DEFAULT_SAMPLE_SECONDS,
+        float | None,
+        typer.Option(
+            min=1, max=3600, help="Publish the queues' AWS/SQS metrics every N seconds [default: 60, as AWS]."
+        ),
+    ] = None,
 ) -> None:
     """Start the local stack in the foreground; Ctrl-C stops it cleanly."""
+    from loadtest.local.metrics import DEFAULT_SAMPLE_SECONDS  # the local AWS: only for `up`
+    from loadtest.local.stack import LocalStack, LocalStackOptions
+
     options = LocalStackOptions(
         port=port,
         api_port=api_port,
@@ -79,7 +85,7 @@ def up(
         log_level=log_level.upper(),
         metrics=metrics,
         bucket_metrics_every_seconds=metrics_every,
-        sample_every_seconds=sample_every,
+        sample_every_seconds=sample_every or DEFAULT_SAMPLE_SECONDS,
     )
     signal.signal(signal.SIGTERM, _interrupt)
     with command_errors(), LocalStack(options, announce=_announce) as stack:
