@@ -228,59 +228,41 @@ def _merge(stat: str, first: float | None, second: float) -> float:
 
 
 def notification(evaluation: Evaluation, previous: str, region: str, account: str = "123456789012") -> str:
-    """The JSON CloudWatch publishes to an alarm's SNS topic."""
+    """The JSON CloudWatch publishes to an alarm's SNS topic: a metric alarm's trigger, or a composite alarm's
+    rule and the children that triggered it."""
     alarm = evaluation.alarm
-    assert isinstance(alarm, AlarmDefinition)
-    return json.dumps(
-        {
-            "AlarmName": alarm.name,
-            "AlarmDescription": alarm.description,
-            "AWSAccountId": account,
-            "NewStateValue": evaluation.state,
-            "NewStateReason": evaluation.reason,
-            "StateChangeTime": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "Region": region,
-            "AlarmArn": f"arn:aws:cloudwatch:{region}:{account}:alarm:{alarm.name}",
-            "OldStateValue": previous,
-            "Trigger": {
-                "MetricName": alarm.metric_name,
-                "Namespace": alarm.namespace,
-                "Statistic": alarm.stat,
-                "Dimensions": [{"name": n, "value": v} for n, v in alarm.dimensions],
-                "Period": alarm.period,
-                "EvaluationPeriods": alarm.evaluation_periods,
-                "DatapointsToAlarm": alarm.datapoints_to_alarm,
-                "ComparisonOperator": alarm.comparison,
-                "Threshold": alarm.threshold,
-                "TreatMissingData": alarm.treat_missing_data,
-            },
-        }
-    )
-
-
-def composite_notification(evaluation: Evaluation, previous: str, region: str, account: str = "123456789012") -> str:
-    """The JSON CloudWatch publishes for a composite alarm (its children that triggered it included)."""
-    alarm = evaluation.alarm
-    assert isinstance(alarm, CompositeDefinition)
-    firing = evaluation.reason.removeprefix("in ALARM: ").split(", ") if evaluation.state == "ALARM" else []
-    return json.dumps(
-        {
-            "AlarmName": alarm.name,
-            "AlarmDescription": alarm.description,
-            "AWSAccountId": account,
-            "NewStateValue": evaluation.state,
-            "NewStateReason": evaluation.reason,
-            "StateChangeTime": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "Region": region,
-            "AlarmArn": f"arn:aws:cloudwatch:{region}:{account}:alarm:{alarm.name}",
-            "OldStateValue": previous,
-            "AlarmRule": alarm.rule,
-            "TriggeringChildren": [
-                {"Arn": f"arn:aws:cloudwatch:{region}:{account}:alarm:{child}", "State": {"Value": "ALARM"}}
-                for child in firing
-            ],
-        }
-    )
+    message: dict[str, Any] = {
+        "AlarmName": alarm.name,
+        "AlarmDescription": alarm.description,
+        "AWSAccountId": account,
+        "NewStateValue": evaluation.state,
+        "NewStateReason": evaluation.reason,
+        "StateChangeTime": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "Region": region,
+        "AlarmArn": f"arn:aws:cloudwatch:{region}:{account}:alarm:{alarm.name}",
+        "OldStateValue": previous,
+    }
+    if isinstance(alarm, CompositeDefinition):
+        firing = evaluation.reason.removeprefix("in ALARM: ").split(", ") if evaluation.state == "ALARM" else []
+        message["AlarmRule"] = alarm.rule
+        message["TriggeringChildren"] = [
+            {"Arn": f"arn:aws:cloudwatch:{region}:{account}:alarm:{child}", "State": {"Value": "ALARM"}}
+            for child in firing
+        ]
+        return json.dumps(message)
+    message["Trigger"] = {
+        "MetricName": alarm.metric_name,
+        "Namespace": alarm.namespace,
+        "Statistic": alarm.stat,
+        "Dimensions": [{"name": n, "value": v} for n, v in alarm.dimensions],
+        "Period": alarm.period,
+        "EvaluationPeriods": alarm.evaluation_periods,
+        "DatapointsToAlarm": alarm.datapoints_to_alarm,
+        "ComparisonOperator": alarm.comparison,
+        "Threshold": alarm.threshold,
+        "TreatMissingData": alarm.treat_missing_data,
+    }
+    return json.dumps(message)
 
 
 def apply_locally(cloudwatch: Any, sns: Any, evaluation: Evaluation, topic_arns: Mapping[str, str], region: str) -> str:
@@ -370,7 +352,7 @@ def evaluate_target(
                     sns.publish(
                         TopicArn=topic_arns[topic],
                         Subject=f'{evaluation.state}: "{composite.name}" in {region}'[:100],
-                        Message=composite_notification(evaluation, previous, region),
+                        Message=notification(evaluation, previous, region),
                     )
         evaluations.append(evaluation)
     return evaluations
