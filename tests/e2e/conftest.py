@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,11 +25,33 @@ def start_local_up(state_dir: Path, *options: str) -> tuple[subprocess.Popen[str
         stderr=subprocess.STDOUT,
         text=True,
     )
+    info = wait_for_state_file(process, state_dir, output=lambda: process.communicate()[0])
+    return process, info, env
+
+
+def wait_for_state_file(
+    process: subprocess.Popen[str], state_dir: Path, *, output: Callable[[], str], timeout: float = 60
+) -> StackInfo:
+    """Wait until a starting `imgops local up` has written its state file (the stack then serves requests).
+
+    If it exits or hangs instead, it is killed (with its process group if it leads one) and the test fails with
+    `output()`, read after the kill.
+    """
     state_file = state_dir / "local-stack.json"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout
     while not state_file.exists():
         if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"local stack did not start:\n{process.communicate()[0]}")
+            kill(process)
+            pytest.fail(f"local stack did not start:\n{output()}")
         time.sleep(0.2)
-    return process, StackInfo.from_json(state_file.read_text()), env
+    return StackInfo.from_json(state_file.read_text())
+
+
+def kill(process: subprocess.Popen[str]) -> None:
+    """SIGKILL a process, and everything in its process group if it was started as a group's leader."""
+    with contextlib.suppress(ProcessLookupError):
+        if os.getpgid(process.pid) == process.pid:
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.kill()
+    process.wait()
