@@ -14,6 +14,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -112,11 +114,27 @@ def stack_template(prefix: str = "imgops", context: Mapping[str, Any] | None = N
 
 
 def _synthesize(context: Mapping[str, Any]) -> dict[str, Any]:
+    """Synthesize in a child process: the jsii runtime (Node, ~500 MB) never lives in the caller, so a long-running
+    `imgops local up` does not keep it, and Ctrl-C there cannot break a pipe to it."""
     if shutil.which("node") is None:
         raise TemplateError(
             "synthesizing the CDK app needs Node.js (jsii runs on it): install Node 20 or later "
             "(Debian: apt-get install nodejs), or pass --template with a synthesized template"
         )
+    result = subprocess.run(  # noqa: S603 - this module, with a context we serialised
+        [sys.executable, "-m", "dashboards.template", json.dumps(dict(context))],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    if result.returncode != 0:
+        detail = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
+        raise TemplateError(f"synthesizing the CDK app failed: {detail}")
+    return dict(json.loads(result.stdout))
+
+
+def _synthesize_here(context: Mapping[str, Any]) -> dict[str, Any]:
     from dashboards.app import build_app, jsii_quiet
 
     with tempfile.TemporaryDirectory(prefix="imgops-synth-") as outdir, jsii_quiet():
@@ -282,3 +300,7 @@ def physical_ids(target: Target, account: str = LOCAL_ACCOUNT_ID) -> PhysicalIds
         user_pool_id=target.user_pool_id,
         user_pool_client_id=target.user_pool_client_id,
     )
+
+
+if __name__ == "__main__":  # `_synthesize`'s child: the template as JSON on stdout
+    print(json.dumps(_synthesize_here(json.loads(sys.argv[1]))))

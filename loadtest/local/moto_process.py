@@ -289,11 +289,12 @@ class MeteredMotoServer:
 def _serve(
     port: int,
     conn: multiprocessing.connection.Connection,
-    stop: multiprocessing.synchronize.Event,
     metrics: bool,
     flush_every: float,
 ) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    # The parent decides when to stop: Ctrl-C or a SIGTERM to the process group must not kill this one first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request on the console
     endpoint: list[str] = []
     publisher = (
@@ -313,7 +314,8 @@ def _serve(
     conn.send(("ok", server.url))
     if publisher is not None:
         publisher.start()
-    stop.wait()
+    with contextlib.suppress(EOFError, OSError):  # "stop", or the parent gone: either way, stop
+        conn.recv()
     if publisher is not None:
         publisher.close(timeout=5)  # while the server still takes the last PutMetricData
     server.stop()
@@ -325,10 +327,10 @@ class MotoProcess:
 
     def __init__(self, port: int = 0, *, metrics: bool = True, flush_every: float = DEFAULT_FLUSH_SECONDS) -> None:
         context = multiprocessing.get_context("spawn")
-        self._stop = context.Event()
+        # A pipe, not an Event, says "stop": setting an Event blocks for good if a process waiting on it died.
         self._parent_conn, child_conn = context.Pipe()
         self._process = context.Process(
-            target=_serve, args=(port, child_conn, self._stop, metrics, flush_every), name="moto", daemon=True
+            target=_serve, args=(port, child_conn, metrics, flush_every), name="moto", daemon=True
         )
         self.endpoint_url = ""
         self._port = port
@@ -351,7 +353,9 @@ class MotoProcess:
         return self.endpoint_url
 
     def stop(self) -> None:
-        self._stop.set()
+        if self._process.is_alive():
+            with contextlib.suppress(OSError):
+                self._parent_conn.send("stop")
         self._process.join(10)
         if self._process.is_alive():
             self._process.terminate()

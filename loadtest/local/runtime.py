@@ -127,7 +127,10 @@ def run_worker(
 ) -> None:
     """Entry point of one poller (one concurrent execution): runs until `stop` is set; never dies of an
     invocation's failure. The function itself runs in an execution environment of its own (a child process)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into `stop`
+    # The parent turns Ctrl-C (and a SIGTERM to the process group) into `stop`; a poller that died waiting on
+    # `stop` would leave the Event's condition blocking the parent's `set()` for good.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if config.output_log is not None:
         redirect_output(config.output_log)
     session = local_session(config.region)  # endpoint: AWS_ENDPOINT_URL
@@ -184,7 +187,7 @@ def _poll(
                 )
             except Exception as exc:  # noqa: BLE001 - the endpoint going away must not kill the poller
                 print(f"worker {index}: receive failed: {exc}", file=sys.stderr, flush=True)
-                stop.wait(1.0)
+                time.sleep(1.0)  # not stop.wait(): see above
                 continue
             if function is not None:
                 runner = environments.runner(function)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ from PIL import Image
 
 from monitoring.target import StackInfo
 from tests.conftest import jpeg_bytes
-from tests.e2e.conftest import start_local_up
+from tests.e2e.conftest import kill, start_local_up, wait_for_state_file
 
 pytestmark = pytest.mark.slow
 
@@ -109,3 +111,27 @@ def test_ctrl_c_stops_cleanly(running_stack: tuple[StackInfo, subprocess.Popen[s
     assert "Local stack stopped." in output
     assert "Traceback" not in output
     assert not state_file.exists()  # other commands no longer find a stack that is gone
+
+
+def test_sigterm_to_the_process_group_stops_everything_cleanly(tmp_path: Path) -> None:
+    """`timeout 60 imgops local up`, systemd, a CI runner: SIGTERM reaches every process of the group at once;
+    the children must leave stopping to the parent (a child dying on it used to hang the parent's stop)."""
+    env = {**os.environ, "IMGOPS_STATE_DIR": str(tmp_path), "COLUMNS": "120"}
+    env.pop("AWS_ENDPOINT_URL", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "imgops", "local", "up", "--workers", "1"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    wait_for_state_file(process, tmp_path, output=lambda: process.communicate()[0])
+
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        output, _ = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        kill(process)
+        raise AssertionError("local up did not stop within 30 s of SIGTERM") from None
+
+    assert process.returncode == 0, output
+    assert "Local stack stopped." in output
+    assert "Traceback" not in output
+    assert not (tmp_path / "local-stack.json").exists()
