@@ -68,9 +68,23 @@ MAIN_JOB_TIMEOUT = 1200  # s: 4-6 min on the project's 2-core machine, ~9 under 
 # How each concrete `imgops …` command of the README is covered beyond being parsed. A command the README gains (or
 # loses) fails test_every_readme_command_is_accounted_for until it is entered here.
 RUN_BY_A_BASH_BLOCK = ("imgops loadtest run", "imgops local up", "imgops local env")
-RUN_ON_THE_LOCAL_STACK = ("imgops local token", "imgops local status", "imgops dlq purge --yes")
-RUN_HERE = ("imgops loadtest selfcheck", "imgops dashboards synth")  # each well under a minute, no earlier state
+RUN_ON_THE_LOCAL_STACK = (
+    "imgops local token",
+    "imgops local status",
+    "imgops dlq purge --yes",
+    "imgops alarms check",
+    "imgops monitoring publish",
+    "imgops dashboards render",
+    "imgops loadtest run --target aws --stack-name imgops-pipeline --images 20",
+)
+# The README shows these in a shell where `eval "$(imgops local env)"` ran (the deployed-stack path, locally).
+AFTER_LOCAL_ENV = ("imgops loadtest run --target aws --stack-name imgops-pipeline --images 20",)
+RUN_HERE = ("imgops loadtest selfcheck", "imgops dashboards synth", "imgops alarms test")  # quick, no earlier state
 NOT_RUN = {
+    "imgops loadtest run --images 200": (
+        "the measurement behind the dashboards' graphs-with-data figure; tests/e2e/test_dashboards_render.py takes "
+        "the same path with fewer images"
+    ),
     "imgops loadtest run --images 2000": "benchmark: 2,000 images, ~8 minutes",
     "imgops loadtest run --images 300 --rate 4": "benchmark: an open loop at 4 images/s, over a minute by design",
     "imgops loadtest run --images 1000 --no-wait --mix webp=1 --concurrency 32": "benchmark: ~1 minute",
@@ -82,6 +96,11 @@ NOT_RUN = {
 }
 # Output that shows the command did its job, beyond exit code 0.
 EXPECTED_OUTPUT = {
+    "imgops alarms check": "alarm(s) in ALARM",
+    "imgops alarms test": "quiet-night",
+    "imgops monitoring publish": "published",
+    "imgops dashboards render": "graphs with data",
+    "imgops loadtest run --target aws --stack-name imgops-pipeline --images 20": "on aws:imgops-pipeline: DONE 20",
     "imgops loadtest selfcheck": "2000 of 2000 uploads",
     "imgops dashboards synth": "2 dashboards, 10 alarms",
     "imgops local status": "HTTP API",
@@ -387,7 +406,12 @@ def test_prose_command_on_the_running_stack(
 ) -> None:
     """Commands the README shows for a running local stack, verbatim, in the second shell (venv activated)."""
     assert command in concrete_commands()
-    result = bash(f"source .venv/bin/activate\n{command}", cwd=second_shell, env=readme_env(state_dir), timeout=60)
+    shell = (
+        'source .venv/bin/activate\neval "$(imgops local env)"'
+        if command in AFTER_LOCAL_ENV
+        else ("source .venv/bin/activate")
+    )
+    result = bash(f"{shell}\n{command}", cwd=second_shell, env=readme_env(state_dir), timeout=300)
     assert result.returncode == 0, transcript(result)
     assert TRACEBACK not in result.stdout + result.stderr, transcript(result)
     checks: dict[str, Callable[[str, StackInfo], None]] = {"imgops local token": _token_is_accepted}
