@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -12,7 +13,14 @@ from loadtest.corpus import CorpusError, CorpusImage, allocate, parse_mix, uploa
 from loadtest.cost import Workload, compare, cost_breakdown, load_prices
 from loadtest.reports import parse_report
 from loadtest.sizing import Measurement, SizingError, invocation_cost, modeled_duration_ms, recommend, sizing_table
-from loadtest.summary import latency_table
+from loadtest.summary import (
+    decode_histograms,
+    encode_histograms,
+    histogram_of,
+    latency_table,
+    merge_histograms,
+    percentiles,
+)
 
 PRICES = load_prices("us-east-1")
 
@@ -62,12 +70,30 @@ def test_report_line_parsing() -> None:
 
 
 def test_latency_percentiles() -> None:
+    """HDR percentiles (3 significant digits): the recorded value at each rank, within 0.1%."""
     frame = pd.DataFrame({"presign_ms": [float(v) for v in range(1, 101)]})
     for column in ("upload_ms", "queue_wait_ms", "processing_ms", "end_to_end_ms"):
         frame[column] = None
     table = latency_table(frame)
-    assert table["presign"] == {"p50": 50.5, "p90": 90.1, "p99": 99.01, "max": 100.0, "count": 100.0}
+    row = table["presign"]
+    for name, exact in {"p50": 50, "p90": 90, "p95": 95, "p99": 99, "p999": 100, "max": 100, "mean": 50.5}.items():
+        assert row[name] == pytest.approx(exact, rel=1e-3), name
+    assert row["count"] == 100.0
     assert table["upload"]["p50"] is None
+    assert table["upload"]["count"] == 0.0
+
+
+def test_histograms_merge_across_workers_like_one() -> None:
+    """Two load generators' histograms, encoded, decoded and added, give the percentiles of all values together."""
+    rng = np.random.default_rng(3)
+    left, right = rng.lognormal(6, 1, 500), rng.lognormal(8, 0.5, 300)
+    merged = merge_histograms(
+        [decode_histograms(encode_histograms({"e2e": histogram_of(part)})) for part in (left, right)]
+    )
+    together = histogram_of(np.concatenate([left, right]))
+    assert percentiles(merged["e2e"]) == percentiles(together)
+    exact = np.percentile(np.concatenate([left, right]), 99, method="inverted_cdf")
+    assert percentiles(merged["e2e"])["p99"] == pytest.approx(exact, rel=1e-3)
 
 
 def test_cost_arithmetic_by_hand() -> None:
