@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from dashboards.errors import ConfigError
+from pipeline.resources import WORKER_MEMORY_MB
 
 PREFIX = "imgops:prefix"
 ARCHITECTURE = "imgops:arch"
@@ -22,6 +23,9 @@ SKIP_BUNDLING = "imgops:skip-bundling"
 METRICS_RATE_MINUTES = "imgops:metrics-rate-minutes"
 RUNBOOK_BASE_URL = "imgops:runbook-base-url"
 PROCESSED_EXPIRY_DAYS = "imgops:processed-expiry-days"
+# The worker's memory size, MB; unset: pipeline.resources.WORKER_MEMORY_MB. `imgops loadtest sizing --apply` writes it.
+WORKER_MEMORY = "imgops:worker-memory-mb"
+LAMBDA_MEMORY_MB = (128, 10240)
 
 Architecture = Literal["x86_64", "arm64"]
 ARCHITECTURES: tuple[Architecture, ...] = ("x86_64", "arm64")
@@ -47,6 +51,7 @@ class AppConfig:
     # originals (which tier to Intelligent-Tiering instead), so keeping them costs little. Set it for
     # throwaway deployments (load tests, demos), e.g. `-c imgops:processed-expiry-days=7`.
     processed_expiry_days: int = 0
+    worker_memory_mb: int = WORKER_MEMORY_MB
 
     def __post_init__(self) -> None:
         if not _PREFIX_PATTERN.match(self.prefix):
@@ -63,6 +68,10 @@ class AppConfig:
                 f"{PROCESSED_EXPIRY_DAYS}={self.processed_expiry_days!r}: use a number of days, or 0 to keep thumbnails"
             )
 
+        low, high = LAMBDA_MEMORY_MB
+        if not low <= self.worker_memory_mb <= high:
+            raise ConfigError(f"{WORKER_MEMORY}={self.worker_memory_mb!r}: Lambda memory is {low} to {high:,} MB")
+
     @classmethod
     def from_context(cls, get: Callable[[str], Any]) -> AppConfig:
         """`get` is `node.try_get_context`; CLI `-c` values arrive as strings, cdk.json values typed."""
@@ -76,6 +85,7 @@ class AppConfig:
             processed_expiry_days=_int(
                 get(PROCESSED_EXPIRY_DAYS), defaults.processed_expiry_days, PROCESSED_EXPIRY_DAYS
             ),
+            worker_memory_mb=_int(get(WORKER_MEMORY), defaults.worker_memory_mb, WORKER_MEMORY),
         )
 
     def as_context(self) -> Mapping[str, str]:
@@ -86,6 +96,7 @@ class AppConfig:
             METRICS_RATE_MINUTES: str(self.metrics_rate_minutes),
             RUNBOOK_BASE_URL: self.runbook_base_url,
             PROCESSED_EXPIRY_DAYS: str(self.processed_expiry_days),
+            WORKER_MEMORY: str(self.worker_memory_mb),
         }
 
     def runbook_link(self, slug: str) -> str:

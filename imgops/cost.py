@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from pathlib import Path
@@ -29,7 +30,10 @@ def report(
     memory: Annotated[
         int | None, typer.Option(min=128, max=10240, help="Worker memory, MB (default: the run's).")
     ] = None,
-    arch: Annotated[str, typer.Option(help="x86_64 or arm64.")] = "x86_64",
+    arch: Annotated[
+        str | None,
+        typer.Option(help="x86_64 or arm64 [default: the worker's, from the synthesized template]."),
+    ] = None,
     compare_memory: Annotated[
         str,
         typer.Option(
@@ -50,38 +54,54 @@ def report(
     with command_errors():
         try:
             prices = load_prices(region, prices_file)
-            base = _workload(run, images_per_month=images_per_month, memory_mb=memory, architecture=arch)
+            worker_memory, worker_arch, source = _template_worker()
+            architecture = arch or worker_arch
+            fallback_memory = None if run is not None else worker_memory
+            base = _workload(
+                run, images_per_month=images_per_month, memory_mb=memory or fallback_memory, architecture=architecture
+            )
             breakdown = cost_breakdown(base, prices)
             variants = _variants(base, compare_memory, sizing)
             side_by_side = compare([base, *variants], prices) if variants else None
         except (CostError, ValueError) as exc:
             stderr.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from None
+    title = f"Cost by service: Lambda {base.architecture}, worker {base.memory_mb} MB"
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         breakdown.to_csv(out / "cost.csv")
-        (out / "cost.md").write_text(breakdown.to_markdown(floatfmt=".6f"), encoding="utf-8")
-        (out / "cost.html").write_text(breakdown.to_html(float_format=lambda v: f"{v:.6f}"), encoding="utf-8")
+        (out / "cost.md").write_text(f"{title}\n\n" + breakdown.to_markdown(floatfmt=".6f"), encoding="utf-8")
+        table_html = breakdown.to_html(float_format=lambda v: f"{v:.6f}")
+        (out / "cost.html").write_text(f"<h2>{html.escape(title)}</h2>\n{table_html}", encoding="utf-8")
     if as_json:
         payload = {
             "prices_valid_as_of": prices.get("valid_as_of"),
             "region": prices.get("region"),
+            "architecture": base.architecture,
+            "worker_memory_mb": base.memory_mb,
+            "worker_defaults_from": source,
             "workload": base.__dict__,
             "breakdown": json.loads(breakdown.to_json(orient="index")),
             "compare": json.loads(side_by_side.to_json(orient="index")) if side_by_side is not None else None,
         }
         typer.echo(json.dumps(payload, indent=2))
         return
-    table = Table("service", "$ / 1,000 images", f"$ / month at {images_per_month:,}")
+    table = Table(
+        "service",
+        "$ / 1,000 images",
+        f"$ / month at {images_per_month:,}",
+        title=title,
+    )
     for service, row in breakdown.iterrows():
         style = "bold" if service == "Total" else ""
         table.add_row(str(service), f"{row['per_1000_images']:.5f}", f"{row['per_month']:,.2f}", style=style)
     console.print(table)
     console.print(
-        f"[dim]prices: {prices.get('region')} valid as of {prices.get('valid_as_of')}; workload: {base.label}[/dim]"
+        f"[dim]prices: {prices.get('region')} valid as of {prices.get('valid_as_of')}; workload: {base.label}; "
+        f"architecture and worker size: {'given' if arch else source}[/dim]"
     )
     if side_by_side is not None:
-        view = Table("service", *side_by_side.columns)
+        view = Table("service", *side_by_side.columns, title=f"Worker sizes compared ({base.architecture})")
         for service, row in side_by_side.iterrows():
             view.add_row(str(service), *(f"{value:.5f}" for value in row))
         console.print(view)
@@ -98,8 +118,14 @@ def _variants(base: Workload, requested: str, sizing: Path | None) -> list[Workl
         result = json.loads((sizing / "sizing.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CostError(f"{sizing} is not a sizing folder (no sizing.json)") from None
-    billed = {int(row["memory_mb"]): float(row["billed_ms_mean"]) for row in result["table"]}
-    measurements = [Measurement(**row) for row in result.get("measurements", [])]
+    billed = {
+        int(row["memory_mb"]): float(row["billed_ms_mean"])
+        for row in result["table"]
+        if row.get("billed_ms_mean") is not None
+    }
+    fields = ("image", "wall_ms", "cpu_ms", "peak_rss_mb")
+    measurements = [Measurement(**{k: row[k] for k in fields}) for row in result.get("measurements", [])]
+    floor = (result.get("floor") or {}).get("floor_mb")  # the sizing run's worst-case floor, if it had one
     variants = []
     for name in names:
         memory = int(result["recommendations_mb"]["balanced"]) if name == "recommended" else _megabytes(name)
@@ -108,8 +134,27 @@ def _variants(base: Workload, requested: str, sizing: Path | None) -> list[Workl
         if memory not in billed:
             raise CostError(f"--compare {memory}: the sizing run has no figures for it (it has {sorted(billed)})")
         label = f"{memory} MB (recommended)" if name == "recommended" else f"{memory} MB"
+        if floor is not None and memory < floor:
+            label += " (dies on the worst case)"
         variants.append(base.with_memory(memory, billed[memory], label))
     return variants
+
+
+def _template_worker() -> tuple[int, str, str]:
+    """The worker's memory size and architecture in the synthesized template (cached after the first synth);
+    the CDK app's defaults where it cannot be synthesized here (no Node.js)."""
+    from dashboards.template import TemplateError, stack_template
+    from loadtest.sizing import SizingError, worker_spec
+
+    try:
+        with console.status("Reading the worker's configuration from the synthesized template…"):
+            spec = worker_spec(stack_template())
+    except (TemplateError, SizingError) as exc:
+        from dashboards.config import AppConfig
+
+        defaults = AppConfig()
+        return defaults.worker_memory_mb, defaults.architecture, f"the CDK app's defaults ({exc})"
+    return spec.memory_mb, spec.architecture, "the synthesized template"
 
 
 def _megabytes(text: str) -> int:

@@ -20,7 +20,7 @@ console = Console(highlight=False)
 
 ImageId = Annotated[str, typer.Argument(help="The image id (the UUID in its upload key).")]
 
-_STATUS_STYLE = {"DONE": "green", "FAILED": "bold red", "PROCESSING": "yellow"}
+_STATUS_STYLE = {"DONE": "green", "FAILED": "bold red", "PROCESSING": "yellow", image_ops.RETRYING: "bold yellow"}
 
 
 @app.command()
@@ -30,7 +30,9 @@ def status(
 ) -> None:  # fmt: skip
     """Show the image's status and failure reason, owner, original, size, times and thumbnails.
 
-    --json prints the whole item, the worker's bookkeeping (claim, lease, source version) included."""
+    An image whose processing failed and waits for a retry (or sits in the DLQ) shows as RETRYING, with its
+    attempts, last error and when it was last tried. --json prints the whole item as stored (status PROCESSING
+    until it is DONE or FAILED), the worker's bookkeeping (claim, lease, source version) included."""
     with command_errors():
         target = resolve_target(stack_name=stack_name, region=region, state=state_file)
         item = image_ops.status(target.table(), image_id)

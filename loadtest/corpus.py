@@ -9,7 +9,7 @@ import hashlib
 import io
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -184,3 +184,175 @@ def upload_plan(corpus: list[CorpusImage], mix: dict[str, float], images: int, s
         plan.append(by_kind[name][used[name] % len(by_kind[name])])
         used[name] += 1
     return plan
+
+
+# --- Sizing: a stratified sample of the mix, and the most memory-hungry input the worker accepts --------------
+
+SAMPLE_MINIMUM_PER_KIND = 2
+
+
+@dataclass(frozen=True)
+class SampleImage:
+    """One image of a sizing sample, and the share of the mix it stands for (the weights sum to 1)."""
+
+    image: CorpusImage
+    weight: float
+
+
+def stratified_counts(mix: dict[str, float], count: int, minimum: int = SAMPLE_MINIMUM_PER_KIND) -> dict[str, int]:
+    """Images per kind: every kind of the mix, at least `minimum` each, the rest in proportion to the mix
+    (largest remainder). `count` below `minimum` x kinds is raised to it."""
+    count = max(count, minimum * len(mix))
+    counts = dict.fromkeys(mix, minimum)
+    spare = count - minimum * len(mix)
+    # What each kind still lacks of its proportional share once it has its minimum.
+    wanted = {name: max(0.0, share * count - minimum) for name, share in mix.items()}
+    total_wanted = sum(wanted.values())
+    if spare and total_wanted > 0:
+        exact = {name: spare * value / total_wanted for name, value in wanted.items()}
+        for name, value in exact.items():
+            counts[name] += int(value)
+        by_remainder = sorted(mix, key=lambda name: (exact[name] - int(exact[name]), mix[name]), reverse=True)
+        for name in by_remainder[: count - sum(counts.values())]:
+            counts[name] += 1
+    elif spare:  # every kind has its share already: the largest shares get the rest
+        for name in sorted(mix, key=lambda name: mix[name], reverse=True)[:spare]:
+            counts[name] += 1
+    return counts
+
+
+def stratified_sample(
+    *, mix: dict[str, float], count: int, seed: int, cache_dir: Path, minimum: int = SAMPLE_MINIMUM_PER_KIND
+) -> list[SampleImage]:
+    """Distinct files per kind (`stratified_counts`), each weighted so that the sample stands for the mix:
+    weight = share of its kind / images of its kind. Files are the corpus's own (same seed, same bytes)."""
+    sample: list[SampleImage] = []
+    for name, kind_count in stratified_counts(mix, count, minimum).items():
+        files = build_corpus(mix={name: 1.0}, count=kind_count, seed=seed, cache_dir=cache_dir)
+        sample += [SampleImage(image, mix[name] / kind_count) for image in files]
+    return sample
+
+
+@dataclass(frozen=True)
+class HungryKind:
+    """A format and pixel mode the worker accepts, as a candidate for its most memory-hungry input."""
+
+    name: str
+    format: str  # Pillow's
+    mode: str
+    content_type: str
+    extension: str
+
+
+HUNGRY_KINDS: dict[str, HungryKind] = {
+    kind.name: kind
+    for kind in (
+        HungryKind("png-rgba", "PNG", "RGBA", "image/png", "png"),
+        HungryKind("png-la", "PNG", "LA", "image/png", "png"),
+        HungryKind("png-palette-alpha", "PNG", "P", "image/png", "png"),
+        HungryKind("png-rgb", "PNG", "RGB", "image/png", "png"),
+        HungryKind("png-gray16", "PNG", "I;16", "image/png", "png"),
+        HungryKind("webp-rgba", "WEBP", "RGBA", "image/webp", "webp"),
+        HungryKind("webp-rgb", "WEBP", "RGB", "image/webp", "webp"),
+        HungryKind("jpeg-progressive", "JPEG", "RGB", "image/jpeg", "jpg"),
+        HungryKind("jpeg-cmyk", "JPEG", "CMYK", "image/jpeg", "jpg"),
+        HungryKind("avif-rgba", "AVIF", "RGBA", "image/avif", "avif"),
+        HungryKind("avif-rgb", "AVIF", "RGB", "image/avif", "avif"),
+        HungryKind("heic-rgba", "HEIF", "RGBA", "image/heic", "heic"),
+        HungryKind("heic-rgb", "HEIF", "RGB", "image/heic", "heic"),
+    )
+}
+HUNGRY_VERSION = 1
+WEBP_MAX_SIDE = 16383
+
+
+def hungry_candidates(accepted_content_types: Iterable[str]) -> list[str]:
+    """The candidate kinds of the content types the pipeline accepts, that this machine can also encode (AVIF:
+    Pillow's libavif plugin; HEIC: pillow-heif)."""
+    accepted = set(accepted_content_types)
+    return [name for name, kind in HUNGRY_KINDS.items() if kind.content_type in accepted and _can_encode(kind.format)]
+
+
+def _can_encode(image_format: str) -> bool:
+    if image_format == "AVIF":
+        from PIL import features
+
+        return bool(features.check("avif"))
+    if image_format == "HEIF":
+        try:
+            import pillow_heif  # noqa: F401
+        except ImportError:
+            return False
+    return True
+
+
+def square_side(pixels: int) -> int:
+    """The side of the largest square image of at most `pixels` pixels."""
+    side = max(1, int(pixels**0.5))
+    while side * side > pixels:
+        side -= 1
+    while (side + 1) * (side + 1) <= pixels:
+        side += 1
+    return side
+
+
+def hungry_image(kind_name: str, pixels: int, *, cache_dir: Path, max_bytes: int) -> CorpusImage:
+    """A square image of `kind_name` with at most `pixels` pixels (just under a cap of that many), generated
+    deterministically (smooth colour, a hard-edged alpha checkerboard, fixed noise for the lossy formats) and
+    cached under `cache_dir/worst-case/`. Refused when its file would be larger than the worker accepts."""
+    kind = HUNGRY_KINDS[kind_name]
+    side = square_side(pixels)
+    if kind.format == "WEBP" and side > WEBP_MAX_SIDE:
+        raise CorpusError(f"a {kind.name} image cannot have {pixels:,} pixels (WebP sides are at most 16,383)")
+    folder = cache_dir / "worst-case"
+    path = folder / f"{kind.name}-{side}x{side}-v{HUNGRY_VERSION}.{kind.extension}"
+    if not path.exists():
+        data = _render_hungry(kind, side)
+        if len(data) > max_bytes:
+            raise CorpusError(
+                f"the {side}x{side} {kind.name} test image is {len(data):,} bytes, over the worker's "
+                f"{max_bytes:,}-byte limit"
+            )
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_bytes(data)
+        temporary.replace(path)
+    return CorpusImage(path, kind.name, kind.content_type, side, side, path.stat().st_size, 1)
+
+
+def _render_hungry(kind: HungryKind, side: int) -> bytes:
+    ramp = (np.arange(side, dtype=np.uint32) * 255 // max(1, side - 1)).astype(np.uint8)
+    pixels = np.empty((side, side, 4), np.uint8)
+    pixels[..., 0] = ramp[None, :]
+    pixels[..., 1] = ramp[:, None]
+    pixels[..., 2] = ramp[None, :] // 2 + ramp[:, None] // 2
+    cells = (np.arange(side) // 97) % 2
+    pixels[..., 3] = ((cells[None, :] ^ cells[:, None]) * 180 + 60).astype(np.uint8)
+    if kind.format != "PNG":  # lossy formats: some sensor-like noise, so the file is photo-sized
+        block = np.random.default_rng(HUNGRY_VERSION).integers(0, 12, (512, 512, 3), dtype=np.uint8)
+        for top in range(0, side, 512):
+            rows = min(512, side - top)
+            pixels[top : top + rows, :, :3] += np.tile(block[:rows], (1, -(-side // 512), 1))[:, :side]
+    image = Image.fromarray(pixels, "RGBA")
+    del pixels
+    buffer = io.BytesIO()
+    if kind.mode == "P":
+        palette = image.convert("RGB").quantize(64)
+        palette.save(buffer, "PNG", compress_level=1, transparency=0)
+    elif kind.mode == "I;16":
+        wide = (np.arange(side, dtype=np.uint32) * 65535 // max(1, side - 1)).astype(np.uint16)
+        Image.fromarray(np.broadcast_to(wide, (side, side)).copy()).save(buffer, "PNG", compress_level=1)
+    elif kind.format == "PNG":
+        image.convert(kind.mode).save(buffer, "PNG", compress_level=1)
+    elif kind.format == "WEBP":
+        image.convert(kind.mode).save(buffer, "WEBP", quality=80, method=0)
+    elif kind.format == "AVIF":
+        image.convert(kind.mode).save(buffer, "AVIF", quality=60, speed=10)
+    elif kind.format == "HEIF":
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+        image.convert(kind.mode).save(buffer, "HEIF", quality=50)
+    else:
+        image.convert(kind.mode).save(buffer, "JPEG", quality=90, progressive=kind.name == "jpeg-progressive")
+    return buffer.getvalue()

@@ -62,14 +62,18 @@ def expect(condition: bool, message: str) -> None:
 def run_drill(options: DrillOptions, say: Callable[[str], None]) -> dict[str, Any]:
     """Runs every step; raises DrillFailed naming the first broken expectation."""
     previous_state_dir = os.environ.get(STATE_DIR_ENV)
+    # The stack's own output (the worker's log lines, REPORT lines) goes to a file that outlives the drill.
+    log_file = state_dir() / "drills" / f"dlq-{time.strftime('%Y%m%dT%H%M%S')}.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="imgops-drill-") as home:
         os.environ[STATE_DIR_ENV] = home  # the drill's stack, state and faults stay its own
         try:
             stack_options = LocalStackOptions(
-                workers=2, prefix="drill", visibility_timeout_seconds=2, sample_every_seconds=1.0
+                workers=2, prefix="drill", visibility_timeout_seconds=2, sample_every_seconds=1.0, log_file=log_file
             )
             with LocalStack(stack_options) as stack:
                 say("Starting a local stack with time-compressed retries (visibility 2 s) and metrics (1 s)")
+                say(f"   its log: {log_file}")
                 info = stack.start()
                 stack_target = for_local(info)
                 target = LoadTarget(stack_target, info.demo_username, info.demo_password)

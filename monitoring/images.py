@@ -32,18 +32,55 @@ _SHOWN = frozenset(
     {
         "status", "reason", "imageId", "userId", "originalS3Key", "format", "content_type", "mode",
         "has_transparency", "width", "height", "size_bytes", "processed_bytes", "uploaded_at", "processed_at",
-        "processing_ms", "processedS3Keys",
+        "processing_ms", "processedS3Keys", "attempts", "last_error", "last_attempt_at",
     }
 )  # fmt: skip
 
+RETRYING = "RETRYING"
+NO_ERROR_RECORDED = "none recorded: the attempt ended without one (a crash or a timeout?); see the worker's logs"
+
+
+def state(item: Mapping[str, Any], now: datetime | None = None) -> str:
+    """The status on-call reads: the item's own, except that a PROCESSING item that has been tried but that no
+    attempt works on now (its claim's lease was let go after a failure, or ran out) is RETRYING: its message is
+    back on the work queue, waiting for the next delivery, or parked in the DLQ. The item itself stays PROCESSING
+    (pipeline.store): that is the API's answer, and a crashed attempt could not have written anything else."""
+    status = str(item.get("status", "")) or "unknown"
+    tried = bool(item.get("last_error")) or attempts(item) > 0
+    if status == "PROCESSING" and tried and not lease_live(item, now or datetime.now(UTC)):
+        return RETRYING
+    return status
+
+
+def attempts(item: Mapping[str, Any]) -> int:
+    try:
+        return int(item.get("attempts", 0) or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def lease_live(item: Mapping[str, Any], now: datetime) -> bool:
+    """Whether a delivery holds the item's claim now (pipeline.store: a lease as long as the function timeout)."""
+    try:
+        return float(item.get("lease_expires", 0) or 0) > now.timestamp()
+    except (TypeError, ValueError):
+        return False
+
 
 def status_rows(item: Mapping[str, Any], now: datetime | None = None) -> list[tuple[str, str]]:
-    """The image item as on-call reads it, as (label, value) rows: status and reason first, then who and what,
-    when (readable UTC times), how long, the thumbnails; the bookkeeping (BOOKKEEPING) is left out."""
+    """The image item as on-call reads it, as (label, value) rows: status (`state`) and reason first, then how
+    the attempts went if any failed (count, last error, when), then who and what, when (readable UTC times), how
+    long, the thumbnails; the bookkeeping (BOOKKEEPING) is left out."""
     moment = now or datetime.now(UTC)
-    rows = [("status", str(item.get("status", "")) or "unknown")]
+    shown = state(item, moment)
+    rows = [("status", shown)]
     if item.get("reason"):
         rows.append(("reason", str(item["reason"])))
+    if item.get("last_error") or shown == RETRYING or attempts(item) > 1:
+        rows.append(("attempts", str(attempts(item))))
+        rows.append(("last error", str(item.get("last_error") or NO_ERROR_RECORDED)))
+        if item.get("last_attempt_at"):
+            rows.append(("last attempt", readable_time(item["last_attempt_at"], moment)))
     for label, field in (("image", "imageId"), ("user", "userId"), ("original", "originalS3Key")):
         if item.get(field):
             rows.append((label, str(item[field])))

@@ -3,6 +3,11 @@
 A redelivered S3 event carries the same object version (ETag + sequencer); the conditional writes below
 make the first delivery own the work and every later one a no-op, and let a newer upload of the same key
 take over from an older one. A second table (Powertools Idempotency) could not express "newer wins".
+
+The item also says how the work went, for on-call: `attempts` (deliveries that tried this version of the key),
+`last_attempt_at`, and `last_error` (the latest failed attempt's error, `pipeline.errors.describe_failure`). A retry
+does not change `status`: it stays PROCESSING until the work is DONE or FAILED (the API's answer, and what the claims
+below test); the on-call tools show a PROCESSING item that nobody works on now (no live lease) as RETRYING.
 """
 
 from __future__ import annotations
@@ -20,6 +25,11 @@ from pipeline.errors import error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
+
+
+# How the work went, for on-call (`imgops images status`, `imgops dlq inspect`); not for the image's owner:
+# `last_error` carries AWS error messages, which can name accounts, roles and resources.
+ATTEMPT_FIELDS = frozenset({"attempts", "last_error", "last_attempt_at"})
 
 
 class Status(enum.StrEnum):
@@ -65,6 +75,8 @@ def claim(table: Table, upload: Upload, *, now: str, token: str, lease_seconds: 
         "claimed_at": now,
         "claimToken": token,
         "lease_expires": int(time.time()) + lease_seconds,
+        "attempts": 1,
+        "last_attempt_at": now,
     }
     try:
         table.put_item(Item=item, ConditionExpression="attribute_not_exists(imageId)")
@@ -79,29 +91,53 @@ def claim(table: Table, upload: Upload, *, now: str, token: str, lease_seconds: 
         if existing.get("status") == Status.PROCESSING.value:
             if int(existing.get("lease_expires", 0)) > time.time():
                 raise ClaimBusy(f"{upload.key} is being processed by another delivery")
-            return _take_over(table, item, existing, "claimToken")  # the earlier attempt died part-way
+            # The earlier attempt failed or died part-way: this is the next attempt at the same version.
+            return _take_over(table, _next_attempt(item, existing), existing, "claimToken")
         if existing.get("notified_at"):
             return ClaimOutcome.DUPLICATE
         # Finished but not notified: the finishing delivery may still be publishing (it keeps its lease until
         # it has); only a delivery that died leaves the notification to us.
         if int(existing.get("lease_expires", 0)) > time.time():
             raise ClaimBusy(f"{upload.key} is being notified by another delivery")
-        renewed = {**existing, "claimToken": item["claimToken"], "lease_expires": item["lease_expires"]}
+        renewed = {
+            **existing,
+            "claimToken": item["claimToken"],
+            "lease_expires": item["lease_expires"],
+            "attempts": _attempts(existing) + 1,
+            "last_attempt_at": now,
+        }
         outcome = _take_over(table, _to_dynamo(renewed), existing, "claimToken")
         return ClaimOutcome.NOTIFY_ONLY if outcome is ClaimOutcome.PROCESS else outcome
     if str(existing.get("uploaded_at", "")) > upload.event_time:
         return ClaimOutcome.STALE
-    return _take_over(table, item, existing, "sourceVersion")
+    return _take_over(table, item, existing, "sourceVersion")  # new content: its attempts start afresh
+
+
+def _attempts(item: dict[str, Any]) -> int:
+    try:
+        return int(item.get("attempts", 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _next_attempt(item: dict[str, Any], existing: dict[str, Any]) -> dict[str, Any]:
+    """The claim of a retry: the attempt count goes on, and the last error stays until the work is done."""
+    retry = {**item, "attempts": _attempts(existing) + 1}
+    if existing.get("last_error"):
+        retry["last_error"] = existing["last_error"]
+    return retry
 
 
 def _take_over(table: Table, item: dict[str, Any], existing: dict[str, Any], guard: str) -> ClaimOutcome:
-    """Replace `existing` only if nobody replaced it since we read it."""
+    """Replace `existing` only if nobody replaced it since we read it. An item a failed claim left behind
+    (`record_failed_claim`) has no claim token yet: then "nobody replaced it" means it still has none."""
+    condition: dict[str, Any] = (
+        {"ConditionExpression": f"{guard} = :previous", "ExpressionAttributeValues": {":previous": existing[guard]}}
+        if guard in existing
+        else {"ConditionExpression": f"attribute_not_exists({guard})"}
+    )
     try:
-        table.put_item(
-            Item=item,
-            ConditionExpression=f"{guard} = :previous",
-            ExpressionAttributeValues={":previous": existing.get(guard, "")},
-        )
+        table.put_item(Item=item, **condition)
     except ClientError as exc:
         if error_code(exc) == "ConditionalCheckFailedException":
             return ClaimOutcome.STALE  # someone else took it over between our read and write
@@ -141,6 +177,60 @@ def release(table: Table, upload: Upload, *, token: str) -> None:
             ConditionExpression="claimToken = :token",
             ExpressionAttributeValues={":zero": 0, ":token": token},
         )
+
+
+def record_failure(table: Table, upload: Upload, *, token: str, error: str) -> bool:
+    """The attempt that holds the claim failed: let go of the claim (as `release` does) and say why in
+    `last_error`, in one write. False when the claim is no longer ours (then the item is someone else's to
+    describe); a DynamoDB error raises (the caller logs it: recording is best effort)."""
+    try:
+        table.update_item(
+            Key={"imageId": upload.image_id},
+            UpdateExpression="SET lease_expires = :zero, last_error = :error",
+            ConditionExpression="claimToken = :token",
+            ExpressionAttributeValues={":zero": 0, ":error": error, ":token": token},
+        )
+    except ClientError as exc:
+        if error_code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def record_failed_claim(table: Table, upload: Upload, *, now: str, error: str) -> bool:
+    """An attempt failed before it held a claim, often because the claim's own PutItem failed (throttled): count
+    the attempt the claim did not, and say why, with an UpdateItem, which a PutItem fault or throttle does not
+    stop. It creates the item as the claim would have (PROCESSING, no claim token, no lease), so on-call finds it
+    and the next delivery's claim takes it over. An item of another version of the key is left alone (False).
+    A DynamoDB error raises (the caller logs it: recording is best effort)."""
+    try:
+        table.update_item(
+            Key={"imageId": upload.image_id},
+            UpdateExpression=(
+                "SET last_error = :error, last_attempt_at = :now, userId = if_not_exists(userId, :user), "
+                "originalS3Key = if_not_exists(originalS3Key, :key), "
+                "sourceVersion = if_not_exists(sourceVersion, :version), "
+                "uploaded_at = if_not_exists(uploaded_at, :uploaded), #status = if_not_exists(#status, :processing) "
+                "ADD attempts :one"
+            ),
+            ConditionExpression="attribute_not_exists(imageId) OR sourceVersion = :version",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":error": error,
+                ":now": now,
+                ":user": upload.user_id,
+                ":key": upload.key,
+                ":version": upload.version,
+                ":uploaded": upload.event_time,
+                ":processing": Status.PROCESSING.value,
+                ":one": 1,
+            },
+        )
+    except ClientError as exc:
+        if error_code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
 
 
 def mark_notified(table: Table, upload: Upload, now: str) -> None:

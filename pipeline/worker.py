@@ -3,16 +3,19 @@
 Permanent problems (not an image, a bomb, too large) end as a FAILED item with a reason and are never
 retried; anything else raises, so Powertools reports that one message in `batchItemFailures` and SQS
 redelivers it, and after `maxReceiveCount` parks it in the DLQ.
+
+Every failed attempt leaves its cause where on-call looks, whichever step failed (claim, read, decode, write,
+finish, notify): an `upload will be retried` log line with the key, image id, step and error, and the error on
+the image item (`last_error`, `attempts`; see pipeline.store). Recording it is best effort: its own failure is
+logged and never replaces the error that is raised.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -24,7 +27,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from botocore.exceptions import ClientError
 
 from pipeline import aws, store
-from pipeline.errors import error_code, is_transient
+from pipeline.errors import describe_failure, error_code, is_transient
 from pipeline.imaging import ImageRejected, ProcessedImage, make_thumbnails
 from pipeline.keys import image_id_for, owner_of, processed_key
 from pipeline.settings import Settings
@@ -74,7 +77,16 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
 
 
 def handle_record(record: SQSRecord) -> None:
-    process_message(record.body, _deps())
+    """Every log line about this record names its SQS message id (what `imgops dlq inspect` lists)."""
+    with logger.append_context_keys(message_id=record.message_id):
+        try:
+            deps = _deps()
+            uploads = parse_s3_event(record.body)
+        except Exception:  # not an upload (or no configuration): logged here, as process_upload logs its own
+            logger.exception("message will be retried")
+            raise
+        for upload in uploads:
+            process_upload(upload, deps)
 
 
 def process_message(body: str, deps: WorkerDeps) -> list[str]:
@@ -118,51 +130,90 @@ def parse_s3_event(body: str) -> list[Upload]:
     return uploads
 
 
+@dataclass
+class _Attempt:
+    """One delivery's try at one upload: which step it is at, and whether it holds the item's claim."""
+
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    stage: str = "claim"
+    claimed: bool = False
+
+
 def process_upload(upload: Upload, deps: WorkerDeps) -> str:
-    started = time.perf_counter()
-    token = uuid.uuid4().hex
-    outcome = store.claim(
-        deps.table, upload, now=_now(), token=token, lease_seconds=deps.settings.worker_timeout_seconds
-    )
-    if outcome is ClaimOutcome.NOTIFY_ONLY:
-        with _releasing_on_failure(deps, upload, token):
-            _notify(deps, upload, store.get(deps.table, upload.image_id) or {})
-        return str(outcome)
-    if outcome is not ClaimOutcome.PROCESS:
-        logger.info("skipping upload", extra={"key": upload.key, "outcome": str(outcome)})
-        return str(outcome)
-
-    with _releasing_on_failure(deps, upload, token):
-        fields = _outcome(deps, upload)
-        fields["processed_at"] = _now()
-        fields["processing_ms"] = round((time.perf_counter() - started) * 1000, 1)
-        lease = deps.settings.worker_timeout_seconds
-        if not store.finish(deps.table, upload, fields, token=token, lease_seconds=lease):
-            return str(ClaimOutcome.STALE)
-        _notify(deps, upload, fields)  # a failure here leaves DONE-but-not-notified: a redelivery only notifies
-    logger.info("upload finished", extra={"key": upload.key, **fields})
-    return str(fields["status"])
-
-
-@contextlib.contextmanager
-def _releasing_on_failure(deps: WorkerDeps, upload: Upload, token: str) -> Iterator[None]:
-    """A failure lets go of the claim, so the redelivery need not wait for the lease, then raises (retry)."""
+    attempt = _Attempt()
     try:
-        yield
+        return _attempt(upload, deps, attempt)
+    except store.ClaimBusy as busy:
+        # Not an attempt at the work: another delivery is making one. Its outcome, not ours, goes on the item.
+        logger.warning(
+            "upload will be retried", extra={**_about(upload, attempt), "error": describe_failure(busy, attempt.stage)}
+        )
+        raise
     except Exception as exc:
-        logger.exception("upload will be retried", extra={"key": upload.key, "transient": is_transient(exc)})
-        store.release(deps.table, upload, token=token)
+        _record_failure(deps, upload, attempt, exc)
         raise
 
 
-def _outcome(deps: WorkerDeps, upload: Upload) -> dict[str, Any]:
+def _about(upload: Upload, attempt: _Attempt) -> dict[str, Any]:
+    return {"key": upload.key, "image_id": upload.image_id, "stage": attempt.stage}
+
+
+def _attempt(upload: Upload, deps: WorkerDeps, attempt: _Attempt) -> str:
+    started = time.perf_counter()
+    lease = deps.settings.worker_timeout_seconds
+    outcome = store.claim(deps.table, upload, now=_now(), token=attempt.token, lease_seconds=lease)
+    if outcome is ClaimOutcome.NOTIFY_ONLY:
+        attempt.claimed, attempt.stage = True, "notify"
+        _notify(deps, upload, store.get(deps.table, upload.image_id) or {})
+        return str(outcome)
+    if outcome is not ClaimOutcome.PROCESS:
+        logger.info("skipping upload", extra={**_about(upload, attempt), "outcome": str(outcome)})
+        return str(outcome)
+
+    attempt.claimed = True
+    fields = _outcome(deps, upload, attempt)
+    fields["processed_at"] = _now()
+    fields["processing_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    attempt.stage = "finish"
+    if not store.finish(deps.table, upload, fields, token=attempt.token, lease_seconds=lease):
+        return str(ClaimOutcome.STALE)
+    attempt.stage = "notify"
+    _notify(deps, upload, fields)  # a failure here leaves DONE-but-not-notified: a redelivery only notifies
+    logger.info("upload finished", extra={"key": upload.key, "image_id": upload.image_id, **fields})
+    return str(fields["status"])
+
+
+def _record_failure(deps: WorkerDeps, upload: Upload, attempt: _Attempt, exc: Exception) -> None:
+    """Log the failure, then put it on the item: with the claim, releasing it (so the redelivery need not wait
+    for the lease) in the same write; without one (the claim is what failed), with a write of another kind."""
+    error = describe_failure(exc, attempt.stage)
+    about = _about(upload, attempt)
+    logger.exception("upload will be retried", extra={**about, "error": error, "transient": is_transient(exc)})
+    try:
+        if attempt.claimed:
+            store.record_failure(deps.table, upload, token=attempt.token, error=error)
+        else:
+            store.record_failed_claim(deps.table, upload, now=_now(), error=error)
+    except Exception as failure:  # noqa: BLE001 - best effort: the original error is what gets raised
+        logger.warning(
+            "could not record the failure on the image item",
+            extra={**about, "error": error, "record_error": describe_failure(failure, "record")},
+        )
+
+
+def _outcome(deps: WorkerDeps, upload: Upload, attempt: _Attempt) -> dict[str, Any]:
     """Thumbnails written and the item's fields, or FAILED with the reason; anything else raises (retry)."""
     try:
+        attempt.stage = "read"
         content_type, data = _read_original(deps.s3, upload, deps.settings.max_upload_bytes)
+        attempt.stage = "decode"
         image = make_thumbnails(data, deps.settings.image_options())
     except ImageRejected as rejection:
-        logger.warning("upload rejected", extra={"key": upload.key, "reason": rejection.reason})
+        logger.warning(
+            "upload rejected", extra={"key": upload.key, "image_id": upload.image_id, "reason": rejection.reason}
+        )
         return {"status": Status.FAILED.value, "reason": rejection.reason}
+    attempt.stage = "write"
     return {
         "status": Status.DONE.value,
         "processedS3Keys": _write_thumbnails(deps, upload, image),

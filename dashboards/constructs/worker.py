@@ -15,15 +15,16 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from dashboards.config import Architecture
+from dashboards.config import AppConfig, Architecture
 from dashboards.constructs.function import PipelineFunction, pipeline_environment
 from dashboards.constructs.topic_key import TopicKey
 from dashboards.nag import acknowledge, objects_finding
 from pipeline.resources import (
     PROCESSED_PREFIX,
     UPLOAD_PREFIX,
-    WORKER_MEMORY_MB,
+    WORKER_MAX_PIXELS,
     WORKER_TIMEOUT_SECONDS,
+    Env,
     ResourceNames,
 )
 
@@ -51,10 +52,15 @@ class Worker(Construct):
         topic_key: TopicKey,
         batch_size: int | float,
         max_concurrency: int | float,
+        memory_mb: int | None = None,
     ) -> None:
-        """`batch_size` and `max_concurrency` may be CloudFormation parameter tokens."""
+        """`batch_size` and `max_concurrency` may be CloudFormation parameter tokens. `memory_mb` defaults to the
+        app's configuration (`imgops:worker-memory-mb`, else pipeline.resources.WORKER_MEMORY_MB)."""
         super().__init__(scope, construct_id)
         self.timeout = cdk.Duration.seconds(WORKER_TIMEOUT_SECONDS)
+        if memory_mb is None:
+            memory_mb = AppConfig.from_context(self.node.try_get_context).worker_memory_mb
+        self.memory_mb = memory_mb
         handler = PipelineFunction(
             self,
             "Handler",
@@ -62,14 +68,18 @@ class Worker(Construct):
             handler="pipeline.worker.handler",
             code=code,
             architecture=architecture,
-            memory_mb=WORKER_MEMORY_MB,
+            memory_mb=memory_mb,
             timeout=self.timeout,
-            environment=pipeline_environment(
-                upload_bucket=upload_bucket.bucket_name,
-                processed_bucket=processed_bucket.bucket_name,
-                images_table=table.table_name,
-                topic_arn=topic.topic_arn,
-            ),
+            environment={
+                **pipeline_environment(
+                    upload_bucket=upload_bucket.bucket_name,
+                    processed_bucket=processed_bucket.bucket_name,
+                    images_table=table.table_name,
+                    topic_arn=topic.topic_arn,
+                ),
+                # Set outright, beside the memory size that must hold an image this large (pipeline.resources).
+                Env.MAX_PIXELS: str(WORKER_MAX_PIXELS),
+            },
             description="SQS → thumbnails, item and notification per upload",
         )
         self.function = handler.function

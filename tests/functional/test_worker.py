@@ -100,11 +100,14 @@ def test_throttling_is_retried_then_succeeds_once(
     item = store.get(deps.table, IMAGE_ID)
     assert item is not None
     assert item["status"] == "PROCESSING"  # not FAILED: the message goes back to the queue
+    assert (item["attempts"], item["lease_expires"]) == (1, 0)  # the claim let go at once
+    assert item["last_error"].startswith("SlowDown: write (PutObject): ")
     assert notifications() == []
 
     remove_fault()
     assert worker.process_message(message["Body"], deps) == ["DONE"]
     assert len(notifications()) == 1
+    assert (store.get(deps.table, IMAGE_ID) or {})["attempts"] == 2
 
 
 def test_redelivered_message_is_processed_once(
@@ -241,6 +244,8 @@ def test_a_duplicate_delivered_while_the_first_runs_waits_its_turn(
 
     with pytest.raises(store.ClaimBusy):  # SQS handed the same event to a second worker
         worker.process_message(message["Body"], deps)
+    held = store.get(deps.table, IMAGE_ID) or {}
+    assert (held["attempts"], "last_error" in held) == (1, False)  # the first delivery's attempt, not this one's
     store.release(deps.table, upload, token="first")  # the first delivery failed and let go
     assert worker.process_message(message["Body"], deps) == ["DONE"]
     assert worker.process_message(message["Body"], deps) == ["duplicate"]

@@ -60,11 +60,26 @@ def test_cli_strings_are_parsed() -> None:
         (config.SKIP_BUNDLING, "maybe", "true or false"),
         (config.PROCESSED_EXPIRY_DAYS, "-1", "0 to keep"),
         (config.PROCESSED_EXPIRY_DAYS, "a year", "processed-expiry-days='a year' is not a whole number"),
+        (config.WORKER_MEMORY, "64", "128 to 10,240 MB"),
+        (config.WORKER_MEMORY, "lots", "worker-memory-mb='lots' is not a whole number"),
     ],
 )
 def test_bad_context_is_a_config_error(key: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         AppConfig.from_context(context({key: value}))
+
+
+def test_worker_memory_is_a_context_value_defaulting_to_the_one_constant() -> None:
+    """`imgops loadtest sizing --apply` writes `imgops:worker-memory-mb` into cdk.json; unset, the size is
+    pipeline.resources.WORKER_MEMORY_MB, the one place the CDK app and the tools take it from."""
+    from pipeline.resources import WORKER_MEMORY_MB
+
+    assert AppConfig.from_context(context({})).worker_memory_mb == WORKER_MEMORY_MB
+    assert config.WORKER_MEMORY == "imgops:worker-memory-mb"
+    typed = AppConfig.from_context(context({config.WORKER_MEMORY: 1536}))  # cdk.json: a number
+    assert typed.worker_memory_mb == 1536
+    assert AppConfig.from_context(context({config.WORKER_MEMORY: "1536"})) == typed  # `-c key=1536`: a string
+    assert typed.as_context()[config.WORKER_MEMORY] == "1536"
 
 
 def test_runbook_links() -> None:

@@ -7,7 +7,16 @@ from typing import Any
 
 import pytest
 
-from monitoring.images import BOOKKEEPING, ago, readable_bytes, readable_time, relative, status_rows
+from monitoring.images import (
+    BOOKKEEPING,
+    NO_ERROR_RECORDED,
+    ago,
+    readable_bytes,
+    readable_time,
+    relative,
+    state,
+    status_rows,
+)
 
 NOW = datetime(2026, 11, 30, 7, 5, 16, tzinfo=UTC)
 IMAGE = "0b6f7f8e-2222-4c3b-9d1e-0000000000cc"
@@ -26,6 +35,8 @@ def done_item(**overrides: Any) -> dict[str, Any]:
         "claimed_at": "2026-11-30T07:02:15.500+00:00",
         "claimToken": "9c1d2e3f4a5b6c7d8e9f00112233aabb",
         "lease_expires": 1796108595,
+        "attempts": 1,
+        "last_attempt_at": "2026-11-30T07:02:15.500+00:00",
         "processedS3Keys": {"256": f"processed/{IMAGE}/256.jpg", "1024": f"processed/{IMAGE}/1024.jpg"},
         "width": 4032,
         "height": 3024,
@@ -99,6 +110,68 @@ def test_an_item_still_processing_shows_what_there_is() -> None:
     item.update(status="PROCESSING", uploaded_at="2026-11-30T07:05:10.000Z", claimToken="t", lease_expires=1)
 
     assert [label for label, _ in status_rows(item, NOW)] == ["status", "image", "user", "original", "uploaded"]
+
+
+THROTTLED = "ProvisionedThroughputExceededException: claim (PutItem): The level of configured provisioned throughput"
+
+
+def retrying_item(**overrides: Any) -> dict[str, Any]:
+    """An item whose claim PutItem was throttled three times (pipeline.store.record_failed_claim wrote it)."""
+    return {
+        "imageId": IMAGE,
+        "userId": USER,
+        "originalS3Key": f"user-uploads/{USER}/{IMAGE}.jpg",
+        "status": "PROCESSING",
+        "sourceVersion": "etag:0062A1",
+        "uploaded_at": "2026-11-30T07:02:15.000Z",
+        "attempts": 3,
+        "last_error": THROTTLED,
+        "last_attempt_at": "2026-11-30T07:04:16.000+00:00",
+        **overrides,
+    }
+
+
+def test_an_item_in_retries_leads_with_its_attempts_and_last_error() -> None:
+    rows = status_rows(retrying_item(), NOW)
+
+    assert rows[:4] == [
+        ("status", "RETRYING"),
+        ("attempts", "3"),
+        ("last error", THROTTLED),
+        ("last attempt", "2026-11-30 07:04:16 UTC (1 min ago)"),
+    ]
+    assert [label for label, _ in rows[4:]] == ["image", "user", "original", "uploaded"]
+
+
+def test_retrying_means_nobody_works_on_it_now() -> None:
+    running = retrying_item(claimToken="t", lease_expires=int(NOW.timestamp()) + 30)  # the 4th attempt, now
+    let_go = retrying_item(claimToken="t", lease_expires=0)  # a failed attempt released its claim
+
+    assert status_rows(running, NOW)[:2] == [("status", "PROCESSING"), ("attempts", "3")]
+    assert state(let_go, NOW) == "RETRYING"
+    assert state({"status": "PROCESSING", "lease_expires": 1}, NOW) == "PROCESSING"  # never tried: no claim yet
+    assert state(retrying_item(status="DONE"), NOW) == "DONE"
+
+
+def test_an_attempt_that_crashed_says_no_error_was_recorded() -> None:
+    crashed = retrying_item(attempts=1, claimToken="t", lease_expires=int(NOW.timestamp()) - 5)
+    del crashed["last_error"]
+
+    assert status_rows(crashed, NOW)[:3] == [
+        ("status", "RETRYING"),
+        ("attempts", "1"),
+        ("last error", NO_ERROR_RECORDED),
+    ]
+
+
+def test_a_finished_item_keeps_its_attempts_and_last_error() -> None:
+    rows = status_rows(done_item(attempts=2, last_error="Throttling: notify (Publish): Rate exceeded"), NOW)
+
+    assert rows[:3] == [
+        ("status", "DONE"),
+        ("attempts", "2"),
+        ("last error", "Throttling: notify (Publish): Rate exceeded"),
+    ]
 
 
 def test_fields_it_does_not_know_come_last_alphabetically() -> None:

@@ -1,0 +1,282 @@
+"""Every failed attempt leaves its cause where on-call looks: the worker's log, the image item, `imgops dlq inspect`
+and `imgops images status` (issue #11: a throttled claim PutItem used to leave no trace anywhere)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from typer.testing import CliRunner
+
+from imgops import app
+from loadtest.local.context import LocalLambdaContext
+from loadtest.local.provision import provision, register_stack
+from loadtest.local.runtime import sqs_event
+from monitoring.images import status_rows
+from monitoring.target import StackInfo
+from pipeline import store, worker
+from pipeline.errors import describe_failure
+from pipeline.resources import QUEUE_MAX_RECEIVE_COUNT, ResourceNames
+from pipeline.worker import WorkerDeps
+from tests.conftest import jpeg_bytes
+from tests.faults import inject_fault
+from tests.functional.conftest import receive_uploads
+
+runner = CliRunner()
+SUB = "5f0c6a9e-1111-4c3b-9d1e-000000000001"
+IMAGE_ID = "0b6f7f8e-2222-4c3b-9d1e-0000000000d1"
+THROTTLED = "ProvisionedThroughputExceededException"
+
+
+@pytest.fixture
+def stack(moto_endpoint: str, unique_prefix: str) -> StackInfo:
+    """The conftest stack, with a 1 s visibility timeout: a failed delivery comes back at once."""
+    info = provision(ResourceNames(unique_prefix), endpoint_url=moto_endpoint, visibility_timeout=1)
+    info = replace(info, api_url=f"{moto_endpoint}/no-local-api-in-this-test")
+    register_stack(info)
+    return info
+
+
+@pytest.fixture
+def state_file(stack: StackInfo, tmp_path: Path) -> Path:
+    path = tmp_path / "local-stack.json"
+    path.write_text(stack.to_json())
+    return path
+
+
+@pytest.fixture
+def worker_log() -> Iterator[io.StringIO]:
+    """What the worker's Powertools logger writes (on Lambda: the function's CloudWatch Logs), one JSON per line."""
+    captured = io.StringIO()
+    handler = worker.logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    previous = handler.setStream(captured)
+    yield captured
+    handler.setStream(previous)
+
+
+@pytest.fixture
+def handler_deps(deps: WorkerDeps, monkeypatch: pytest.MonkeyPatch) -> WorkerDeps:
+    """`worker.handler` with the test's clients (no SDK retries), so faults injected into them reach it."""
+    monkeypatch.setattr(worker, "_deps", lambda: deps)
+    return deps
+
+
+def log_records(log: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.getvalue().splitlines() if line.strip()]
+
+
+def invoke(stack: StackInfo, messages: list[dict[str, Any]]) -> set[str]:
+    """Run the worker's handler on the messages as Lambda would; the ids it reports as failed."""
+    event = sqs_event(messages, queue_arn=stack.queue_arn, region=stack.region)
+    try:
+        response = worker.handler(event, LocalLambdaContext.create("worker", timeout_seconds=60))
+    except BatchProcessingError:  # every record failed: Lambda retries the whole batch
+        return {m["MessageId"] for m in messages}
+    return {str(failure["itemIdentifier"]) for failure in response["batchItemFailures"]}
+
+
+def put_upload(s3: Any, stack: StackInfo, image_id: str = IMAGE_ID, width: int = 320) -> str:
+    key = f"user-uploads/{SUB}/{image_id}.jpg"
+    s3.put_object(Bucket=stack.upload_bucket, Key=key, Body=jpeg_bytes(width, 240), ContentType="image/jpeg")
+    return key
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := condition():
+            return found
+        time.sleep(0.3)
+    raise AssertionError("timed out")
+
+
+def parked_count(sqs: Any, stack: StackInfo) -> int:
+    """Messages on the DLQ, after a receive on the work queue (moto moves a message past maxReceiveCount then)."""
+    sqs.receive_message(QueueUrl=stack.queue_url, WaitTimeSeconds=1)
+    attributes = sqs.get_queue_attributes(QueueUrl=stack.dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
+    return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
+
+
+def narrow(*args: str) -> str:
+    result = runner.invoke(app, list(args), env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80, result.output
+    return result.output
+
+
+@pytest.mark.usefixtures("handler_deps")
+def test_a_throttled_claim_leaves_its_cause_everywhere_on_call_looks(
+    stack: StackInfo, s3: Any, sqs: Any, deps: WorkerDeps, worker_log: io.StringIO, state_file: Path
+) -> None:
+    """The story of issue #11: `dynamodb:PutItem=1:ProvisionedThroughputExceededException`, an upload, the
+    runbook. Every delivery fails at the claim's PutItem, so the item can only be written another way."""
+    key = put_upload(s3, stack)
+    inject_fault(deps.table.meta.client, "PutItem", status=400, code=THROTTLED)
+
+    delivered: list[str] = []
+    for _ in range(QUEUE_MAX_RECEIVE_COUNT):
+        [message] = receive_uploads(sqs, stack, 1, timeout=10)
+        assert invoke(stack, [message]) == {message["MessageId"]}
+        delivered.append(message["MessageId"])
+    message_id = delivered[0]
+
+    item = store.get(deps.table, IMAGE_ID)
+    assert item is not None, "the item exists from the first attempt"
+    assert item["attempts"] == QUEUE_MAX_RECEIVE_COUNT
+    assert item["last_error"].startswith(f"{THROTTLED}: claim (PutItem): ")
+    assert len(item["last_error"]) <= 300
+    assert (item["status"], item["userId"], item["originalS3Key"]) == ("PROCESSING", SUB, key)
+    assert item["last_attempt_at"]
+
+    retried = [r for r in log_records(worker_log) if r["message"] == "upload will be retried"]
+    assert len(retried) == QUEUE_MAX_RECEIVE_COUNT
+    for record in retried:
+        assert (record["key"], record["image_id"], record["stage"]) == (key, IMAGE_ID, "claim")
+        assert record["message_id"] == message_id
+        assert THROTTLED in record["error"]
+        assert record["transient"] is True
+        assert record["level"] == "ERROR"
+        assert THROTTLED in record["exception"]  # the traceback, as logger.exception writes it
+
+    wait_for(lambda: parked_count(sqs, stack) == 1)  # SQS parks it after maxReceiveCount receives
+    shown = runner.invoke(app, ["dlq", "inspect", "--state-file", str(state_file), "--json"])
+    assert shown.exit_code == 0, shown.output
+    [parked] = [m for m in json.loads(shown.output) if m["image_id"] == IMAGE_ID]
+    assert parked["message_id"] == message_id
+    assert (parked["status"], parked["state"], parked["attempts"]) == ("PROCESSING", "RETRYING", 3)
+    assert parked["last_error"] == item["last_error"]
+    assert (parked["user_id"], parked["s3_key"], parked["error_class"]) == (SUB, key, THROTTLED)
+
+    table = narrow("dlq", "inspect", "--state-file", str(state_file))
+    flat = " ".join(table.split())
+    assert f"{IMAGE_ID} · 3 attempts · sent" in flat
+    assert f"RETRYING · last error {THROTTLED}: claim (PutItem)" in flat
+    assert f"user {SUB}" in flat
+    assert "receive count" in flat  # inspecting raises them: it says so
+
+    status = narrow("images", "status", IMAGE_ID, "--state-file", str(state_file))
+    lines = [line.split() for line in status.splitlines() if line.strip()]
+    assert lines[0] == ["status", "RETRYING"]
+    assert ["attempts", "3"] in lines
+    assert f"last error {THROTTLED}: claim (PutItem)" in " ".join(status.split())
+    assert any(line.startswith("last attempt ") and " UTC (" in line for line in status.splitlines())
+
+
+def test_recording_the_failure_never_replaces_the_error(
+    stack: StackInfo, s3: Any, sqs: Any, deps: WorkerDeps, worker_log: io.StringIO
+) -> None:
+    """DynamoDB refuses every write: nothing can be recorded, which is logged, and the claim's error is raised."""
+    key = put_upload(s3, stack)
+    [message] = receive_uploads(sqs, stack, 1)
+    inject_fault(deps.table.meta.client, "PutItem", status=400, code=THROTTLED)
+    inject_fault(deps.table.meta.client, "UpdateItem", status=500, code="InternalServerError")
+
+    with pytest.raises(Exception, match=THROTTLED):
+        worker.process_message(message["Body"], deps)
+
+    assert boto3.resource("dynamodb").Table(stack.images_table).get_item(Key={"imageId": IMAGE_ID}).get("Item") is None
+    records = {r["message"]: r for r in log_records(worker_log)}
+    assert THROTTLED in records["upload will be retried"]["error"]
+    unrecorded = records["could not record the failure on the image item"]
+    assert unrecorded["key"] == key
+    assert unrecorded["record_error"].startswith("InternalServerError: record (UpdateItem)")
+
+
+def test_a_failure_after_the_claim_lets_go_and_is_kept_after_success(
+    stack: StackInfo, s3: Any, sqs: Any, deps: WorkerDeps, worker_log: io.StringIO
+) -> None:
+    put_upload(s3, stack)
+    [message] = receive_uploads(sqs, stack, 1)
+    heal = inject_fault(s3, "PutObject", status=503, code="SlowDown")
+
+    with pytest.raises(Exception, match="SlowDown"):
+        worker.process_message(message["Body"], deps)
+
+    failed = store.get(deps.table, IMAGE_ID) or {}
+    assert (failed["status"], failed["attempts"], failed["lease_expires"]) == ("PROCESSING", 1, 0)  # let go
+    assert failed["last_error"].startswith("SlowDown: write (PutObject): ")
+    assert dict(status_rows(failed))["status"] == "RETRYING"
+    [record] = [r for r in log_records(worker_log) if r["message"] == "upload will be retried"]
+    assert (record["stage"], record["image_id"]) == ("write", IMAGE_ID)
+
+    heal()
+    assert worker.process_message(message["Body"], deps) == ["DONE"]
+    done = store.get(deps.table, IMAGE_ID) or {}
+    assert (done["status"], done["attempts"], done["last_error"]) == ("DONE", 2, failed["last_error"])
+    assert done["last_attempt_at"] > failed["last_attempt_at"]
+    rows = dict(status_rows(done))
+    assert (rows["status"], rows["attempts"]) == ("DONE", "2")
+
+
+def test_a_lost_notification_is_recorded_on_the_finished_item(
+    stack: StackInfo, s3: Any, sqs: Any, deps: WorkerDeps
+) -> None:
+    put_upload(s3, stack)
+    [message] = receive_uploads(sqs, stack, 1)
+    heal = inject_fault(deps.sns, "Publish", status=400, code="Throttling")
+
+    with pytest.raises(Exception, match="Throttling"):
+        worker.process_message(message["Body"], deps)
+    heal()
+
+    item = store.get(deps.table, IMAGE_ID) or {}
+    assert (item["status"], item["attempts"], item["lease_expires"]) == ("DONE", 1, 0)
+    assert item["last_error"].startswith("Throttling: notify (Publish): ")
+    assert worker.process_message(message["Body"], deps) == ["notify_only"]
+    notified = store.get(deps.table, IMAGE_ID) or {}
+    assert (notified["attempts"], notified["last_error"]) == (2, item["last_error"])
+    assert notified["notified_at"]
+    assert worker.process_message(message["Body"], deps) == ["duplicate"]
+    assert (store.get(deps.table, IMAGE_ID) or {})["attempts"] == 2  # a duplicate is not an attempt
+
+
+def test_a_newer_upload_starts_its_attempts_afresh(stack: StackInfo, s3: Any, sqs: Any, deps: WorkerDeps) -> None:
+    put_upload(s3, stack)
+    [older] = receive_uploads(sqs, stack, 1)
+    heal = inject_fault(deps.table.meta.client, "PutItem", status=400, code=THROTTLED)
+    with pytest.raises(Exception, match=THROTTLED):
+        worker.process_message(older["Body"], deps)
+    heal()
+    time.sleep(0.01)  # event times are millisecond-precise
+    put_upload(s3, stack, width=300)  # other content: another version of the key
+    [newer] = receive_uploads(sqs, stack, 1)
+
+    assert worker.process_message(newer["Body"], deps) == ["DONE"]
+    assert worker.process_message(older["Body"], deps) == ["stale"]
+    item = store.get(deps.table, IMAGE_ID) or {}
+    assert (item["status"], item["attempts"]) == ("DONE", 1)
+    assert "last_error" not in item
+
+
+def test_malformed_messages_are_logged_with_their_message_id(
+    stack: StackInfo, sqs: Any, worker_log: io.StringIO, handler_deps: WorkerDeps
+) -> None:
+    sqs.send_message(QueueUrl=stack.queue_url, MessageBody="this is not an S3 event")
+    [message] = receive_uploads(sqs, stack, 1)
+
+    assert invoke(stack, [message]) == {message["MessageId"]}
+
+    [record] = [r for r in log_records(worker_log) if r["message"] == "message will be retried"]
+    assert record["message_id"] == message["MessageId"]
+    assert "MalformedMessage" in record["exception_name"]
+
+
+def test_describe_failure_is_one_bounded_line() -> None:
+    from botocore.exceptions import ClientError
+
+    error = ClientError({"Error": {"Code": THROTTLED, "Message": "Rate exceeded\nfor table " + "x" * 400}}, "PutItem")
+    text = describe_failure(error, "claim")
+    assert text.startswith(f"{THROTTLED}: claim (PutItem): Rate exceeded for table xxx")
+    assert len(text) == 300
+    assert text.endswith("...")
+    assert describe_failure(TimeoutError("read timed out"), "read") == "TimeoutError: read: read timed out"
