@@ -338,9 +338,11 @@ def is_aws_endpoint(cloudwatch: CloudWatchClient) -> bool:
 
 
 def runbook_href(runbook: str) -> str | None:
-    """A link for an alarm's runbook: an http(s) URL as is, a repository path as the local file, if it exists."""
+    """A link for an alarm's runbook: an http(s) URL as is, a file URL or a repository path if the file exists."""
     if runbook.startswith(("https://", "http://")):
         return runbook
+    if runbook.startswith("file://"):
+        return runbook if Path(urlparse(runbook).path).is_file() else None
     path = (REPOSITORY / runbook).resolve()
     return path.as_uri() if path.is_relative_to(REPOSITORY) and path.is_file() else None
 

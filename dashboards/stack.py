@@ -129,6 +129,7 @@ class ImgopsStack(cdk.Stack):
             topic_key=self.topic_key,
             batch_size=batch_size.value_as_number,
             max_concurrency=max_concurrency.value_as_number,
+            memory_mb=config.worker_memory_mb,
         )
         self.api = Api(
             self,

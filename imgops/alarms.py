@@ -75,7 +75,7 @@ def scenarios(
     ] = None,
     as_json: AsJson = False,
 ) -> None:
-    """Run the alarm scenarios (a failing worker, a 5xx burst, a quiet night, ...) against the CDK app's
+    """Run the alarm scenarios (a failing worker, a 5xx burst, a quiet night and more) against the CDK app's
     alarms: each must fire within its time, and stay quiet where nothing is wrong. Exit 1 on a failure."""
     from dashboards.scenarios import run_all
 

@@ -25,7 +25,10 @@ logger = Logger(service="imgops-read-api")
 app = APIGatewayHttpResolver()
 
 # Bookkeeping the worker keeps for idempotency; not part of the API's answer.
-_INTERNAL_FIELDS = frozenset({"sourceVersion", "claimed_at", "notified_at", "claimToken", "lease_expires"})
+# The worker's bookkeeping, and its failure records: an AWS error message can name accounts, roles and resources.
+_INTERNAL_FIELDS = frozenset(
+    {"sourceVersion", "claimed_at", "notified_at", "claimToken", "lease_expires", *store.ATTEMPT_FIELDS}
+)
 IMAGE_NOT_FOUND = "image not found"
 
 

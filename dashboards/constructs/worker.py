@@ -15,7 +15,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from dashboards.config import AppConfig, Architecture
+from dashboards.config import Architecture
 from dashboards.constructs.function import PipelineFunction, pipeline_environment
 from dashboards.constructs.topic_key import TopicKey
 from dashboards.nag import acknowledge, objects_finding
@@ -52,14 +52,12 @@ class Worker(Construct):
         topic_key: TopicKey,
         batch_size: int | float,
         max_concurrency: int | float,
-        memory_mb: int | None = None,
+        memory_mb: int,
     ) -> None:
-        """`batch_size` and `max_concurrency` may be CloudFormation parameter tokens. `memory_mb` defaults to the
-        app's configuration (`imgops:worker-memory-mb`, else pipeline.resources.WORKER_MEMORY_MB)."""
+        """`batch_size` and `max_concurrency` may be CloudFormation parameter tokens; `memory_mb` is the app's
+        configuration (`imgops:worker-memory-mb`, else pipeline.resources.WORKER_MEMORY_MB)."""
         super().__init__(scope, construct_id)
         self.timeout = cdk.Duration.seconds(WORKER_TIMEOUT_SECONDS)
-        if memory_mb is None:
-            memory_mb = AppConfig.from_context(self.node.try_get_context).worker_memory_mb
         self.memory_mb = memory_mb
         handler = PipelineFunction(
             self,

@@ -55,10 +55,10 @@ def wait_until_drained(sqs: Any, queue_url: str, timeout: float) -> None:
 def test_faults_lose_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(STATE_DIR_ENV, str(tmp_path))
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    # Time-compressed: an 8 s function timeout (the claim lease; long enough for the SDK's retries with backoff,
-    # as the local runtime does not kill an invocation at its timeout) under a 10 s visibility timeout.
+    # Time-compressed: a 20 s function timeout (the claim lease; the local runtime stops an invocation there, so it
+    # must hold a batch of 10 with the SDK's retries and backoff on a loaded 2-core machine) under a 24 s visibility.
     options = LocalStackOptions(
-        workers=2, prefix="chaos", visibility_timeout_seconds=10, worker_timeout_seconds=8, metrics=False
+        workers=2, prefix="chaos", visibility_timeout_seconds=24, worker_timeout_seconds=20, metrics=False
     )
     with LocalStack(options) as stack:
         info = stack.start()

@@ -31,7 +31,12 @@ ELSEWHERE = {
     "imgops loadtest sizing": "a measurement of minutes; tests/e2e/test_loadtest.py runs sizing",
 }
 # The DLQ page's fix and its verification, in the page's order: run after the read-only commands of every page.
-FIX = ("imgops dlq redrive", "imgops dlq redrive --id <message-id>", "imgops dlq purge --yes")
+FIX = (
+    "imgops dlq redrive",
+    "imgops dlq redrive --canary 1",
+    "imgops dlq redrive --id <message-id>",
+    "imgops dlq purge --yes",
+)
 
 
 def commands(page: Path) -> list[str]:

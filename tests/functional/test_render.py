@@ -196,7 +196,7 @@ def test_render_draws_every_widget_with_the_local_data(
     queue_header = next(w["markdown"] for w in operations if w["markdown"].startswith("### SQS Queue"))
     assert queue_header == f"### SQS Queue **Work queue (local: {rendered_stack.queue_url})**"
     runbook = (Path(__file__).resolve().parents[2] / "runbooks" / "dlq-not-empty.md").as_uri()
-    assert f'<a href="{runbook}">runbooks/dlq-not-empty.md</a>' in page
+    assert f'<a href="{runbook}">{runbook}</a>' in page  # the alarm's own absolute link
 
 
 def capacity_widgets(out: Path, names: ResourceNames) -> list[dict[str, Any]]:
