@@ -6,15 +6,16 @@ import html
 import json
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from imgops.errors import command_errors, stderr
-from loadtest.cost import CostError, Workload, compare, cost_breakdown, load_prices, workload_from_run
-from loadtest.sizing import Measurement, modeled_duration_ms
+
+if TYPE_CHECKING:
+    from loadtest.cost import Workload
 
 app = typer.Typer(help="Cost reports from a load-test run or assumed volumes (pandas; CSV, Markdown, HTML).")
 console = Console(highlight=False)
@@ -51,6 +52,8 @@ def report(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Cost per 1,000 images and per month, broken down by service."""
+    from loadtest.cost import CostError, compare, cost_breakdown, load_prices
+
     with command_errors():
         try:
             prices = load_prices(region, prices_file)
@@ -109,6 +112,9 @@ def report(
 
 def _variants(base: Workload, requested: str, sizing: Path | None) -> list[Workload]:
     """`base` re-priced at other worker sizes, with the duration the sizing run found for each."""
+    from loadtest.cost import CostError
+    from loadtest.sizing import Measurement, modeled_duration_ms
+
     names = [part.strip() for part in requested.split(",") if part.strip()]
     if not names:
         return []
@@ -158,6 +164,8 @@ def _template_worker() -> tuple[int, str, str]:
 
 
 def _megabytes(text: str) -> int:
+    from loadtest.cost import CostError
+
     try:
         return int(text)
     except ValueError:
@@ -165,6 +173,8 @@ def _megabytes(text: str) -> int:
 
 
 def _workload(run: Path | None, **overrides: object) -> Workload:
+    from loadtest.cost import CostError, Workload, workload_from_run
+
     if run is None:
         fields = {k: v for k, v in overrides.items() if v is not None}
         return Workload(label="assumed", **fields)  # type: ignore[arg-type]

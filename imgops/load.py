@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,12 +18,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from imgops.errors import command_errors, stderr
-from loadtest.corpus import DEFAULT_MIX, build_corpus, parse_mix, upload_plan
-from loadtest.harness import RunOptions, RunState
-from loadtest.local.stack import LocalStack, LocalStackOptions
-from loadtest.runner import STACK_LOG, RunResult, execute_run, new_run_id
-from loadtest.targets import LoadTarget, aws_load_target, sink_target
-from monitoring.target import NoLocalStack, StackInfo, for_local, running_stack, state_dir
+from loadtest.corpus import DEFAULT_MIX
+from monitoring.target import state_dir
+
+if TYPE_CHECKING:
+    from loadtest.harness import RunOptions
+    from loadtest.runner import RunResult
+    from loadtest.targets import LoadTarget
 
 app = typer.Typer(help="Load-test the pipeline: thousands of images, throughput, latency, cost.", no_args_is_help=True)
 console = Console(highlight=False)
@@ -55,6 +56,8 @@ def corpus(
     ] = None,
 ) -> None:
     """Generate (or find cached) the upload corpus and list it."""
+    from loadtest.corpus import build_corpus, parse_mix
+
     with command_errors():
         images = build_corpus(
             mix=parse_mix(mix), count=corpus_size, seed=seed, cache_dir=cache_dir or default_cache_dir()
@@ -156,6 +159,9 @@ def run(
 
     Exits 99 when a threshold is breached (naming it and what was observed), 0 otherwise.
     """
+    from loadtest.corpus import build_corpus, parse_mix, upload_plan
+    from loadtest.harness import RunOptions
+    from loadtest.runner import STACK_LOG, new_run_id
     from loadtest.stages import parse_stages
     from loadtest.thresholds import THRESHOLDS_EXIT_CODE, threshold_set
 
@@ -209,6 +215,10 @@ def _target(
 ) -> Iterator[LoadTarget]:
     """The stack to load; an embedded one started here writes its output (worker REPORT lines, logs) to
     `stack_log`, if given, rather than into the progress display. Messages go to `out` (default: stdout)."""
+    from loadtest.local.stack import LocalStack, LocalStackOptions
+    from loadtest.targets import LoadTarget, aws_load_target
+    from monitoring.target import NoLocalStack, StackInfo, for_local, running_stack
+
     out = out or console
     if kind is TargetKind.aws:
         yield aws_load_target(stack_name=stack_name, region=region, username=username, password=password)
@@ -247,6 +257,9 @@ def _run_with_progress(
     junit: Path | None = None,
     display: Console | None = None,
 ) -> RunResult:
+    from loadtest.harness import RunState
+    from loadtest.runner import execute_run
+
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(bar_width=12),  # room at 80 columns for the counts and the detail
@@ -475,10 +488,12 @@ def sizing(
     import json
 
     from dashboards.template import stack_template
-    from loadtest.corpus import stratified_sample
+    from loadtest.corpus import parse_mix, stratified_sample
     from loadtest.cost import load_prices
+    from loadtest.runner import new_run_id
     from loadtest.sizing import CDK_JSON, SizingOptions, apply_to_cdk_json, worker_spec
     from loadtest.sizing_report import write_sizing
+    from loadtest.targets import aws_load_target
 
     sizes = _memory_sizes(memory)
     say = Console(stderr=True, highlight=False) if as_json else console
@@ -589,6 +604,8 @@ def _aws_sizing(
     say: Console,
 ) -> Any:
     """Measured on AWS (REPORT lines); the worst-case floor measured here, against the local stack's AWS."""
+    from loadtest.harness import RunOptions
+    from loadtest.runner import execute_run
     from loadtest.sizing import (
         ProbeItem,
         Prober,
@@ -737,8 +754,10 @@ def selfcheck(
     cache_dir: Annotated[Path | None, typer.Option(help="Corpus cache [default: ~/.imgops/corpus].")] = None,
 ) -> None:
     """How fast the harness alone can push uploads: against a do-nothing loopback sink instead of AWS."""
-    from loadtest.harness import LoadTest
+    from loadtest.corpus import build_corpus, parse_mix, upload_plan
+    from loadtest.harness import LoadTest, RunOptions
     from loadtest.sink import UploadSink
+    from loadtest.targets import sink_target
 
     with command_errors():
         weights = parse_mix(mix)
@@ -889,6 +908,7 @@ def locust_run(
     import sys
 
     from imgops.errors import fail
+    from loadtest.runner import STACK_LOG, RunResult, new_run_id
     from loadtest.stages import parse_duration
     from loadtest.thresholds import THRESHOLDS_EXIT_CODE, evaluate, threshold_set
 

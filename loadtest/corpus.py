@@ -12,12 +12,12 @@ import random
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import matplotlib
-import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from typing import TYPE_CHECKING
 
 from pipeline.errors import ImgopsError
+
+if TYPE_CHECKING:  # numpy, Pillow and matplotlib load only when a corpus file is generated
+    from PIL import Image
 
 CORPUS_VERSION = 1
 DEFAULT_MIX = "jpeg12mp=60,jpeg1080=25,png=10,webp=5"
@@ -89,6 +89,10 @@ def allocate(mix: dict[str, float], count: int) -> dict[str, int]:
 
 
 def _sources() -> list[Image.Image]:
+    import matplotlib
+    import numpy as np
+    from PIL import Image
+
     sample_data = Path(matplotlib.get_data_path()) / "sample_data"
     photos = [Image.open(sample_data / "grace_hopper.jpg").convert("RGB")]
     with np.load(sample_data / "topobathy.npz") as terrain:
@@ -104,6 +108,9 @@ def _sources() -> list[Image.Image]:
 
 def render(kind_name: str, index: int, seed: int, sources: list[Image.Image]) -> tuple[bytes, int]:
     """A crop of a real photo, upscaled, with mild sensor noise; returns the bytes and EXIF orientation."""
+    import numpy as np
+    from PIL import Image
+
     kind = KINDS[kind_name]
     rng = random.Random(f"{seed}:{kind_name}:{index}")
     source = sources[rng.randrange(len(sources))]
@@ -137,6 +144,8 @@ def render(kind_name: str, index: int, seed: int, sources: list[Image.Image]) ->
 
 
 def _vignette_alpha(width: int, height: int) -> Image.Image:
+    from PIL import Image, ImageDraw, ImageFilter
+
     mask = Image.new("L", (width, height), 0)
     ImageDraw.Draw(mask).ellipse((width // 10, height // 10, width * 9 // 10, height * 9 // 10), fill=255)
     return mask.filter(ImageFilter.GaussianBlur(width // 20))
@@ -321,6 +330,9 @@ def hungry_image(kind_name: str, pixels: int, *, cache_dir: Path, max_bytes: int
 
 
 def _render_hungry(kind: HungryKind, side: int) -> bytes:
+    import numpy as np
+    from PIL import Image
+
     ramp = (np.arange(side, dtype=np.uint32) * 255 // max(1, side - 1)).astype(np.uint8)
     pixels = np.empty((side, side, 4), np.uint8)
     pixels[..., 0] = ramp[None, :]
