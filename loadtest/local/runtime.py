@@ -337,6 +337,8 @@ class FunctionLogs:
 
     def line(self, log_group: str, line: str) -> None:
         print(line, flush=True)
+        if not line.strip():
+            return  # CloudWatch Logs refuses an empty event (and with it the whole batch)
         with self._lock:
             self._pending.setdefault(log_group, []).append({"timestamp": int(time.time() * 1000), "message": line})
 
