@@ -48,6 +48,14 @@ def up(
         typer.Option(min=1, max=43200, help="Work queue visibility timeout, seconds (AWS advises >= 6x timeout)."),
     ] = QUEUE_VISIBILITY_TIMEOUT_SECONDS,
     log_level: Annotated[str, typer.Option(help="Handlers' Powertools log level.")] = "WARNING",
+    cpu_share: Annotated[
+        bool,
+        typer.Option(
+            "--cpu-share",
+            help="Cap each execution environment's CPU at Lambda's share of its memory (memory/1,769 MB of a vCPU), "
+            "besides the memory cap.",
+        ),
+    ] = False,
     metrics: Annotated[
         bool,
         typer.Option(
@@ -83,6 +91,7 @@ def up(
         worker_timeout_seconds=worker_timeout,
         visibility_timeout_seconds=visibility_timeout,
         log_level=log_level.upper(),
+        cpu_share=cpu_share,
         metrics=metrics,
         bucket_metrics_every_seconds=metrics_every,
         sample_every_seconds=sample_every or DEFAULT_SAMPLE_SECONDS,

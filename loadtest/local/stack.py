@@ -81,6 +81,8 @@ class LocalStackOptions:
     # Where the stack's output goes instead of the console, appended: the worker processes' stdout and stderr
     # (REPORT lines, logs, warnings) and every announcement. `imgops loadtest run` keeps it in the run folder.
     log_file: Path | None = None
+    # Also give each execution environment Lambda's CPU share of its memory (memory / 1,769 MB of one vCPU).
+    cpu_share: bool = False
 
 
 class MeteredHttpApi(LocalHttpApi):
@@ -238,6 +240,7 @@ class LocalStack:
                 timeout_seconds=options.worker_timeout_seconds,
                 metrics_flush_seconds=options.metrics_flush_seconds if options.metrics else 0,
                 output_log=options.log_file,
+                cpu_share=options.cpu_share,
             ),
             options.workers,
             environment,

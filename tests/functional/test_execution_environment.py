@@ -72,3 +72,26 @@ def test_memory_beyond_the_functions_size_is_an_out_of_memory_kill() -> None:
     assert fits.status == "success"
     assert 40 < fits.max_memory_mb < 128
     assert (too_big.status, too_big.error_type, too_big.max_memory_mb) == ("oom", "Runtime.OutOfMemory", 128)
+
+
+@pytest.mark.skipif(not memory_writable(), reason="cgroup v1 controllers not writable here")
+def test_the_cpu_share_option_gives_the_environment_lambdas_quota() -> None:
+    from loadtest.local.cgroups import CFS_PERIOD_US, cpu_quota_us
+
+    lines: list[str] = []
+    function = FunctionConfig("cpu-test", HANDLER, 512, 5)
+    env = ExecutionEnvironment(
+        function, base_environment={"PATH": "/usr/bin:/bin"}, on_output=lines.append, cpu_share=True
+    )
+    try:
+        outcome = env.invoke({"action": "ok"}, "request-1")
+        assert env.cgroup is not None
+        assert env.cgroup.cpu is not None
+        quota = int((env.cgroup.cpu / "cpu.cfs_quota_us").read_text())
+        members = (env.cgroup.cpu / "cgroup.procs").read_text().split()
+    finally:
+        env.stop()
+
+    assert outcome.status == "success"
+    assert quota == cpu_quota_us(512) == round(CFS_PERIOD_US * 512 / 1769)  # 512 MB: 29 % of one vCPU
+    assert str(outcome.result["pid"]) in members
