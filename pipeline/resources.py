@@ -16,7 +16,12 @@ QUEUE_VISIBILITY_TIMEOUT_SECONDS = 6 * WORKER_TIMEOUT_SECONDS
 QUEUE_MAX_RECEIVE_COUNT = 3
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 WORKER_BATCH_SIZE = 10
+# The worker's memory size and the largest image it decodes (width x height) go together: the size must hold one
+# image at the cap in the hungriest accepted format. The CDK app takes both from here (MemorySize, and
+# IMGOPS_MAX_PIXELS on the function; `-c imgops:worker-memory-mb=N` overrides the size per deployment), and
+# `imgops loadtest sizing` reads them back from the synthesized template and measures the pair.
 WORKER_MEMORY_MB = 1024
+WORKER_MAX_PIXELS = 50_000_000
 PRESIGN_EXPIRY_SECONDS = 300
 
 DEMO_USERNAME = "demo"

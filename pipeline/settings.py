@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.errors import ImgopsError
-from pipeline.resources import PRESIGN_EXPIRY_SECONDS, WORKER_TIMEOUT_SECONDS, Env
+from pipeline.resources import PRESIGN_EXPIRY_SECONDS, WORKER_MAX_PIXELS, WORKER_TIMEOUT_SECONDS, Env
 
 if TYPE_CHECKING:
     from pipeline.imaging import ImageOptions
     from pipeline.watermark import Watermark
 
 DEFAULT_SIZES = (1024, 512, 256)
-DEFAULT_MAX_PIXELS = 50_000_000
+DEFAULT_MAX_PIXELS = WORKER_MAX_PIXELS  # defined beside the worker's memory size, which must hold it
 DEFAULT_MAX_UPLOAD_BYTES = 25 * 1024 * 1024
 
 
