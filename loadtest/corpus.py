@@ -288,10 +288,9 @@ def _can_encode(image_format: str) -> bool:
 
         return bool(features.check("avif"))
     if image_format == "HEIF":
-        try:
-            import pillow_heif  # noqa: F401
-        except ImportError:
-            return False
+        import importlib.util
+
+        return importlib.util.find_spec("pillow_heif") is not None  # the optional HEIC encoder
     return True
 
 
