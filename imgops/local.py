@@ -98,11 +98,11 @@ def up(
     )
     signal.signal(signal.SIGTERM, _interrupt)
     with command_errors(), LocalStack(options, announce=_announce) as stack:
-        with console.status("Starting the embedded AWS and provisioning the pipeline…"):
-            info = stack.start()
-            token = fetch_access_token(info)
-        _print_stack(info, token, stack)
-        try:
+        try:  # Ctrl-C or SIGTERM at any moment, starting included: the stack's exit stops what has started
+            with console.status("Starting the embedded AWS and provisioning the pipeline…"):
+                info = stack.start()
+                token = fetch_access_token(info)
+            _print_stack(info, token, stack)
             stack.supervise()
         except KeyboardInterrupt:
             console.print("\nStopping the local stack…")
