@@ -147,7 +147,7 @@ def test_functions_event_source_mapping_and_schedule(built: tuple[dict[str, Any]
     assert mapping["State"] == "Disabled"  # the local runtime polls the queue (moto would need Docker)
     [rule] = resources_of(template, "AWS::Events::Rule")
     events = boto3.client("events")
-    [found] = [r for r in events.list_rules()["Rules"] if r.get("ScheduleExpression") and info.prefix in r["Name"]]
+    [found] = [r for r in events.list_rules(NamePrefix=info.prefix)["Rules"] if r.get("ScheduleExpression")]
     assert found["ScheduleExpression"] == rule["ScheduleExpression"]
     [target] = events.list_targets_by_rule(Rule=found["Name"])["Targets"]
     assert target["Arn"].endswith(f":function:{info.prefix}-s3-metrics")
