@@ -8,7 +8,18 @@ UPLOAD_PREFIX = "user-uploads/"
 PROCESSED_PREFIX = "processed/"
 # What the presign API hands out upload URLs for (content type → file extension); the worker decodes these.
 # Here rather than in pipeline.imaging so the API handlers never import Pillow (their bundle has none).
-SUPPORTED_CONTENT_TYPES: dict[str, str] = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
+# The worker decides the format from the bytes, whatever the type says (HEIC/HEIF via pillow-heif, AVIF via Pillow).
+SUPPORTED_CONTENT_TYPES: dict[str, str] = {
+    "image/jpeg": "jpg",
+    "image/png": "png",
+    "image/webp": "webp",
+    "image/heic": "heic",
+    "image/heif": "heif",
+    "image/avif": "avif",
+}
+# What IMGOPS_OUTPUT_FORMAT may name (the thumbnails' format; pipeline.imaging says what each means). Here so the
+# settings can check it without importing Pillow.
+OUTPUT_FORMATS: tuple[str, ...] = ("auto", "source", "jpeg", "webp", "avif")
 
 WORKER_TIMEOUT_SECONDS = 60
 # AWS recommends a source-queue visibility timeout of at least 6x the function timeout.
@@ -91,6 +102,9 @@ class Env:
     MAX_PIXELS = "IMGOPS_MAX_PIXELS"
     MAX_UPLOAD_BYTES = "IMGOPS_MAX_UPLOAD_BYTES"
     JPEG_QUALITY = "IMGOPS_JPEG_QUALITY"
+    WEBP_QUALITY = "IMGOPS_WEBP_QUALITY"
+    AVIF_QUALITY = "IMGOPS_AVIF_QUALITY"
+    OUTPUT_FORMAT = "IMGOPS_OUTPUT_FORMAT"  # auto | source | jpeg | webp | avif (pipeline.imaging.OUTPUT_FORMATS)
     URL_EXPIRY_SECONDS = "IMGOPS_URL_EXPIRY_SECONDS"
     WORKER_TIMEOUT_SECONDS = "IMGOPS_WORKER_TIMEOUT_SECONDS"  # the worker's claim lease: its function timeout
     WATERMARK_TEXT = "IMGOPS_WATERMARK_TEXT"

@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.errors import ImgopsError
-from pipeline.resources import PRESIGN_EXPIRY_SECONDS, WORKER_MAX_PIXELS, WORKER_TIMEOUT_SECONDS, Env
+from pipeline.resources import (
+    OUTPUT_FORMATS,
+    PRESIGN_EXPIRY_SECONDS,
+    WORKER_MAX_PIXELS,
+    WORKER_TIMEOUT_SECONDS,
+    Env,
+)
 
 if TYPE_CHECKING:
     from pipeline.imaging import ImageOptions
@@ -38,6 +44,9 @@ class Settings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     jpeg_quality: int = 85
+    webp_quality: int = 80
+    avif_quality: int = 70
+    output_format: str = "auto"  # the thumbnails' format: one of OUTPUT_FORMATS (see pipeline.imaging)
     url_expiry_seconds: int = PRESIGN_EXPIRY_SECONDS
     worker_timeout_seconds: int = WORKER_TIMEOUT_SECONDS
     watermark: Watermark | None = field(default=None)
@@ -53,7 +62,10 @@ class Settings:
             thumbnail_sizes=_sizes(env.get(Env.THUMBNAIL_SIZES)) or DEFAULT_SIZES,
             max_pixels=_positive_int(env, Env.MAX_PIXELS, DEFAULT_MAX_PIXELS),
             max_upload_bytes=_positive_int(env, Env.MAX_UPLOAD_BYTES, DEFAULT_MAX_UPLOAD_BYTES),
-            jpeg_quality=_positive_int(env, Env.JPEG_QUALITY, 85),
+            jpeg_quality=_quality(env, Env.JPEG_QUALITY, 85),
+            webp_quality=_quality(env, Env.WEBP_QUALITY, 80),
+            avif_quality=_quality(env, Env.AVIF_QUALITY, 70),
+            output_format=_output_format(env),
             url_expiry_seconds=_positive_int(env, Env.URL_EXPIRY_SECONDS, PRESIGN_EXPIRY_SECONDS),
             worker_timeout_seconds=_positive_int(env, Env.WORKER_TIMEOUT_SECONDS, WORKER_TIMEOUT_SECONDS),
             watermark=_watermark(env),
@@ -67,6 +79,9 @@ class Settings:
             max_pixels=self.max_pixels,
             max_bytes=self.max_upload_bytes,
             jpeg_quality=self.jpeg_quality,
+            webp_quality=self.webp_quality,
+            avif_quality=self.avif_quality,
+            output_format=self.output_format,
             watermark=self.watermark,
         )
 
@@ -88,6 +103,20 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
         raise SettingsError(f"{name}={raw!r} is not a whole number") from None
     if value <= 0:
         raise SettingsError(f"{name}={raw!r} must be positive")
+    return value
+
+
+def _quality(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _positive_int(env, name, default)
+    if value > 100:
+        raise SettingsError(f"{name}={value} must be between 1 and 100")
+    return value
+
+
+def _output_format(env: Mapping[str, str]) -> str:
+    value = env.get(Env.OUTPUT_FORMAT, "").strip().lower() or "auto"
+    if value not in OUTPUT_FORMATS:
+        raise SettingsError(f"{Env.OUTPUT_FORMAT}={value!r} must be one of {', '.join(OUTPUT_FORMATS)}")
     return value
 
 

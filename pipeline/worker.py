@@ -214,9 +214,16 @@ def _outcome(deps: WorkerDeps, upload: Upload, attempt: _Attempt) -> dict[str, A
         )
         return {"status": Status.FAILED.value, "reason": rejection.reason}
     attempt.stage = "write"
+    keys = _write_thumbnails(deps, upload, image)
     return {
         "status": Status.DONE.value,
-        "processedS3Keys": _write_thumbnails(deps, upload, image),
+        "processedS3Keys": keys,
+        # Each thumbnail's format and size, as written (the output format depends on IMGOPS_OUTPUT_FORMAT and
+        # on the picture). Not "thumbnails": GET /images/{id} already answers that name with the download URLs.
+        "thumbnailFiles": [
+            {"size": t.size, "key": keys[str(t.size)], "format": t.format, "bytes": len(t.data)}
+            for t in image.thumbnails
+        ],
         "width": image.width,
         "height": image.height,
         "format": image.format,
@@ -269,6 +276,7 @@ def _notify(deps: WorkerDeps, upload: Upload, fields: dict[str, Any]) -> None:
         "originalS3Key": upload.key,
         "processedBucket": deps.settings.processed_bucket,
         "processedS3Keys": fields.get("processedS3Keys", {}),
+        "thumbnailFiles": fields.get("thumbnailFiles", []),
         "reason": fields.get("reason"),
         "processing_ms": fields.get("processing_ms"),
         "size_bytes": fields.get("size_bytes"),

@@ -8,6 +8,7 @@ small on disk is what makes them bombs; the largest files (4 MB) are the ones wi
 
 from __future__ import annotations
 
+import base64
 import io
 import struct
 import zlib
@@ -16,13 +17,19 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+import pillow_heif
 from PIL import Image
 
 __all__ = [
     "GIF_REASON",
     "QUADRANTS",
     "HostileFile",
+    "avif_declaring",
+    "declared_extent",
     "exif_oriented",
+    "heic_declaring",
+    "heic_sequence",
+    "heif_encode",
     "hostile_corpus",
     "jpeg_declaring",
     "png_chunk",
@@ -124,6 +131,123 @@ def webp_declaring(width: int, height: int) -> bytes:
     return data[: vp8x + 12] + canvas + data[vp8x + 18 :]
 
 
+def heif_encode(image: Image.Image, fmt: str = "HEIF", **params: object) -> bytes:
+    """HEIC through pillow-heif (x265), AVIF through Pillow's own libavif (aom); an EXIF orientation given in
+    `exif` is written as the container's rotation and mirroring (irot, imir), as phones do."""
+    pillow_heif.register_heif_opener()  # the writer; make_thumbnails loads its reader itself
+    return _encode(image, fmt, **params)
+
+
+def _isobmff_boxes(data: bytes, start: int, end: int) -> dict[bytes, tuple[int, int]]:
+    """First box of each type in data[start:end] → (body start, body end)."""
+    found: dict[bytes, tuple[int, int]] = {}
+    while start + 8 <= end:
+        size = int.from_bytes(data[start : start + 4], "big")
+        found.setdefault(data[start + 4 : start + 8], (start + 8, start + size))
+        start += size
+    return found
+
+
+def _isobmff_find(data: bytes, path: tuple[bytes, ...]) -> tuple[int, int]:
+    start, end = 0, len(data)
+    for kind in path:
+        start, end = _isobmff_boxes(data, start, end)[kind]
+        if kind == b"meta":  # a full box: version and flags before its children
+            start += 4
+    return start, end
+
+
+def declared_extent(data: bytes) -> tuple[int, int]:
+    """The ispe of a one-image HEIF or AVIF file: its coded size, which libheif pads (x265 codes at least 64x64,
+    in whole 8-pixel blocks) and crops back with a `clap` box; AVIF codes odd sizes as they are."""
+    start, _ = _isobmff_find(data, (b"meta", b"iprp", b"ipco", b"ispe"))
+    width, height = struct.unpack(">II", data[start + 4 : start + 12])
+    return width, height
+
+
+def _with_ispe(data: bytes, width: int, height: int) -> bytes:
+    """Rewrite the image spatial extent (ispe) of a one-image HEIF or AVIF file: the size it declares."""
+    start, _ = _isobmff_find(data, (b"meta", b"iprp", b"ipco", b"ispe"))
+    return data[: start + 4] + struct.pack(">II", width, height) + data[start + 12 :]
+
+
+def heic_declaring(width: int, height: int) -> bytes:
+    """A real 64×64 HEIC whose ispe property claims `width`×`height`."""
+    return _with_ispe(heif_encode(Image.new("RGB", (64, 64), (200, 30, 30)), "HEIF", quality=50), width, height)
+
+
+def avif_declaring(width: int, height: int) -> bytes:
+    """A real 64×64 AVIF whose ispe property claims `width`×`height`."""
+    return _with_ispe(heif_encode(Image.new("RGB", (64, 64), (200, 30, 30)), "AVIF", quality=50), width, height)
+
+
+def _box(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", 8 + len(body)) + kind + body
+
+
+def _full_box(kind: bytes, flags: int, body: bytes) -> bytes:
+    return _box(kind, b"\0" + flags.to_bytes(3, "big") + body)
+
+
+def heic_sequence(frames: list[Image.Image], *, still: bool) -> bytes:
+    """A HEIF image sequence: an HEVC `pict` track of `frames` (ISO/IEC 23008-12, brand msf1), written box by
+    box since no encoder here writes one; with `still`, the first frame is also the file's primary image item,
+    as cameras write a burst."""
+    coded = [heif_encode(frame, "HEIF", quality=60) for frame in frames]
+    start, end = _isobmff_find(coded[0], (b"meta", b"iprp", b"ipco", b"hvcC"))
+    hvcc = coded[0][start:end]
+    samples = [data[slice(*_isobmff_find(data, (b"mdat",)))] for data in coded]
+    width, height, count = *frames[0].size, len(samples)
+    matrix = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+    entry = _box(
+        b"hvc1",
+        bytes(6)
+        + struct.pack(">H", 1)  # data reference index
+        + bytes(16)
+        + struct.pack(">HHIIIH", width, height, 0x480000, 0x480000, 0, 1)
+        + bytes(32)
+        + struct.pack(">Hh", 24, -1)
+        + _box(b"hvcC", hvcc),
+    )
+
+    def moov(offset: int) -> bytes:
+        stbl = _box(
+            b"stbl",
+            _full_box(b"stsd", 0, struct.pack(">I", 1) + entry)
+            + _full_box(b"stts", 0, struct.pack(">III", 1, count, 100))
+            + _full_box(b"stsc", 0, struct.pack(">IIII", 1, 1, count, 1))
+            + _full_box(b"stsz", 0, struct.pack(">II", 0, count) + b"".join(struct.pack(">I", len(s)) for s in samples))
+            + _full_box(b"stco", 0, struct.pack(">II", 1, offset)),
+        )
+        dinf = _box(b"dinf", _full_box(b"dref", 0, struct.pack(">I", 1) + _full_box(b"url ", 1, b"")))
+        minf = _box(b"minf", _full_box(b"vmhd", 1, bytes(8)) + dinf + stbl)
+        mdhd = _full_box(b"mdhd", 0, struct.pack(">IIIIHH", 0, 0, 1000, 100 * count, 0x55C4, 0))
+        hdlr = _full_box(b"hdlr", 0, bytes(4) + b"pict" + bytes(12) + b"\0")
+        tkhd = _full_box(
+            b"tkhd",
+            3,
+            struct.pack(">IIIII", 0, 0, 1, 0, 100 * count)
+            + bytes(16)
+            + matrix
+            + struct.pack(">II", width << 16, height << 16),
+        )
+        mvhd = _full_box(
+            b"mvhd",
+            0,
+            struct.pack(">IIIIIH", 0, 0, 1000, 100 * count, 0x10000, 0x100)
+            + bytes(10)
+            + matrix
+            + bytes(24)
+            + struct.pack(">I", 2),
+        )
+        return _box(b"moov", mvhd + _box(b"trak", tkhd + _box(b"mdia", mdhd + hdlr + minf)))
+
+    # With a still: the one-image HEIC as it is (ftyp, meta, mdat), the track after it.
+    head = coded[0] if still else _box(b"ftyp", b"msf1" + bytes(4) + b"msf1hevciso8")
+    offset = len(head) + len(moov(0)) + 8  # the track's samples: the body of the last mdat
+    return head + moov(offset) + _box(b"mdat", b"".join(samples))
+
+
 def upright_quadrants(width: int, height: int) -> np.ndarray:
     """The upright picture: four flat quadrants, so orientation mistakes show as swapped colours."""
     pixels = np.zeros((height, width, 3), dtype=np.uint8)
@@ -152,10 +276,13 @@ def stored_for_orientation(upright: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def exif_oriented(orientation: int, width: int = 320, height: int = 160, fmt: str = "JPEG") -> bytes:
-    """A `width`×`height` picture (as seen) stored rotated/mirrored with the EXIF tag that undoes it."""
+    """A `width`×`height` picture (as seen) stored rotated/mirrored with the EXIF tag that undoes it; HEIF and
+    AVIF store it as the container's irot/imir instead (see heif_encode)."""
     stored = Image.fromarray(stored_for_orientation(upright_quadrants(width, height), orientation), "RGB")
     exif = Image.Exif()
     exif[0x0112] = orientation
+    if fmt in ("HEIF", "AVIF"):
+        return heif_encode(stored, fmt, exif=exif.tobytes(), quality=90)
     return _encode(stored, fmt, exif=exif.tobytes(), **({"quality": 95} if fmt == "JPEG" else {}))
 
 
@@ -189,7 +316,7 @@ def _huge_exif(payload_bytes: int) -> bytes:
 def hostile_corpus(*, include_slow: bool = True) -> list[HostileFile]:
     """Every hostile case; `include_slow=False` leaves out the two that decode ~50 MP for real (~1 s each)."""
     files = [*_bombs(include_slow), *_broken(), *_lying(), *_modes(), *_animated(), *_orientations(), *_metadata()]
-    files += _extremes()
+    files += [*_extremes(), *_heif_avif()]
     names = [f.name for f in files]
     if len(names) != len(set(names)):
         raise ValueError("hostile file names must be unique")
@@ -395,7 +522,7 @@ def _lying() -> list[HostileFile]:
             "image/jpeg",
             "thumbnails",
             size=(400, 300),
-            note="processed as the PNG it is; thumbnails are PNG",
+            note="processed as the PNG it is (thumbnails are PNG under the source output format)",
         ),
         HostileFile(
             "jpeg-named-png",
@@ -469,7 +596,7 @@ def _animated() -> list[HostileFile]:
             "rejected",
             GIF_REASON,
             note="GIF is not an allowed format by default (ImageOptions.allowed_formats); a deployment that "
-            "allows it gets the first frame as PNG",
+            "allows it gets the first frame (as PNG under the source output format)",
         ),
         HostileFile(
             "webp-animated",
@@ -607,5 +734,149 @@ def _extremes() -> list[HostileFile]:
             "thumbnails",
             size=(1, 16383),
             note="WebP's largest side",
+        ),
+    ]
+
+
+# 10- and 12-bit AVIF: Pillow's AVIF writer only writes 8 bits, so these were made once with libvips
+# (pyvips 3.2, libvips 8.18.7 with libaom: `heifsave_buffer(compression="av1", bitdepth=N, Q=90, effort=4)`) from
+# QUADRANTS at 64×48; the alpha variant's left 8 columns are transparent. 10-bit is AV1 profile 1 (4:4:4),
+# 12-bit profile 2, as their av1C boxes say.
+AVIF_10BIT = base64.b64decode(
+    "AAAAHGZ0eXBhdmlmAAAAAG1pZjFhdmlmbWlhZgAAANZtZXRhAAAAAAAAACFoZGxyAAAAAAAAAABwaWN0AAAAAAAAAAAAAAAAAAAA"
+    "ACJpbG9jAAAAAERAAAEAAQAAAAAA+gABAAAAAAAAADoAAAAjaWluZgAAAAAAAQAAABVpbmZlAgAAAAABAABhdjAxAAAAAA5waXRt"
+    "AAAAAAABAAAAVmlwcnAAAAA4aXBjbwAAAAxhdjFDgSBCAAAAABRpc3BlAAAAAAAAAEAAAAAwAAAAEHBpeGkAAAAAAwoKCgAAABZp"
+    "cG1hAAAAAAAAAAEAAQOBAgMAAABCbWRhdBIACgk4FX+9rAQ0GkAyK0SAkNKgADyAAADX3uAS3d9NRjFwSDEDbjPoB/fQzg9NE2J6"
+    "fkbjxVfsnpk="
+)
+AVIF_12BIT = base64.b64decode(
+    "AAAAHGZ0eXBhdmlmAAAAAG1pZjFhdmlmbWlhZgAAANZtZXRhAAAAAAAAACFoZGxyAAAAAAAAAABwaWN0AAAAAAAAAAAAAAAAAAAA"
+    "ACJpbG9jAAAAAERAAAEAAQAAAAAA+gABAAAAAAAAAD0AAAAjaWluZgAAAAAAAQAAABVpbmZlAgAAAAABAABhdjAxAAAAAA5waXRt"
+    "AAAAAAABAAAAVmlwcnAAAAA4aXBjbwAAAAxhdjFDgUBiAAAAABRpc3BlAAAAAAAAAEAAAAAwAAAAEHBpeGkAAAAAAwwMDAAAABZp"
+    "cG1hAAAAAAAAAAEAAQOBAgMAAABFbWRhdBIACglYFX+9rQENBogyLkSAkNKgADyAAADX3tk6ndp80aLl172/H9PjPoB/fQzVFF5N"
+    "KeRdsXaeE1fsnpk="
+)
+AVIF_10BIT_ALPHA = base64.b64decode(
+    "AAAAHGZ0eXBhdmlmAAAAAG1pZjFhdmlmbWlhZgAAAXBtZXRhAAAAAAAAACFoZGxyAAAAAAAAAABwaWN0AAAAAAAAAAAAAAAAAAAA"
+    "ADRpbG9jAAAAAERAAAIAAQAAAAABlAABAAAAAAAAADoAAgAAAAABzgABAAAAAAAAAB4AAAA4aWluZgAAAAAAAgAAABVpbmZlAgAA"
+    "AAABAABhdjAxAAAAABVpbmZlAgAAAAACAABhdjAxAAAAAA5waXRtAAAAAAABAAAAr2lwcnAAAACKaXBjbwAAAAxhdjFDgSBCAAAA"
+    "ABRpc3BlAAAAAAAAAEAAAAAwAAAAEHBpeGkAAAAAAwoKCgAAAAxhdjFDgQBcAAAAAA5waXhpAAAAAAEKAAAAOGF1eEMAAAAAdXJu"
+    "Om1wZWc6bXBlZ0I6Y2ljcDpzeXN0ZW1zOmF1eGlsaWFyeTphbHBoYQAAAAAdaXBtYQAAAAAAAAACAAEDgQIDAAIEhAIFhgAAABpp"
+    "cmVmAAAAAAAAAA5hdXhsAAIAAQABAAAAYG1kYXQSAAoJOBV/vawENBpAMitEgJDSoAA8gAAA197gEt3fTUYxcEgxA24z6Af30M4P"
+    "TRNien5G48VX7J6ZEgAKBhgVf72NQDISRGAAAFDbyaQwMzTz1OluyCOA"
+)
+
+
+def _heif_avif() -> list[HostileFile]:
+    """HEIC (pillow-heif) and AVIF (Pillow's libavif): damaged, lying, deep, transparent and many-framed."""
+    limit = "over the 50.0 megapixel limit"
+    heic = heif_encode(_photo(640, 480), "HEIF", quality=70)
+    avif = heif_encode(_photo(640, 480), "AVIF", quality=70)
+    transparent = _photo(400, 300, "RGBA")
+    transparent.putalpha(Image.linear_gradient("L").resize((400, 300)))
+    frames = [Image.new("RGB", (160, 120), colour) for colour in QUADRANTS[:3]]
+    corrupt = "image data is corrupt or truncated"
+    return [
+        HostileFile("heic-photo", heic, "IMG_0001.HEIC", "image/heic", "thumbnails", size=(640, 480)),
+        HostileFile("heic-truncated-half", heic[: len(heic) // 2], "cut.heic", "image/heic", "rejected", corrupt),
+        HostileFile(
+            "heic-truncated-in-meta", heic[:200], "cut.heic", "image/heic", "rejected", "a HEIF whose header is damaged"
+        ),
+        HostileFile(
+            "heic-bomb-header-20000",
+            heic_declaring(20000, 20000),
+            "bomb.heic",
+            "image/heic",
+            "rejected",
+            "image is 20000x20000 (400.0 megapixels), " + limit,
+            bomb=True,
+            note="ispe claims 400 MP around a 64x64 HEVC image: read from the boxes, libheif never runs",
+        ),
+        HostileFile(
+            "heic-bomb-header-65535",
+            heic_declaring(65535, 65535),
+            "bomb.heic",
+            "image/heic",
+            "rejected",
+            "image is 65535x65535 (4294.8 megapixels), " + limit,
+            bomb=True,
+            note="beyond libheif's own security limit too, which would only call the file damaged",
+        ),
+        HostileFile(
+            "heic-lying-header-48mp",
+            heic_declaring(8000, 6000),
+            "lying.heic",
+            "image/heic",
+            "rejected",
+            corrupt,
+            bomb=True,
+            note="under the limit: libheif decodes the 64x64 picture and refuses it for not matching its ispe",
+        ),
+        HostileFile(
+            "heic-alpha",
+            heif_encode(transparent, "HEIF", quality=80),
+            "alpha.heic",
+            "image/heic",
+            "thumbnails",
+            size=(400, 300),
+            note="alpha is an auxiliary image in HEIF; thumbnails keep it (WebP under the auto output format)",
+        ),
+        HostileFile(
+            "heic-image-collection",
+            heif_encode(frames[0], "HEIF", save_all=True, append_images=frames[1:], primary_index=1, quality=80),
+            "burst.heic",
+            "image/heic",
+            "thumbnails",
+            size=(160, 120),
+            note="three top-level images, the second one primary: that one is shown",
+        ),
+        HostileFile(
+            "heic-sequence-with-still",
+            heic_sequence(frames, still=True),
+            "burst.heics",
+            "image/heic",
+            "thumbnails",
+            size=(160, 120),
+            note="a track of three frames beside a still image item: the still is shown",
+        ),
+        HostileFile(
+            "heic-sequence-track-only",
+            heic_sequence(frames, still=False),
+            "clip.heics",
+            "image/heic",
+            "rejected",
+            "unsupported HEIF image sequence",
+            note="libheif reads image items only; a sequence without one has nothing to show",
+        ),
+        HostileFile("avif-photo", avif, "photo.avif", "image/avif", "thumbnails", size=(640, 480)),
+        HostileFile("avif-truncated-half", avif[: len(avif) // 2], "cut.avif", "image/avif", "rejected", corrupt),
+        HostileFile(
+            "avif-bomb-header-20000",
+            avif_declaring(20000, 20000),
+            "bomb.avif",
+            "image/avif",
+            "rejected",
+            "image is 20000x20000 (400.0 megapixels), " + limit,
+            bomb=True,
+        ),
+        HostileFile(
+            "avif-alpha",
+            heif_encode(transparent, "AVIF", quality=80),
+            "alpha.avif",
+            "image/avif",
+            "thumbnails",
+            size=(400, 300),
+        ),
+        HostileFile("avif-10bit", AVIF_10BIT, "deep.avif", "image/avif", "thumbnails", size=(64, 48)),
+        HostileFile("avif-12bit", AVIF_12BIT, "deep.avif", "image/avif", "thumbnails", size=(64, 48)),
+        HostileFile("avif-10bit-alpha", AVIF_10BIT_ALPHA, "deep.avif", "image/avif", "thumbnails", size=(64, 48)),
+        HostileFile(
+            "avif-animated",
+            heif_encode(frames[0], "AVIF", save_all=True, append_images=frames[1:], duration=100, quality=80),
+            "anim.avif",
+            "image/avif",
+            "thumbnails",
+            size=(160, 120),
+            note="an AVIF image sequence (avis): first frame only",
         ),
     ]

@@ -28,7 +28,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PYTHON_VERSION = "3.12"
 # The Lambda runtime already provides boto3; everything else the handlers import must be bundled. Only the worker
 # decodes images: the API handlers' bundle leaves Pillow (~20 MB unzipped) out, so they must never import it.
-WORKER_REQUIREMENTS = ("Pillow", "aws-lambda-powertools")
+WORKER_REQUIREMENTS = ("Pillow", "pillow-heif", "aws-lambda-powertools")  # pillow-heif: HEIC/HEIF uploads
 API_REQUIREMENTS = ("aws-lambda-powertools",)
 METRICS_REQUIREMENTS = ("aws-lambda-powertools",)
 # Only used if local bundling were ever refused; CDK requires an image on BundlingOptions.

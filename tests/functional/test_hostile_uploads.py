@@ -18,8 +18,9 @@ from PIL import Image
 from loadtest.local.context import LocalLambdaContext
 from loadtest.local.runtime import sqs_event
 from monitoring.target import StackInfo
-from pipeline import keys, store, worker
+from pipeline import keys, read_api, store, worker
 from pipeline.resources import WORKER_BATCH_SIZE
+from pipeline.settings import Settings
 from tests.functional.conftest import receive_uploads
 from tests.hostile import HostileFile, hostile_corpus
 
@@ -40,6 +41,12 @@ UPLOADS: dict[str, str] = {
     f"{OWN}meta bomb.png": "png-ztxt-zlib-bomb",
     f"{OWN}cmyk.jpg": "jpeg-cmyk",
     f"{OWN}crc.png": "png-bad-crc",
+    f"{OWN}IMG_0001.HEIC": "heic-photo",
+    f"{OWN}bomb.heic": "heic-bomb-header-65535",
+    f"{OWN}clip.heics": "heic-sequence-track-only",
+    f"{OWN}alpha.avif": "avif-alpha",
+    f"{OWN}deep 12-bit.avif": "avif-12bit",
+    f"{OWN}cut.avif": "avif-truncated-half",
 }
 
 # Keys the pipeline must leave alone. S3 never notifies for the first group (the prefix filter); the second
@@ -90,6 +97,7 @@ def test_hostile_uploads_end_done_or_failed_with_reason_and_never_fail_the_batch
 
     table = boto3.resource("dynamodb").Table(stack.images_table)
     processed = object_keys(s3, stack.processed_bucket)
+    done_files: dict[str, Any] = {}
     for key, name in UPLOADS.items():
         hostile = files[name]
         image_id = keys.image_id_for(stack.upload_bucket, key)
@@ -103,11 +111,17 @@ def test_hostile_uploads_end_done_or_failed_with_reason_and_never_fail_the_batch
         else:
             assert item["status"] == "DONE", (key, item.get("reason"))
             check_thumbnails(s3, stack, hostile, item, image_id)
+            done_files[key] = item["thumbnailFiles"]
+            answer = read_api.describe_image(
+                image_id=image_id, user_sub=SUB, settings=Settings.from_env(), table=table, s3=s3
+            )
+            assert answer["thumbnailFiles"] == item["thumbnailFiles"], "GET /images/{id} returns them as stored"
     assert all(k.startswith("processed/") and k.count("/") == 2 for k in processed), processed
 
     sent = [json.loads(envelope["Message"]) for envelope in notifications()]
     assert sorted(m["originalS3Key"] for m in sent) == sorted(UPLOADS), "one notification per upload"
     assert all(m["status"] in {"DONE", "FAILED"} and (m["status"] == "DONE") == (not m["reason"]) for m in sent)
+    assert {m["originalS3Key"]: m["thumbnailFiles"] for m in sent if m["status"] == "DONE"} == done_files
 
     leftover = sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
     assert [m["Body"] for m in leftover.get("Messages", [])] == [], "keys outside the prefix must not be notified"
@@ -117,11 +131,17 @@ def check_thumbnails(s3: Any, stack: StackInfo, hostile: HostileFile, item: dict
     assert hostile.size is not None
     assert (item["width"], item["height"]) == hostile.size
     assert set(item["processedS3Keys"]) == {"1024", "512", "256"}
+    files = {str(entry["size"]): entry for entry in item["thumbnailFiles"]}
+    assert set(files) == set(item["processedS3Keys"])
     for size, key in item["processedS3Keys"].items():
         assert key.startswith(f"processed/{image_id}/{size}.")
-        body = s3.get_object(Bucket=stack.processed_bucket, Key=key)["Body"].read()
+        response = s3.get_object(Bucket=stack.processed_bucket, Key=key)
+        body = response["Body"].read()
+        assert (files[size]["key"], files[size]["bytes"]) == (key, len(body))
         with Image.open(io.BytesIO(body)) as thumbnail:
             assert max(thumbnail.size) == min(int(size), max(hostile.size))
+            assert thumbnail.format == files[size]["format"]
+            assert response["ContentType"] == Image.MIME[str(thumbnail.format)]
 
 
 @pytest.mark.usefixtures("handler_env")

@@ -22,6 +22,7 @@ from tests.hostile import GIF_REASON, QUADRANTS, HostileFile, hostile_corpus
 
 SIZES = ImageOptions().sizes
 MB = 1024 * 1024
+SOURCE = ImageOptions(output_format="source")  # thumbnails in the upload's own format, modes as they were
 
 
 @cache
@@ -97,21 +98,29 @@ def test_modes_keep_what_matters() -> None:
     cmyk = check_thumbnails(files["jpeg-cmyk"], make_thumbnails(files["jpeg-cmyk"].data))
     assert {image.mode for image in cmyk} == {"RGB"}
 
-    deep = check_thumbnails(files["png-16bit-gray"], make_thumbnails(files["png-16bit-gray"].data))[0]
+    deep = check_thumbnails(files["png-16bit-gray"], make_thumbnails(files["png-16bit-gray"].data, SOURCE))[0]
     top, bottom = colour(deep, 0.5, 0.02)[0], colour(deep, 0.5, 0.98)[0]
     assert deep.mode == "L"
     assert top < 10, "16-bit data scaled, not clipped"
     assert 200 < bottom < 240, bottom  # 199*300/65535*255 ≈ 232
 
-    palette = check_thumbnails(files["png-palette-trns"], make_thumbnails(files["png-palette-trns"].data))[0]
+    palette = check_thumbnails(files["png-palette-trns"], make_thumbnails(files["png-palette-trns"].data, SOURCE))[0]
     assert palette.mode == "RGBA"
     assert colour(palette, 0.1, 0.1)[3] == 0
     assert near(colour(palette, 0.9, 0.9), (255, 0, 0, 255), 2)
 
-    gray_alpha = check_thumbnails(files["png-gray-alpha"], make_thumbnails(files["png-gray-alpha"].data))[0]
+    gray_alpha = check_thumbnails(files["png-gray-alpha"], make_thumbnails(files["png-gray-alpha"].data, SOURCE))[0]
     assert gray_alpha.mode == "LA"
     assert colour(gray_alpha, 0.1, 0.1)[3] == 0
     assert near(colour(gray_alpha, 0.9, 0.9), (90, 90, 90, 255), 2)
+
+    # Under the default (auto) output format the transparent ones become WebP, the others JPEG.
+    auto = {name: make_thumbnails(files[name].data).thumbnails[0] for name in ("png-16bit-gray", "png-gray-alpha")}
+    assert (auto["png-16bit-gray"].format, auto["png-gray-alpha"].format) == ("JPEG", "WEBP")
+    assert decode(auto["png-16bit-gray"].data).mode == "L"
+    webp = decode(auto["png-gray-alpha"].data)
+    assert webp.mode == "RGBA"
+    assert colour(webp, 0.1, 0.1)[3] == 0
 
 
 @pytest.mark.parametrize("name", ["webp-animated", "png-animated-apng"])
@@ -125,17 +134,19 @@ def test_gif_is_refused_by_default_and_gives_its_first_frame_when_allowed() -> N
     gif = corpus()["gif-animated"].data
     with pytest.raises(ImageRejected, match=GIF_REASON):
         make_thumbnails(gif)
-    allowed = ImageOptions(allowed_formats=frozenset({"JPEG", "PNG", "WEBP", "GIF"}))
-    result = make_thumbnails(gif, allowed)
+    allowed = frozenset({"JPEG", "PNG", "WEBP", "GIF"})
+    result = make_thumbnails(gif, ImageOptions(allowed_formats=allowed, output_format="source"))
     out = decode(result.thumbnails[0].data)
     assert (result.format, out.format, out.size) == ("GIF", "PNG", (120, 90))
     assert near(colour(out, 0.5, 0.5), (*QUADRANTS[0], 255), 8)
+    as_auto = make_thumbnails(gif, ImageOptions(allowed_formats=allowed))
+    assert decode(as_auto.thumbnails[0].data).format == "JPEG"
 
 
 def test_the_bytes_decide_not_the_name_or_content_type() -> None:
     files = corpus()
-    as_png = make_thumbnails(files["png-named-jpg"].data)
-    as_jpeg = make_thumbnails(files["jpeg-named-png"].data)
+    as_png = make_thumbnails(files["png-named-jpg"].data, SOURCE)
+    as_jpeg = make_thumbnails(files["jpeg-named-png"].data, SOURCE)
     assert {t.content_type for t in as_png.thumbnails} == {"image/png"}
     assert {t.content_type for t in as_jpeg.thumbnails} == {"image/jpeg"}
 
@@ -171,7 +182,9 @@ def status(field):
     raise RuntimeError(field)
 
 data = Path(sys.argv[1]).read_bytes()
-for fmt in ("JPEG", "PNG", "WEBP"):  # load the codecs before the baseline, as a warm worker has them
+import pillow_heif
+pillow_heif.register_heif_opener()  # the HEIC writer, for the warm-up file
+for fmt in ("JPEG", "PNG", "WEBP", "AVIF", "HEIF"):  # load the codecs before the baseline, as a warm worker has
     buffer = io.BytesIO()
     Image.new("RGBA" if fmt != "JPEG" else "RGB", (64, 64)).save(buffer, fmt)
     make_thumbnails(buffer.getvalue())

@@ -10,6 +10,7 @@ import warnings
 import zlib
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from functools import cache
 from typing import Any
 
@@ -97,6 +98,10 @@ def rejection(data: bytes, options: ImageOptions | None = None) -> str:
     return caught.value.reason
 
 
+# Thumbnails in the upload's own format: what the tests of modes and transparency below look at.
+SOURCE = "source"
+
+
 # --- sizes, aspect and formats ---
 
 
@@ -106,12 +111,13 @@ def rejection(data: bytes, options: ImageOptions | None = None) -> str:
         ("JPEG", {"quality": 90}, "jpg", "image/jpeg"),
         ("PNG", {}, "png", "image/png"),
         ("WEBP", {"quality": 90}, "webp", "image/webp"),
+        ("AVIF", {"quality": 90, "speed": 10}, "avif", "image/avif"),  # speed: a 12 MP fixture in ~1 s, not 15
     ],
 )
 def test_each_format_keeps_its_family_and_the_aspect(
     fmt: str, params: dict[str, Any], extension: str, content_type: str
 ) -> None:
-    result = make_thumbnails(encode(photo(4000, 3000), fmt, **params))
+    result = make_thumbnails(encode(photo(4000, 3000), fmt, **params), ImageOptions(output_format=SOURCE))
 
     assert (result.width, result.height, result.format, result.mode) == (4000, 3000, fmt, "RGB")
     assert result.has_transparency is False
@@ -127,6 +133,72 @@ def test_each_format_keeps_its_family_and_the_aspect(
             content_type,
         )
     assert SUPPORTED_CONTENT_TYPES[content_type] == extension
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "AVIF"])
+def test_auto_output_is_jpeg_for_opaque_pictures_whatever_the_source(fmt: str) -> None:
+    result = make_thumbnails(encode(photo(800, 600), fmt), ImageOptions(sizes=(400,)))
+    thumbnail = result.thumbnails[0]
+    assert (thumbnail.format, thumbnail.extension, thumbnail.content_type) == ("JPEG", "jpg", "image/jpeg")
+    assert (result.format, decode(thumbnail).format) == (fmt, "JPEG")
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "AVIF"])
+def test_auto_output_is_webp_for_transparent_pictures(fmt: str) -> None:
+    image = photo(800, 600).convert("RGBA")
+    image.paste((0, 0, 0, 0), (0, 0, 200, 150))
+    result = make_thumbnails(encode(image, fmt), ImageOptions(sizes=(400,)))
+    out = decode(result.thumbnails[0])
+    assert (result.thumbnails[0].format, result.thumbnails[0].content_type) == ("WEBP", "image/webp")
+    assert (out.format, out.mode) == ("WEBP", "RGBA")
+    assert rgb(out, (10, 10))[3] == 0
+    assert rgb(out, (300, 200))[3] == 255
+
+
+def test_an_alpha_channel_that_hides_nothing_does_not_count_as_transparency() -> None:
+    result = make_thumbnails(encode(photo(800, 600).convert("RGBA"), "PNG"), ImageOptions(sizes=(400,)))
+    assert result.has_transparency is True, "the file has an alpha channel"
+    assert (result.thumbnails[0].format, decode(result.thumbnails[0]).mode) == ("JPEG", "RGB")
+
+
+@pytest.mark.parametrize(
+    ("output_format", "expected", "mode"),
+    [("jpeg", "JPEG", "RGB"), ("webp", "WEBP", "RGB"), ("avif", "AVIF", "RGB"), ("source", "PNG", "RGB")],
+)
+def test_a_fixed_output_format_applies_to_every_source(output_format: str, expected: str, mode: str) -> None:
+    result = make_thumbnails(encode(photo(800, 600), "PNG"), ImageOptions(sizes=(400,), output_format=output_format))
+    out = decode(result.thumbnails[0])
+    assert (result.thumbnails[0].format, out.format, out.mode, out.size) == (expected, expected, mode, (400, 300))
+
+
+def test_transparent_pictures_are_flattened_onto_white_for_jpeg() -> None:
+    image = Image.new("RGBA", (400, 300), (0, 0, 0, 0))  # transparent black: shown as black if alpha is dropped
+    image.paste((*BLUE, 255), (200, 0, 400, 300))
+    out = decode(make_thumbnails(encode(image, "PNG"), ImageOptions(sizes=(200,), output_format="jpeg")).thumbnails[0])
+    assert out.mode == "RGB"
+    assert close_to(rgb(out, (20, 75)), (255, 255, 255), tolerance=3)
+    assert close_to(rgb(out, (180, 75)), BLUE, tolerance=12)
+
+
+def test_quality_is_set_per_output_format() -> None:
+    data = encode(photo(1600, 1200), "PNG")
+
+    def size(options: ImageOptions) -> int:
+        return len(make_thumbnails(data, options).thumbnails[0].data)
+
+    jpeg, webp, avif = (ImageOptions(sizes=(512,), output_format=name) for name in ("jpeg", "webp", "avif"))
+    assert size(replace(jpeg, jpeg_quality=20)) < size(replace(jpeg, jpeg_quality=95)) / 2
+    assert size(replace(webp, webp_quality=20)) < size(replace(webp, webp_quality=95)) / 2
+    assert size(replace(avif, avif_quality=20)) < size(replace(avif, avif_quality=95)) / 2
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"output_format": "heic"}, {"output_format": "JPEG"}, {"jpeg_quality": 0}, {"avif_quality": 101}],
+)
+def test_invalid_output_options_are_a_configuration_error(options: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=r"output format|quality"):
+        ImageOptions(**options)
 
 
 def test_cascaded_thumbnail_matches_a_direct_resize() -> None:
@@ -265,7 +337,7 @@ def test_unreadable_exif_counts_as_upright() -> None:
 def test_rgba_png_keeps_alpha_without_dark_fringes() -> None:
     image = Image.new("RGBA", (400, 300), (0, 0, 0, 0))  # transparent *black*: the colour that would bleed
     image.paste((255, 255, 255, 255), (203, 0, 400, 300))
-    result = make_thumbnails(encode(image, "PNG"), ImageOptions(sizes=(200,)))
+    result = make_thumbnails(encode(image, "PNG"), ImageOptions(sizes=(200,), output_format=SOURCE))
 
     assert (result.format, result.mode, result.has_transparency) == ("PNG", "RGBA", True)
     out = decode(result.thumbnails[0])
@@ -303,7 +375,7 @@ def test_palette_png_without_transparency_becomes_rgb() -> None:
 def test_gray_alpha_and_rgb_colour_key_keep_their_transparency() -> None:
     gray = Image.new("LA", (200, 200), (100, 255))
     gray.paste((0, 0), (0, 0, 100, 100))
-    out = decode(make_thumbnails(encode(gray, "PNG"), ImageOptions(sizes=(50,))).thumbnails[0])
+    out = decode(make_thumbnails(encode(gray, "PNG"), ImageOptions(sizes=(50,), output_format=SOURCE)).thumbnails[0])
     assert out.mode == "LA"
     assert rgb(out, (0, 0))[1] == 0
     assert rgb(out, (45, 45)) == (100, 255)
@@ -357,12 +429,12 @@ def test_bilevel_png_becomes_gray() -> None:
 # --- animated and multi-picture sources ---
 
 
-@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "AVIF"])
 def test_animated_sources_use_the_first_frame(fmt: str) -> None:
     frames = [Image.new("RGB", (200, 200), colour) for colour in (RED, BLUE, GREEN)]
     data = encode(frames[0], fmt, save_all=True, append_images=frames[1:], duration=100, loop=0)
     assert getattr(Image.open(io.BytesIO(data)), "n_frames", 1) == 3
-    result = make_thumbnails(data, ImageOptions(sizes=(100,)))
+    result = make_thumbnails(data, ImageOptions(sizes=(100,), output_format=SOURCE))
     out = decode(result.thumbnails[0])
     assert (result.format, out.format, out.size) == (fmt, fmt, (100, 100))
     assert close_to(rgb(out, (50, 50)), RED, tolerance=12)
@@ -404,12 +476,13 @@ def test_random_binary_is_not_an_image() -> None:
 
 def test_gif_is_an_unsupported_format() -> None:
     gif = encode(Image.new("RGB", (50, 50), RED), "GIF")
-    assert rejection(gif) == "unsupported image format GIF (allowed: JPEG, PNG, WEBP)"
+    assert rejection(gif) == "unsupported image format GIF (allowed: AVIF, HEIF, JPEG, PNG, WEBP)"
 
 
 def test_a_deployment_may_allow_more_formats_which_come_out_as_png() -> None:
     gif = encode(Image.new("RGB", (50, 50), RED), "GIF")
-    result = make_thumbnails(gif, ImageOptions(sizes=(25,), allowed_formats=frozenset({"GIF", "PNG"})))
+    options = ImageOptions(sizes=(25,), allowed_formats=frozenset({"GIF", "PNG"}), output_format=SOURCE)
+    result = make_thumbnails(gif, options)
     out = decode(result.thumbnails[0])
     assert (result.format, result.thumbnails[0].extension, out.format, out.size) == (
         "GIF",
@@ -502,7 +575,8 @@ def gray_png() -> bytes:
 
 
 def changed_box(data: bytes, options: ImageOptions, index: int) -> tuple[int, int, int, int] | None:
-    plain = decode(make_thumbnails(data, ImageOptions(sizes=options.sizes)).thumbnails[index])
+    unmarked = ImageOptions(sizes=options.sizes, output_format=options.output_format)
+    plain = decode(make_thumbnails(data, unmarked).thumbnails[index])
     marked = decode(make_thumbnails(data, options).thumbnails[index])
     return ImageChops.difference(plain, marked).getbbox()
 
@@ -528,7 +602,8 @@ def test_text_watermark_only_on_sizes_at_or_above_min_size() -> None:
     ],
 )
 def test_text_watermark_lands_where_asked(gray_png: bytes, position: str, inside: tuple[int, ...]) -> None:
-    options = ImageOptions(sizes=(1024,), watermark=Watermark(text="© imgops", position=position, opacity=0.8))
+    mark = Watermark(text="© imgops", position=position, opacity=0.8)
+    options = ImageOptions(sizes=(1024,), watermark=mark, output_format=SOURCE)  # lossless: only the mark differs
     box = changed_box(gray_png, options, 0)
     assert box is not None
     assert inside[0] <= box[0], box
@@ -544,7 +619,8 @@ def test_text_watermark_lands_where_asked(gray_png: bytes, position: str, inside
 
 def test_png_watermark_is_scaled_and_blended_at_the_given_opacity(gray_png: bytes) -> None:
     mark = encode(Image.new("RGBA", (400, 400), (*RED, 255)), "PNG")
-    options = ImageOptions(sizes=(1024, 256), watermark=Watermark(image_png=mark, opacity=0.5, min_size=512))
+    watermark = Watermark(image_png=mark, opacity=0.5, min_size=512)
+    options = ImageOptions(sizes=(1024, 256), watermark=watermark, output_format=SOURCE)
     result = make_thumbnails(gray_png, options)
     large = decode(result.thumbnails[0])
     box = changed_box(gray_png, options, 0)

@@ -26,6 +26,31 @@ def test_settings_defaults() -> None:
     assert settings.max_upload_bytes == 25 * 1024 * 1024
     assert settings.url_expiry_seconds == 300
     assert settings.watermark is None
+    assert (settings.output_format, settings.jpeg_quality, settings.webp_quality, settings.avif_quality) == (
+        "auto",
+        85,
+        80,
+        70,
+    )
+
+
+def test_output_format_and_qualities_reach_the_image_options() -> None:
+    settings = Settings.from_env(
+        {
+            **BASE,
+            Env.OUTPUT_FORMAT: " AVIF ",
+            Env.JPEG_QUALITY: "90",
+            Env.WEBP_QUALITY: "70",
+            Env.AVIF_QUALITY: "55",
+        }
+    )
+    options = settings.image_options()
+    assert (options.output_format, options.jpeg_quality, options.webp_quality, options.avif_quality) == (
+        "avif",
+        90,
+        70,
+        55,
+    )
 
 
 def test_settings_overrides_and_watermark() -> None:
@@ -48,6 +73,10 @@ def test_settings_overrides_and_watermark() -> None:
         ({Env.WATERMARK_TEXT: "x", Env.WATERMARK_OPACITY: "2"}, "between 0 and 1"),
         ({Env.WATERMARK_TEXT: "x", Env.WATERMARK_POSITION: "middle"}, "not a known position"),
         ({Env.WATERMARK_PNG_PATH: "/nonexistent/mark.png"}, "cannot be read"),
+        ({Env.OUTPUT_FORMAT: "heic"}, "IMGOPS_OUTPUT_FORMAT='heic' must be one of auto, source, jpeg, webp, avif"),
+        ({Env.WEBP_QUALITY: "101"}, "IMGOPS_WEBP_QUALITY=101 must be between 1 and 100"),
+        ({Env.AVIF_QUALITY: "0"}, "IMGOPS_AVIF_QUALITY='0' must be positive"),
+        ({Env.JPEG_QUALITY: "high"}, "IMGOPS_JPEG_QUALITY='high' is not a whole number"),
     ],
 )
 def test_settings_errors_name_the_variable(overrides: dict[str, str], message: str) -> None:
