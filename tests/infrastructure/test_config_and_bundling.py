@@ -115,7 +115,11 @@ def test_api_handlers_import_without_pillow() -> None:
 
 def test_requirements_come_from_pyproject() -> None:
     pinned = pinned_requirements(bundling.WORKER_REQUIREMENTS)
-    assert [spec.split(">")[0].split("<")[0].lower() for spec in pinned] == ["pillow", "pillow-heif", "aws-lambda-powertools"]
+    assert [spec.split(">")[0].split("<")[0].lower() for spec in pinned] == [
+        "pillow",
+        "pillow-heif",
+        "aws-lambda-powertools",
+    ]
     assert all(any(op in spec for op in "<>=") for spec in pinned), pinned
     with pytest.raises(BundlingError, match="not declared"):
         pinned_requirements(["left-pad"])
