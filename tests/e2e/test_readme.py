@@ -81,6 +81,7 @@ RUN_ON_THE_LOCAL_STACK = (
 AFTER_LOCAL_ENV = ("imgops loadtest run --target aws --stack-name imgops-pipeline --images 20",)
 RUN_HERE = ("imgops loadtest selfcheck", "imgops dashboards synth", "imgops alarms test")  # quick, no earlier state
 NOT_RUN = {
+    "imgops bench thumbnails --kind png --output-format auto --repeat 3": "benchmark: timing loops over the alpha PNGs",
     "imgops loadtest locust --workers 2": "tests/e2e/test_locust.py runs a headless master and 2 workers",
     "imgops loadtest sizing": (
         "a measurement of a minute or more under cgroup caps; tests/e2e/test_loadtest.py runs sizing end to end"
