@@ -5,6 +5,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -23,14 +24,26 @@ from tests.iam import CallRecorder, RolePolicies
 NO_RETRIES = Config(retries={"max_attempts": 1, "mode": "standard"})
 
 
-@pytest.fixture
-def stack(moto_endpoint: str, unique_prefix: str) -> StackInfo:
+def provisioned_stack(moto_endpoint: str, prefix: str, *, visibility_timeout: int) -> StackInfo:
     """The template's resources and the CloudFormation stack `<prefix>-pipeline` with its outputs, as
     `imgops local up` makes them (no local API runs here: its URL is a placeholder)."""
-    info = provision(ResourceNames(unique_prefix), endpoint_url=moto_endpoint, visibility_timeout=30)
+    info = provision(ResourceNames(prefix), endpoint_url=moto_endpoint, visibility_timeout=visibility_timeout)
     info = replace(info, api_url=f"{moto_endpoint}/no-local-api-in-this-test")
     register_stack(info)
     return info
+
+
+@pytest.fixture
+def stack(moto_endpoint: str, unique_prefix: str) -> StackInfo:
+    return provisioned_stack(moto_endpoint, unique_prefix, visibility_timeout=30)
+
+
+@pytest.fixture
+def state_file(stack: StackInfo, tmp_path: Path) -> Path:
+    """A local-stack state file pointing at `stack`, for the CLI's --state-file."""
+    path = tmp_path / "local-stack.json"
+    path.write_text(stack.to_json())
+    return path
 
 
 @pytest.fixture

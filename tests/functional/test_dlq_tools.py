@@ -7,7 +7,6 @@ import functools
 import json
 import time
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +14,12 @@ import pytest
 from typer.testing import CliRunner
 
 from imgops import app
-from loadtest.local.provision import provision, register_stack
 from monitoring import dlq
 from monitoring.target import StackInfo
 from pipeline import store, worker
-from pipeline.resources import ResourceNames
 from pipeline.worker import WorkerDeps
 from tests.faults import inject_fault
-from tests.functional.conftest import receive_uploads
+from tests.functional.conftest import provisioned_stack, receive_uploads
 from tests.functional.test_failure_records import THROTTLED, invoke, parked_count, put_upload
 
 runner = CliRunner()
@@ -36,17 +33,7 @@ def image(n: int) -> str:
 @pytest.fixture
 def stack(moto_endpoint: str, unique_prefix: str) -> StackInfo:
     """A 1 s visibility timeout: a failed delivery comes back at once."""
-    info = provision(ResourceNames(unique_prefix), endpoint_url=moto_endpoint, visibility_timeout=1)
-    info = replace(info, api_url=f"{moto_endpoint}/no-local-api-in-this-test")
-    register_stack(info)
-    return info
-
-
-@pytest.fixture
-def state_file(stack: StackInfo, tmp_path: Path) -> Path:
-    path = tmp_path / "local-stack.json"
-    path.write_text(stack.to_json())
-    return path
+    return provisioned_stack(moto_endpoint, unique_prefix, visibility_timeout=1)
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,6 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +18,16 @@ from typer.testing import CliRunner
 
 from imgops import app
 from loadtest.local.context import LocalLambdaContext
-from loadtest.local.provision import provision, register_stack
 from loadtest.local.runtime import sqs_event
 from monitoring.images import status_rows
 from monitoring.target import StackInfo
 from pipeline import store, worker
 from pipeline.errors import describe_failure
-from pipeline.resources import QUEUE_MAX_RECEIVE_COUNT, ResourceNames
+from pipeline.resources import QUEUE_MAX_RECEIVE_COUNT
 from pipeline.worker import WorkerDeps
 from tests.conftest import jpeg_bytes
 from tests.faults import inject_fault
-from tests.functional.conftest import receive_uploads
+from tests.functional.conftest import provisioned_stack, receive_uploads
 
 runner = CliRunner()
 SUB = "5f0c6a9e-1111-4c3b-9d1e-000000000001"
@@ -40,17 +38,7 @@ THROTTLED = "ProvisionedThroughputExceededException"
 @pytest.fixture
 def stack(moto_endpoint: str, unique_prefix: str) -> StackInfo:
     """The conftest stack, with a 1 s visibility timeout: a failed delivery comes back at once."""
-    info = provision(ResourceNames(unique_prefix), endpoint_url=moto_endpoint, visibility_timeout=1)
-    info = replace(info, api_url=f"{moto_endpoint}/no-local-api-in-this-test")
-    register_stack(info)
-    return info
-
-
-@pytest.fixture
-def state_file(stack: StackInfo, tmp_path: Path) -> Path:
-    path = tmp_path / "local-stack.json"
-    path.write_text(stack.to_json())
-    return path
+    return provisioned_stack(moto_endpoint, unique_prefix, visibility_timeout=1)
 
 
 @pytest.fixture

@@ -24,13 +24,6 @@ runner = CliRunner()
 SUB = "5f0c6a9e-1111-4c3b-9d1e-000000000001"
 
 
-@pytest.fixture
-def state_file(stack: StackInfo, tmp_path: Path) -> Path:
-    path = tmp_path / "local-stack.json"
-    path.write_text(stack.to_json())
-    return path
-
-
 def park_in_dlq(sqs: Any, stack: StackInfo, bodies: list[str]) -> None:
     for body in bodies:
         sqs.send_message(QueueUrl=stack.dlq_url, MessageBody=body)
