@@ -11,7 +11,7 @@ from dashboards.config import AppConfig
 from dashboards.constructs.alerts import OpsAlerts
 from dashboards.constructs.api import STAGE_NAME, Api
 from dashboards.constructs.auth import Auth
-from dashboards.constructs.bundling import API_REQUIREMENTS, METRICS_REQUIREMENTS, WORKER_REQUIREMENTS, python_code
+from dashboards.constructs.bundling import python_code
 from dashboards.constructs.cdn import ThumbnailCdn
 from dashboards.constructs.monitoring import Monitoring
 from dashboards.constructs.notifications import ImageEvents
@@ -21,6 +21,7 @@ from dashboards.constructs.storage import Storage
 from dashboards.constructs.table import ImagesTable
 from dashboards.constructs.topic_key import TopicKey
 from dashboards.constructs.worker import Worker
+from dashboards.lambda_bundle import BUNDLES
 from monitoring import s3_metrics
 from pipeline.resources import WORKER_BATCH_SIZE, ResourceNames, StackOutputs
 
@@ -96,23 +97,9 @@ class ImgopsStack(cdk.Stack):
         self.auth = Auth(self, "Auth", names=names)
 
         install = not config.skip_bundling
-        worker_code = python_code(
-            packages=("pipeline",),
-            requirements=WORKER_REQUIREMENTS,
-            architecture=config.architecture,
-            install_dependencies=install,
-        )
-        api_code = python_code(  # the same sources without Pillow: a smaller bundle, a faster cold start
-            packages=("pipeline",),
-            requirements=API_REQUIREMENTS,
-            architecture=config.architecture,
-            install_dependencies=install,
-        )
-        metrics_code = python_code(
-            packages=("monitoring", "pipeline"),
-            requirements=METRICS_REQUIREMENTS,
-            architecture=config.architecture,
-            install_dependencies=install,
+        worker_code, api_code, metrics_code = (
+            python_code(BUNDLES[name], architecture=config.architecture, install_dependencies=install)
+            for name in ("worker", "api", "metrics")
         )
 
         self.worker = Worker(

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from imgops.errors import command_errors, stderr
-from imgops.options import Region, StackName, StateFile
+from imgops.options import AsJson, Region, StackName, StateFile
 from monitoring.target import resolve_target
 from pipeline.resources import ResourceNames
 
@@ -19,7 +19,7 @@ console = Console(highlight=False)
 
 @app.callback()
 def _group() -> None:
-    """Subcommands: synth, render."""
+    """Subcommands: synth, render, bundle."""
 
 
 @app.command()
@@ -127,6 +127,73 @@ def render(
     typer.echo(str(result.html))
     if result.unresolved:
         console.print(f"Tokens without a local value: {', '.join(result.unresolved)}", style="yellow")
+
+
+@app.command()
+def bundle(
+    arch: Annotated[
+        Literal["x86_64", "arm64"] | None,
+        typer.Option("--arch", help="Lambda architecture [default: the CDK app's].", show_default=False),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Keep the bundles in this folder [default: a temporary one].")
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Build the three Lambda bundles as a deploy would and check each loads on its runtime (size, libraries)."""
+    import json
+    import tempfile
+
+    from dashboards.config import AppConfig
+    from dashboards.lambda_bundle import BUNDLES, PYTHON_VERSION, build_bundle
+
+    architecture = arch or AppConfig().architecture
+    rows: list[dict[str, Any]] = []
+    with command_errors(), tempfile.TemporaryDirectory(prefix="imgops-bundle-") as scratch:
+        root = out or Path(scratch)
+        for name, spec in BUNDLES.items():
+            with console.status(f"pip: the {name} bundle for {architecture} (python{PYTHON_VERSION})…"):
+                report = build_bundle(
+                    root / name, packages=spec.packages, requirements=spec.requirements, architecture=architecture
+                )
+            if report is None:  # every bundle has requirements; a bundle without any is its sources
+                continue
+            rows.append(
+                {
+                    "bundle": name,
+                    "architecture": architecture,
+                    "python": PYTHON_VERSION,
+                    "files": report.files,
+                    "unzipped_bytes": report.unzipped_bytes,
+                    "zipped_bytes": report.zipped_bytes(),
+                    "native_files": len(report.native_files),
+                    "newest_glibc": ".".join(map(str, report.newest_glibc)) if report.native_files else None,
+                    "runtime_libraries": sorted(report.system_libraries),
+                    "path": str(root / name) if out else None,
+                }
+            )
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(box=None, title=f"Lambda bundles ({architecture}, python{PYTHON_VERSION}): all load")
+    for column in ("bundle", "files", "unzipped", "zipped", "native", "glibc"):
+        table.add_column(column, justify="left" if column == "bundle" else "right")
+    for row in rows:
+        table.add_row(
+            str(row["bundle"]),
+            f"{row['files']:,}",
+            f"{int(row['unzipped_bytes']) / 2**20:.1f} MB",
+            f"{int(row['zipped_bytes']) / 2**20:.1f} MB",
+            str(row["native_files"]),
+            row["newest_glibc"] or "-",
+        )
+    console.print(table)
+    linked = sorted({library for row in rows for library in row["runtime_libraries"]})
+    console.print(f"From the runtime: {', '.join(linked) or 'nothing'}", soft_wrap=False)
+    if out:
+        console.print(f"Bundles in {out}")
 
 
 def _template(path: Path | None, prefix: str, metrics_rate: int) -> dict[str, Any]:

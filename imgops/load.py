@@ -39,7 +39,7 @@ def default_cache_dir() -> Path:
     return state_dir() / "corpus"
 
 
-Mix = Annotated[str, typer.Option(help="Share of each kind: jpeg12mp, jpeg1080, png (alpha), webp.")]
+Mix = Annotated[str, typer.Option(help="Share of each kind: jpeg12mp, jpeg1080, png (alpha), webp, heic12mp, avif.")]
 Seed = Annotated[int, typer.Option(help="Seed: the same seed and mix give the same bytes.")]
 CorpusSize = Annotated[
     int, typer.Option(min=1, max=1000, help="Distinct files generated (uploads cycle through them).")

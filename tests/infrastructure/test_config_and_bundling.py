@@ -11,11 +11,12 @@ import aws_cdk as cdk
 import pytest
 
 from dashboards import config
+from dashboards import lambda_bundle as bundling
 from dashboards.config import AppConfig
-from dashboards.constructs import bundling
-from dashboards.constructs.bundling import BundlingError, LocalPythonBundling, pinned_requirements, pip_command
+from dashboards.constructs.bundling import LocalPythonBundling
 from dashboards.constructs.s3_metrics import metrics_timeout_seconds, scan_budget_seconds
 from dashboards.errors import ConfigError
+from dashboards.lambda_bundle import BundlingError, pinned_requirements, pip_command
 
 
 def context(values: dict[str, Any]) -> Any:

@@ -15,9 +15,9 @@ from aws_cdk.assertions import Match, Template
 
 from dashboards import config
 from dashboards.app import build_app, cdk_json_context
-from dashboards.constructs.bundling import API_REQUIREMENTS, WORKER_REQUIREMENTS
 from dashboards.constructs.storage import ABORT_INCOMPLETE_UPLOADS_AFTER, Storage
 from dashboards.constructs.worker import QUEUE_POLLER_ACTIONS, TABLE_ACTIONS
+from dashboards.lambda_bundle import API_REQUIREMENTS, WORKER_REQUIREMENTS
 from pipeline.resources import (
     DLQ_RETENTION_SECONDS,
     PRESIGN_EXPIRY_SECONDS,
