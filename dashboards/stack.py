@@ -20,8 +20,11 @@ from dashboards.constructs.s3_metrics import BucketMetrics
 from dashboards.constructs.storage import Storage
 from dashboards.constructs.table import ImagesTable
 from dashboards.constructs.topic_key import TopicKey
+from dashboards.constructs.web import WebPage
 from dashboards.constructs.worker import Worker
 from dashboards.lambda_bundle import BUNDLES
+from dashboards.web import OUTPUT_KEY as WEB_PAGE_OUTPUT
+from dashboards.web import PageConfig, cognito_endpoint
 from monitoring import s3_metrics
 from pipeline.resources import WORKER_BATCH_SIZE, ResourceNames, StackOutputs
 
@@ -118,6 +121,9 @@ class ImgopsStack(cdk.Stack):
             max_concurrency=max_concurrency.value_as_number,
             memory_mb=config.worker_memory_mb,
         )
+        # Before the API: the API and the upload bucket allow the page's origin (CORS); its files come last.
+        self.web = WebPage(self, "Web", access_logs_bucket=self.storage.access_logs_bucket)
+        self.web.allow_uploads(self.storage.upload_bucket)
         self.api = Api(
             self,
             "Api",
@@ -132,6 +138,16 @@ class ImgopsStack(cdk.Stack):
             topic=self.image_events.topic,
             throttle_rate_limit=throttle_rate.value_as_number,
             throttle_burst_limit=throttle_burst.value_as_number,
+            browser_origins=[self.web.origin],
+        )
+        self.web.publish(
+            PageConfig(
+                api_url=self.api.url,
+                cognito_endpoint=cognito_endpoint(cdk.Aws.REGION),
+                user_pool_client_id=self.auth.client.user_pool_client_id,
+                region=cdk.Aws.REGION,
+            ),
+            handler_name=f"{names.prefix}-web-deploy",
         )
         self.bucket_metrics = BucketMetrics(
             self,
@@ -185,5 +201,6 @@ class ImgopsStack(cdk.Stack):
             (StackOutputs.IMAGES_TABLE, self.images.table.table_name, "One item per image"),
             ("ThumbnailCdnDomain", self.cdn.domain_name, "CloudFront domain for processed/…"),
             ("AlarmTopicArn", self.alerts.topic.topic_arn, "Ops alarm topic"),
+            (WEB_PAGE_OUTPUT, self.web.url, "The upload page (CloudFront)"),
         ):
             cdk.CfnOutput(self, output_id, value=value, description=description, key=output_id)

@@ -70,11 +70,15 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "imgops" / "templates"
 
 
+# The app's code, and the upload page's files it deploys (dashboards/web).
+_SOURCE_SUFFIXES = frozenset({".py", ".html", ".js", ".css"})
+
+
 def cache_key(context: Mapping[str, Any]) -> str:
     """Changes whenever the app's source, cdk.json, the context or the CDK library version does."""
     digest = hashlib.sha256(str(_REPO_ROOT).encode())  # the default runbook links are this checkout's files
     for package in _APP_SOURCES:
-        for path in sorted((_REPO_ROOT / package).rglob("*.py")):
+        for path in sorted(p for p in (_REPO_ROOT / package).rglob("*") if p.suffix in _SOURCE_SUFFIXES):
             digest.update(str(path.relative_to(_REPO_ROOT)).encode())
             digest.update(path.read_bytes())
     cdk_json = _REPO_ROOT / "cdk.json"

@@ -144,12 +144,15 @@ def status(state_file: StateFile = None) -> None:
 
 
 def _print_info(info: StackInfo, state: Path) -> None:
+    from loadtest.local.web import page_url
+
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(no_wrap=True)
     table.add_column(overflow="fold")  # URLs, ARNs and names whole, folded at the edge rather than cut
     rows = {
         "AWS endpoint": info.endpoint_url,
         "HTTP API": info.api_url,
+        "upload page": page_url(info.api_url),
         "upload bucket": info.upload_bucket,
         "processed bucket": info.processed_bucket,
         "work queue": info.queue_url,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import aws_cdk as cdk
 import jsii
@@ -75,9 +76,11 @@ class Api(Construct):
         topic: sns.ITopic,
         throttle_rate_limit: int | float,
         throttle_burst_limit: int | float,
+        browser_origins: Sequence[str] = (),
     ) -> None:
         """`throttle_*` may be CloudFormation parameter tokens. `code` needs no Pillow: neither handler imports it
-        (bundling.API_REQUIREMENTS; tests/infrastructure/test_config_and_bundling.py checks the imports)."""
+        (bundling.API_REQUIREMENTS; tests/infrastructure/test_config_and_bundling.py checks the imports).
+        `browser_origins`: web pages (the upload page) whose scripts may call the API; none: no CORS."""
         super().__init__(scope, construct_id)
         environment = pipeline_environment(
             upload_bucket=upload_bucket.bucket_name,
@@ -147,6 +150,15 @@ class Api(Construct):
             api_name=f"{names.prefix}-api",
             description="imgops: presigned uploads and image status",
             create_default_stage=False,
+            # API Gateway answers the preflight itself (before the authorizer) and adds the headers to answers.
+            cors_preflight=apigwv2.CorsPreflightOptions(
+                allow_origins=list(browser_origins),
+                allow_methods=[apigwv2.CorsHttpMethod.GET, apigwv2.CorsHttpMethod.POST],
+                allow_headers=["authorization", "content-type"],
+                max_age=cdk.Duration.hours(1),
+            )
+            if browser_origins
+            else None,
         )
         self.stage = apigwv2.HttpStage(
             self,

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from werkzeug.exceptions import BadRequest, HTTPException, MethodNotAllowed, RequestEntityTooLarge
 from werkzeug.routing import Map, Rule
@@ -20,6 +20,9 @@ from werkzeug.wrappers import Request, Response
 
 from loadtest.local.context import LocalLambdaContext
 from loadtest.local.jwt_auth import CognitoJwtVerifier, TokenRejected
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
 
 logger = logging.getLogger(__name__)
 
@@ -189,9 +192,9 @@ def _json(status: int, body: dict[str, Any]) -> Response:
 
 
 class ApiServer:
-    """The local API on 127.0.0.1 in a background thread."""
+    """The local API on 127.0.0.1 in a background thread; `app` may wrap it (loadtest.local.web.PageServer)."""
 
-    def __init__(self, app: LocalHttpApi, port: int = 0) -> None:
+    def __init__(self, app: LocalHttpApi | WSGIApplication, port: int = 0) -> None:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access-log line per request
         self._server: BaseWSGIServer = make_server("127.0.0.1", port, app, threaded=True)
         self._thread = threading.Thread(target=self._server.serve_forever, name="local-api", daemon=True)

@@ -23,6 +23,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from dashboards.template import PhysicalIds, Resolver, stack_template
+from dashboards.web import LOCAL_PATH as WEB_PAGE_PATH
+from dashboards.web import OUTPUT_KEY as WEB_PAGE_OUTPUT
 from monitoring.target import StackInfo, client_config, local_session
 from pipeline.resources import DEMO_PASSWORD, DEMO_USERNAME, ResourceNames, StackOutputs
 
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
     from mypy_boto3_cognito_idp import CognitoIdentityProviderClient
 
 # Output values that name emulated resources, and what stands in for them locally.
-EMULATED_OUTPUTS = (StackOutputs.API_URL, "ThumbnailCdnDomain")
+EMULATED_OUTPUTS = (StackOutputs.API_URL, "ThumbnailCdnDomain", WEB_PAGE_OUTPUT)
 # Resource types the local AWS does not create, with the reason (README › Local stack lists them).
 NOT_CREATED = {
     "AWS::ApiGatewayV2::Api": "emulated by the local HTTP API",
@@ -43,6 +45,9 @@ NOT_CREATED = {
     "AWS::Lambda::Permission": "nothing invokes a function through a resource policy locally",
     "AWS::CloudWatch::CompositeAlarm": "moto has no composite alarms: `imgops alarms check` derives its state",
     "AWS::CDK::Metadata": "CDK bookkeeping",
+    "AWS::CloudFront::ResponseHeadersPolicy": "emulated: the local API sends the upload page's security headers",
+    "Custom::CDKBucketDeployment": "emulated: the local API serves the upload page and its config.json",
+    "AWS::Lambda::LayerVersion": "the page deployment function's AWS CLI layer; nothing runs that function locally",
 }
 _PLACEHOLDER_CODE: bytes | None = None
 
@@ -126,6 +131,8 @@ def local_outputs(template: Mapping[str, Any], info: StackInfo) -> dict[str, str
     outputs[StackOutputs.API_URL] = info.api_url
     if "ThumbnailCdnDomain" in outputs:
         outputs["ThumbnailCdnDomain"] = f"{info.endpoint_url}/{info.processed_bucket}"
+    if WEB_PAGE_OUTPUT in outputs:  # the local API serves the page (loadtest.local.web)
+        outputs[WEB_PAGE_OUTPUT] = f"{info.api_url.rstrip('/')}{WEB_PAGE_PATH}"
     return outputs
 
 

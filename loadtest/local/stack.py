@@ -40,6 +40,7 @@ from loadtest.local.metrics import (
 from loadtest.local.moto_process import MotoProcess
 from loadtest.local.provision import provision, register_stack
 from loadtest.local.runtime import RuntimeConfig, WorkerPool
+from loadtest.local.web import PageServer, allow_page_origin, page_url
 from monitoring.target import (
     LOCAL_CREDENTIALS,
     StackInfo,
@@ -227,7 +228,9 @@ class LocalStack:
             api: LocalHttpApi = MeteredHttpApi(routes, verifier, self._metrics)
         else:
             api = LocalHttpApi(routes, verifier)
-        self._api = ApiServer(api, options.api_port).start()
+        # The upload page (CloudFront on AWS) in front of the API, and the upload bucket's CORS allowing it.
+        self._api = ApiServer(PageServer(api, info), options.api_port).start()
+        allow_page_origin(info, self._api.url)
         info = replace(info, api_url=self._api.url)
         register_stack(info)  # `--stack-name <prefix>-pipeline` finds this stack as it finds a deployed one
         self._workers = WorkerPool(
@@ -255,7 +258,10 @@ class LocalStack:
             self._start_schedules(info, self._metrics, self._workers)
         write_state(info)
         self.info = info
-        self._log(f"local stack up: AWS {endpoint}, API {info.api_url}, {options.workers} worker process(es)")
+        self._log(
+            f"local stack up: AWS {endpoint}, API {info.api_url}, upload page {page_url(info.api_url)}, "
+            f"{options.workers} worker process(es)"
+        )
         return info
 
     def _start_schedules(self, info: StackInfo, buffer: MetricBuffer, workers: WorkerPool) -> None:

@@ -1,0 +1,96 @@
+"""The upload page as the local stack serves it: the page's files and config.json under /web/ with CloudFront's
+security headers, everything else passed to the API untouched, and the upload bucket's CORS rule pointed at the
+local page's origin instead of the CloudFront one (which does not exist locally)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import requests
+from werkzeug.test import Client
+from werkzeug.wrappers import Response
+
+from dashboards.web import LOCAL_PATH, OUTPUT_KEY, PAGE_FILES
+from loadtest.local.web import PageServer, allow_page_origin, page_url
+from monitoring.target import StackInfo
+from pipeline.resources import StackOutputs
+
+
+def api_stub(environ: dict[str, Any], start_response: Any) -> Any:
+    return Response(json.dumps({"api": environ["PATH_INFO"]}), status=418, mimetype="application/json")(
+        environ, start_response
+    )
+
+
+def client(stack: StackInfo) -> Client:
+    return Client(PageServer(api_stub, stack))
+
+
+def test_the_page_and_its_config_point_at_this_stack(stack: StackInfo) -> None:
+    web = client(stack)
+
+    page = web.get(LOCAL_PATH)
+    config = web.get(f"{LOCAL_PATH}config.json", headers={"Host": "localhost:8123"})
+
+    assert page.status_code == 200
+    assert page.mimetype == "text/html"
+    assert b'<script type="module" src="app.js">' in page.data
+    assert config.json == {
+        "apiUrl": "http://localhost:8123",  # the origin the browser used: API calls stay same-origin
+        "cognitoEndpoint": f"{stack.endpoint_url}/",
+        "userPoolClientId": stack.user_pool_client_id,
+        "region": stack.region,
+    }
+    for name, media_type in PAGE_FILES.items():
+        answer = web.get(f"{LOCAL_PATH}{name}")
+        assert (answer.status_code, answer.headers["Content-Type"]) == (200, media_type)
+
+
+def test_security_headers_allow_only_this_stacks_endpoints(stack: StackInfo) -> None:
+    headers = client(stack).get(LOCAL_PATH).headers
+
+    policy = headers["Content-Security-Policy"]
+    assert f"connect-src 'self' {stack.endpoint_url}" in policy
+    assert "script-src 'self';" in policy
+    assert headers["X-Frame-Options"] == "DENY"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_only_the_pages_files_are_served_and_everything_else_is_the_apis(stack: StackInfo) -> None:
+    web = client(stack)
+
+    assert web.get(LOCAL_PATH.rstrip("/")).headers["Location"] == LOCAL_PATH
+    assert web.get(f"{LOCAL_PATH}__init__.py").status_code == 404
+    assert web.get(f"{LOCAL_PATH}../pipeline/resources.py").status_code == 404
+    assert web.post(f"{LOCAL_PATH}config.json").status_code == 405
+    for path in ("/", "/uploads", "/images/x", "/webx"):
+        answer = web.get(path)
+        assert (answer.status_code, answer.json) == (418, {"api": path})
+
+
+def test_the_upload_bucket_allows_the_local_page_origin_instead_of_cloudfronts(stack: StackInfo) -> None:
+    s3 = boto3.client("s3", endpoint_url=stack.endpoint_url)
+    [rule] = s3.get_bucket_cors(Bucket=stack.upload_bucket)["CORSRules"]
+    assert [origin for origin in rule["AllowedOrigins"] if "<" in origin]  # the distribution's, unresolvable here
+
+    allowed = allow_page_origin(stack, "http://127.0.0.1:8123")
+
+    assert allowed == ["http://127.0.0.1:8123", "http://localhost:8123"]
+    [rule] = s3.get_bucket_cors(Bucket=stack.upload_bucket)["CORSRules"]
+    assert (rule["AllowedMethods"], rule["AllowedOrigins"]) == (["POST"], allowed)
+    preflight = {"Access-Control-Request-Method": "POST"}
+    url = f"{stack.endpoint_url}/{stack.upload_bucket}"
+    page = requests.options(url, headers={"Origin": "http://127.0.0.1:8123", **preflight}, timeout=5)
+    stranger = requests.options(url, headers={"Origin": "http://127.0.0.1:9999", **preflight}, timeout=5)
+    assert (page.status_code, stranger.status_code) == (200, 403)
+
+
+def test_the_page_url_output_is_the_local_apis(stack: StackInfo) -> None:
+    cloudformation = boto3.client("cloudformation", endpoint_url=stack.endpoint_url)
+    [described] = cloudformation.describe_stacks(StackName=f"{stack.prefix}-pipeline")["Stacks"]
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in described["Outputs"]}
+
+    assert outputs[OUTPUT_KEY] == page_url(outputs[StackOutputs.API_URL])
+    assert outputs[OUTPUT_KEY].endswith(LOCAL_PATH)
