@@ -406,6 +406,8 @@ class RolePolicies:
                 continue
             properties = resource["Properties"]
             handler = str(properties.get("Handler", ""))
+            if not handler.startswith(("pipeline.", "monitoring.")):
+                continue  # CDK's own code (the upload page's BucketDeployment): it never runs locally
             function = str(self._resolve(properties.get("FunctionName", logical_id)))
             role = properties["Role"]
             if not (isinstance(role, Mapping) and "Fn::GetAtt" in role):
