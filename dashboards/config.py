@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from dashboards.errors import ConfigError
-from pipeline.resources import WORKER_MEMORY_MB
+from pipeline.resources import DEFAULT_LABELS_MIN_CONFIDENCE, LABELS_MODES, WORKER_MEMORY_MB
 
 PREFIX = "imgops:prefix"
 ARCHITECTURE = "imgops:arch"
@@ -25,6 +25,10 @@ RUNBOOK_BASE_URL = "imgops:runbook-base-url"
 PROCESSED_EXPIRY_DAYS = "imgops:processed-expiry-days"
 # The worker's memory size, MB; unset: pipeline.resources.WORKER_MEMORY_MB. `imgops loadtest sizing --apply` writes it.
 WORKER_MEMORY = "imgops:worker-memory-mb"
+# The worker's optional labels stage (pipeline.labels): `none` (default) or `rekognition`, which sets IMGOPS_LABELS on
+# the worker and grants it rekognition:DetectLabels; `imgops:labels-min-confidence` (percent) goes with it.
+LABELS = "imgops:labels"
+LABELS_MIN_CONFIDENCE = "imgops:labels-min-confidence"
 LAMBDA_MEMORY_MB = (128, 10240)
 
 Architecture = Literal["x86_64", "arm64"]
@@ -52,6 +56,8 @@ class AppConfig:
     # throwaway deployments (load tests, demos), e.g. `-c imgops:processed-expiry-days=7`.
     processed_expiry_days: int = 0
     worker_memory_mb: int = WORKER_MEMORY_MB
+    labels: str = "none"  # one of pipeline.resources.LABELS_MODES
+    labels_min_confidence: float = DEFAULT_LABELS_MIN_CONFIDENCE
 
     def __post_init__(self) -> None:
         if not _PREFIX_PATTERN.match(self.prefix):
@@ -71,6 +77,10 @@ class AppConfig:
         low, high = LAMBDA_MEMORY_MB
         if not low <= self.worker_memory_mb <= high:
             raise ConfigError(f"{WORKER_MEMORY}={self.worker_memory_mb!r}: Lambda memory is {low} to {high:,} MB")
+        if self.labels not in LABELS_MODES:
+            raise ConfigError(f"{LABELS}={self.labels!r}: choose one of {', '.join(LABELS_MODES)}")
+        if not 0 <= self.labels_min_confidence <= 100:
+            raise ConfigError(f"{LABELS_MIN_CONFIDENCE}={self.labels_min_confidence!r}: a percentage, 0 to 100")
 
     @classmethod
     def from_context(cls, get: Callable[[str], Any]) -> AppConfig:
@@ -86,6 +96,10 @@ class AppConfig:
                 get(PROCESSED_EXPIRY_DAYS), defaults.processed_expiry_days, PROCESSED_EXPIRY_DAYS
             ),
             worker_memory_mb=_int(get(WORKER_MEMORY), defaults.worker_memory_mb, WORKER_MEMORY),
+            labels=str(_or(get(LABELS), defaults.labels)).strip().lower(),
+            labels_min_confidence=_float(
+                get(LABELS_MIN_CONFIDENCE), defaults.labels_min_confidence, LABELS_MIN_CONFIDENCE
+            ),
         )
 
     def as_context(self) -> Mapping[str, str]:
@@ -97,6 +111,8 @@ class AppConfig:
             RUNBOOK_BASE_URL: self.runbook_base_url,
             PROCESSED_EXPIRY_DAYS: str(self.processed_expiry_days),
             WORKER_MEMORY: str(self.worker_memory_mb),
+            LABELS: self.labels,
+            LABELS_MIN_CONFIDENCE: str(self.labels_min_confidence),
         }
 
     def runbook_link(self, slug: str) -> str:
@@ -124,3 +140,12 @@ def _int(value: Any, default: int, key: str) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{key}={value!r} is not a whole number") from None
+
+
+def _float(value: Any, default: float, key: str) -> float:
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}={value!r} is not a number") from None

@@ -120,6 +120,8 @@ class ImgopsStack(cdk.Stack):
             batch_size=batch_size.value_as_number,
             max_concurrency=max_concurrency.value_as_number,
             memory_mb=config.worker_memory_mb,
+            labels=config.labels,
+            labels_min_confidence=config.labels_min_confidence,
         )
         # Before the API: the API and the upload bucket allow the page's origin (CORS); its files come last.
         self.web = WebPage(self, "Web", access_logs_bucket=self.storage.access_logs_bucket)

@@ -27,7 +27,7 @@ TUTORIAL_TARGET = 3.0
 
 @app.callback()
 def _group() -> None:
-    """Subcommands: thumbnails."""
+    """Subcommands: thumbnails, batch."""
 
 
 # Kept in step with loadtest.bench.INPUT_KINDS and pipeline.resources.OUTPUT_FORMATS (checked by a test), so that
@@ -135,3 +135,78 @@ def _print_verdict(results: list[ApproachResult]) -> None:
         )
     elif all(r.name != "pyvips" or r.note.startswith("not installed") for r in results):
         console.print(escape("pyvips is not installed: pip install 'imgops[vips]' to compare with libvips."))
+
+
+# Per image; latency: ms added before each request of a service ("none": moto as it answers).
+BATCH_COLUMNS = ["latency", "worker", "billed ms", "CPU ms", "billed/CPU", "wait ms", "vs seq.", "max MB"]
+
+
+@app.command()
+def batch(
+    runs: Annotated[int, typer.Option(min=1, max=50, help="Batches per mode (the table shows medians).")] = 5,
+    images: Annotated[int, typer.Option(min=2, max=10, help="12 MP JPEGs per batch (SQS allows 10).")] = 10,
+    memory_mb: Annotated[
+        int, typer.Option(min=128, max=10240, help="The function's memory: cap and CPU share (1769 = 1 vCPU).")
+    ] = 1769,
+    latency: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Delay before each AWS request: MS for all, or per service (s3=30,dynamodb=8,sns=20); repeat for "
+            "several. Default: 0 and s3=30,dynamodb=8,sns=20."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Corpus seed: the same seed gives the same bytes.")] = 7,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Also print the table as Markdown.")] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write every invocation to this JSON file.")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Corpus cache (default: ~/.imgops/corpus).")] = None,
+) -> None:
+    """Billed ms per image for one SQS batch of 12 MP JPEGs, the worker one record at a time vs overlapped
+    (IMGOPS_WORKER_OVERLAP), in a local execution environment on an embedded AWS."""
+    from loadtest.batch_bench import (  # Pillow, moto: only here
+        DEFAULT_LATENCIES,
+        BatchBenchError,
+        BatchBenchOptions,
+        as_json,
+        bench_table,
+        run_batch_bench,
+    )
+    from loadtest.bench import bench_inputs
+    from loadtest.local.faults import FaultSpecError
+    from monitoring.target import state_dir
+
+    try:
+        options = BatchBenchOptions(
+            images=images,
+            runs=runs,
+            memory_mb=memory_mb,
+            latencies=tuple(dict.fromkeys(latency)) if latency else DEFAULT_LATENCIES,
+        )
+    except FaultSpecError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--latency") from None
+    with command_errors():
+        with console.status(f"Preparing {images} jpeg12mp input(s) (generated once, then cached)…"):
+            files = bench_inputs("jpeg12mp", count=images, seed=seed, cache_dir=cache_dir or state_dir() / "corpus")
+        with console.status("Starting the embedded AWS…") as status:
+            try:
+                result = run_batch_bench(files, options, on_step=status.update)
+            except BatchBenchError as exc:
+                stderr.print(f"[red]error:[/red] {escape(str(exc))}")
+                raise typer.Exit(1) from None
+    rows = bench_table(result)
+    console.print(f"Per image: one batch of {images} 12 MP JPEGs at {memory_mb} MB, medians of {runs}")
+    for latency in dict.fromkeys(row["latency"] for row in rows):  # a table per setting: fits 80 columns
+        table = Table(title=f"added latency (ms): {latency}", box=None, title_justify="left")
+        for column in BATCH_COLUMNS[1:]:
+            table.add_column(column, justify="left" if column == "worker" else "right", no_wrap=True)
+        for row in rows:
+            if row["latency"] == latency:
+                table.add_row(*(escape(row[column]) for column in BATCH_COLUMNS[1:]))
+        console.print(table)
+    if not result.capped:
+        console.print("[yellow]cgroups are not writable here: no memory cap and no CPU share were applied.[/yellow]")
+    if markdown:
+        lines = ["| " + " | ".join(BATCH_COLUMNS) + " |", "|" + "|".join("---" for _ in BATCH_COLUMNS) + "|"]
+        lines += ["| " + " | ".join(row[column] for column in BATCH_COLUMNS) + " |" for row in rows]
+        typer.echo("\n".join(lines))
+    if json_out is not None:
+        json_out.write_text(json.dumps(as_json(result), indent=1), encoding="utf-8")

@@ -11,6 +11,7 @@ from botocore.config import Config
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource
+    from mypy_boto3_rekognition import RekognitionClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sns import SNSClient
 
@@ -37,6 +38,12 @@ def sns_client() -> SNSClient:
 
 
 @cache
+def rekognition_client() -> RekognitionClient:
+    """Only the worker with IMGOPS_LABELS=rekognition makes this client."""
+    return boto3.client("rekognition", config=_RETRIES)
+
+
+@cache
 def dynamodb_resource() -> DynamoDBServiceResource:
     return boto3.resource("dynamodb", config=_RETRIES)
 
@@ -44,6 +51,6 @@ def dynamodb_resource() -> DynamoDBServiceResource:
 def forget_clients() -> None:
     """Drop the cached clients and boto3's default session, which caches the credentials it found (an embedded
     local stack that stops takes its endpoint and dummy credentials with it)."""
-    for cached in (s3_client, sns_client, dynamodb_resource):
+    for cached in (s3_client, sns_client, dynamodb_resource, rekognition_client):
         cached.cache_clear()
     boto3.DEFAULT_SESSION = None

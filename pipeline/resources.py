@@ -20,6 +20,10 @@ SUPPORTED_CONTENT_TYPES: dict[str, str] = {
 # What IMGOPS_OUTPUT_FORMAT may name (the thumbnails' format; pipeline.imaging says what each means). Here so the
 # settings can check it without importing Pillow.
 OUTPUT_FORMATS: tuple[str, ...] = ("auto", "source", "jpeg", "webp", "avif")
+# What IMGOPS_LABELS may name: the optional labels stage (pipeline.labels). Off by default: it costs a Rekognition
+# call per image and an IAM grant, which the CDK app adds only when `-c imgops:labels=rekognition`.
+LABELS_MODES: tuple[str, ...] = ("none", "rekognition")
+DEFAULT_LABELS_MIN_CONFIDENCE = 80.0
 
 WORKER_TIMEOUT_SECONDS = 60
 # AWS recommends a source-queue visibility timeout of at least 6x the function timeout.
@@ -112,6 +116,10 @@ class Env:
     WATERMARK_POSITION = "IMGOPS_WATERMARK_POSITION"
     WATERMARK_OPACITY = "IMGOPS_WATERMARK_OPACITY"
     WATERMARK_MIN_SIZE = "IMGOPS_WATERMARK_MIN_SIZE"
+    # 1 (default): a batch's reads and writes overlap its decoding (pipeline.overlap); 0: one record at a time.
+    WORKER_OVERLAP = "IMGOPS_WORKER_OVERLAP"
+    LABELS = "IMGOPS_LABELS"  # none | rekognition (LABELS_MODES)
+    LABELS_MIN_CONFIDENCE = "IMGOPS_LABELS_MIN_CONFIDENCE"  # percent, 0-100
 
 
 class StackOutputs:

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 from pipeline.errors import ImgopsError
 from pipeline.resources import (
+    DEFAULT_LABELS_MIN_CONFIDENCE,
+    LABELS_MODES,
     OUTPUT_FORMATS,
     PRESIGN_EXPIRY_SECONDS,
     WORKER_MAX_PIXELS,
@@ -50,6 +52,9 @@ class Settings:
     url_expiry_seconds: int = PRESIGN_EXPIRY_SECONDS
     worker_timeout_seconds: int = WORKER_TIMEOUT_SECONDS
     watermark: Watermark | None = field(default=None)
+    worker_overlap: bool = True  # IMGOPS_WORKER_OVERLAP: overlap a batch's I/O with its decoding (pipeline.overlap)
+    labels: str = "none"  # IMGOPS_LABELS: one of LABELS_MODES (pipeline.labels)
+    labels_min_confidence: float = DEFAULT_LABELS_MIN_CONFIDENCE
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -69,6 +74,9 @@ class Settings:
             url_expiry_seconds=_positive_int(env, Env.URL_EXPIRY_SECONDS, PRESIGN_EXPIRY_SECONDS),
             worker_timeout_seconds=_positive_int(env, Env.WORKER_TIMEOUT_SECONDS, WORKER_TIMEOUT_SECONDS),
             watermark=_watermark(env),
+            worker_overlap=_switch(env, Env.WORKER_OVERLAP, default=True),
+            labels=_labels(env),
+            labels_min_confidence=_confidence(env),
         )
 
     def image_options(self) -> ImageOptions:
@@ -117,6 +125,37 @@ def _output_format(env: Mapping[str, str]) -> str:
     value = env.get(Env.OUTPUT_FORMAT, "").strip().lower() or "auto"
     if value not in OUTPUT_FORMATS:
         raise SettingsError(f"{Env.OUTPUT_FORMAT}={value!r} must be one of {', '.join(OUTPUT_FORMATS)}")
+    return value
+
+
+def _switch(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name}={raw!r} must be 1 or 0")
+
+
+def _labels(env: Mapping[str, str]) -> str:
+    value = env.get(Env.LABELS, "").strip().lower() or "none"
+    if value not in LABELS_MODES:
+        raise SettingsError(f"{Env.LABELS}={value!r} must be one of {', '.join(LABELS_MODES)}")
+    return value
+
+
+def _confidence(env: Mapping[str, str]) -> float:
+    raw = env.get(Env.LABELS_MIN_CONFIDENCE, "").strip()
+    if not raw:
+        return DEFAULT_LABELS_MIN_CONFIDENCE
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{Env.LABELS_MIN_CONFIDENCE}={raw!r} is not a number") from None
+    if not 0.0 <= value <= 100.0:
+        raise SettingsError(f"{Env.LABELS_MIN_CONFIDENCE}={raw!r} must be between 0 and 100 (percent)")
     return value
 
 

@@ -253,6 +253,8 @@ def _to_dynamo(value: Any) -> Any:
         return Decimal(str(round(value, 3)))
     if isinstance(value, dict):
         return {str(key): _to_dynamo(inner) for key, inner in value.items()}
+    if isinstance(value, list):  # e.g. labels: [{"name", "confidence": float}]
+        return [_to_dynamo(inner) for inner in value]
     return value
 
 

@@ -20,6 +20,7 @@ from dashboards.constructs.function import PipelineFunction, pipeline_environmen
 from dashboards.constructs.topic_key import TopicKey
 from dashboards.nag import acknowledge, objects_finding
 from pipeline.resources import (
+    DEFAULT_LABELS_MIN_CONFIDENCE,
     PROCESSED_PREFIX,
     UPLOAD_PREFIX,
     WORKER_MAX_PIXELS,
@@ -32,6 +33,8 @@ from pipeline.resources import (
 TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
 # What Lambda's SQS poller does with the function's role (the AWSLambdaSQSQueueExecutionRole set); CDK's
 # SqsEventSource would also grant sqs:GetQueueUrl and sqs:ChangeMessageVisibility, which nothing here calls.
+# The labels stage's one call (pipeline.labels), granted only with `-c imgops:labels=rekognition`.
+LABELS_ACTION = "rekognition:DetectLabels"
 QUEUE_POLLER_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
 
 
@@ -53,9 +56,12 @@ class Worker(Construct):
         batch_size: int | float,
         max_concurrency: int | float,
         memory_mb: int,
+        labels: str = "none",
+        labels_min_confidence: float = DEFAULT_LABELS_MIN_CONFIDENCE,
     ) -> None:
         """`batch_size` and `max_concurrency` may be CloudFormation parameter tokens; `memory_mb` is the app's
-        configuration (`imgops:worker-memory-mb`, else pipeline.resources.WORKER_MEMORY_MB)."""
+        configuration (`imgops:worker-memory-mb`, else pipeline.resources.WORKER_MEMORY_MB); `labels` too
+        (`imgops:labels`): `rekognition` turns the labels stage on, with its environment and its one grant."""
         super().__init__(scope, construct_id)
         self.timeout = cdk.Duration.seconds(WORKER_TIMEOUT_SECONDS)
         self.memory_mb = memory_mb
@@ -77,6 +83,11 @@ class Worker(Construct):
                 ),
                 # Set outright, beside the memory size that must hold an image this large (pipeline.resources).
                 Env.MAX_PIXELS: str(WORKER_MAX_PIXELS),
+                **(
+                    {Env.LABELS: labels, Env.LABELS_MIN_CONFIDENCE: f"{labels_min_confidence:g}"}
+                    if labels != "none"
+                    else {}
+                ),
             },
             description="SQS → thumbnails, item and notification per upload",
         )
@@ -114,6 +125,15 @@ class Worker(Construct):
         # grant_publish would add kms:GenerateDataKey* usable outside SNS; topic_key grants exactly SNS's needs.
         handler.role.add_to_principal_policy(iam.PolicyStatement(actions=["sns:Publish"], resources=[topic.topic_arn]))
         topic_key.allow_publishing(handler.role)
+        if labels == "rekognition":
+            # DetectLabels has no resource-level permissions: "*" is the only resource IAM accepts for it. With an
+            # S3Object (originals over 5 MB) Rekognition reads the object as the worker, with its s3:GetObject above.
+            handler.role.add_to_principal_policy(iam.PolicyStatement(actions=[LABELS_ACTION], resources=["*"]))
+            acknowledge(
+                handler.role,
+                "AwsSolutions-IAM5[Resource::*]",
+                "rekognition:DetectLabels supports no resource-level permissions; the only resource is *.",
+            )
         polling = handler.role.add_to_principal_policy(
             iam.PolicyStatement(actions=list(QUEUE_POLLER_ACTIONS), resources=[queue.queue_arn])
         )

@@ -93,6 +93,11 @@ class ExecutionEnvironment:
         self.capped = False
 
     @property
+    def pid(self) -> int | None:
+        """The environment's process (for reading its CPU time in /proc), while it runs."""
+        return self._process.pid if self.alive and self._process is not None else None
+
+    @property
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
 

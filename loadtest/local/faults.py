@@ -163,12 +163,62 @@ class FaultInjector:
 
 
 def install_from_environment() -> FaultInjector | None:
-    """In a worker process: hook boto3's default session when the local stack named a faults file."""
+    """In a worker process: hook boto3's default session when the local stack named a faults file (and add the
+    simulated request latency, when one is set)."""
     path = os.environ.get(FAULTS_FILE_ENV)
     if not path:
+        install_latency_from_environment()
         return None
     import boto3
 
     boto3.setup_default_session()  # every client the handlers create later comes from this session
     assert boto3.DEFAULT_SESSION is not None
+    install_latency_from_environment()
     return FaultInjector(Path(path)).install(boto3.DEFAULT_SESSION.events)
+
+
+# Milliseconds every AWS request of the process waits before it is sent (`imgops bench batch --latency`): the
+# embedded AWS answers in a millisecond or two, AWS's S3 takes ~20-50 ms to a first byte. A sleep, not CPU work.
+# `30` delays every request; `s3=30,dynamodb=8,sns=20` each service's (others: none).
+LATENCY_ENV = "IMGOPS_LATENCY_MS"
+
+
+def parse_latency(text: str) -> dict[str, float]:
+    """`30` → {"*": 30.0}; `s3=30,dynamodb=8` → {"s3": 30.0, "dynamodb": 8.0} (botocore's hyphenated service ids)."""
+    latencies: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        service, sep, value = part.rpartition("=")
+        try:
+            milliseconds = float(value)
+        except ValueError:
+            raise FaultSpecError(f"latency {part!r}: expected MS or SERVICE=MS, e.g. 30 or s3=30") from None
+        if milliseconds < 0:
+            raise FaultSpecError(f"latency {part!r} is negative")
+        latencies[service.strip().lower() if sep else "*"] = milliseconds
+    return latencies
+
+
+def install_latency_from_environment() -> dict[str, float]:
+    """Hook boto3's default session (made here if there is none) to wait before each request as IMGOPS_LATENCY_MS
+    says."""
+    latencies = parse_latency(os.environ.get(LATENCY_ENV, ""))
+    if not any(latencies.values()):
+        return {}
+    import time
+
+    import boto3
+
+    if boto3.DEFAULT_SESSION is None:
+        boto3.setup_default_session()
+    assert boto3.DEFAULT_SESSION is not None
+
+    def wait(event_name: str, **_: Any) -> None:
+        service = event_name.split(".")[1]
+        delay = latencies.get(service, latencies.get("*", 0.0))
+        if delay:
+            time.sleep(delay / 1000)
+
+    boto3.DEFAULT_SESSION.events.register("before-send", wait)
+    return latencies
