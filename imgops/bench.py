@@ -194,12 +194,12 @@ def batch(
                 raise typer.Exit(1) from None
     rows = bench_table(result)
     console.print(f"Per image: one batch of {images} 12 MP JPEGs at {memory_mb} MB, medians of {runs}")
-    for latency in dict.fromkeys(row["latency"] for row in rows):  # a table per setting: fits 80 columns
-        table = Table(title=f"added latency (ms): {latency}", box=None, title_justify="left")
+    for setting in dict.fromkeys(row["latency"] for row in rows):  # a table per setting: fits 80 columns
+        table = Table(title=f"added latency (ms): {setting}", box=None, title_justify="left")
         for column in BATCH_COLUMNS[1:]:
             table.add_column(column, justify="left" if column == "worker" else "right", no_wrap=True)
         for row in rows:
-            if row["latency"] == latency:
+            if row["latency"] == setting:
                 table.add_row(*(escape(row[column]) for column in BATCH_COLUMNS[1:]))
         console.print(table)
     if not result.capped:
