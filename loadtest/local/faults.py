@@ -14,6 +14,7 @@ import os
 import random
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ from pipeline.errors import ImgopsError
 
 FAULTS_FILE_ENV = "IMGOPS_FAULTS_FILE"
 KILL = "SIGKILL"
+# `DELAY<seconds>` as the code: the call waits that long, then goes through (a slow dependency).
+DELAY = "DELAY"
 
 # The status AWS answers each error code with; anything else is a 500.
 _STATUS = {
@@ -73,8 +76,18 @@ def parse_rules(text: str) -> list[FaultRule]:
             raise FaultSpecError(f"fault {part!r}: rate {rate_text!r} is not a number") from None
         if not 0.0 <= rate <= 1.0:
             raise FaultSpecError(f"fault {part!r}: rate must be between 0 and 1")
+        if code.strip().startswith(DELAY) and _delay_seconds(code.strip()) is None:
+            raise FaultSpecError(f"fault {part!r}: a delay is DELAY<seconds>, e.g. DELAY2.5")
         rules.append(FaultRule(service.strip().lower(), operation.strip(), rate, code.strip()))
     return rules
+
+
+def _delay_seconds(code: str) -> float | None:
+    try:
+        seconds = float(code.removeprefix(DELAY))
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds <= 900 else None
 
 
 def error_body(protocol: str, code: str) -> tuple[bytes, dict[str, str]]:
@@ -153,6 +166,9 @@ class FaultInjector:
                 if rule.code == KILL:
                     os.kill(os.getpid(), signal.SIGKILL)
                 self.injected += 1
+                if rule.code.startswith(DELAY):
+                    time.sleep(_delay_seconds(rule.code) or 0.0)
+                    return None
                 return error_response(service, rule.code)
         return None
 

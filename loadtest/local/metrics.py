@@ -6,7 +6,8 @@ namespaces (real CloudWatch rejects them: this module is for local endpoints onl
 
 - `AWS/Lambda` (FunctionName), one datum each per invocation, like AWS: Invocations 1, Errors 0/1 (an unhandled
   exception, or running past the timeout Lambda would have enforced; returned `batchItemFailures` are not errors),
-  Duration ms, Throttles 0 (a local worker never throttles: a busy pool just polls later), ConcurrentExecutions =
+  Duration ms, Throttles 0 (1 for an invocation refused by the function's reserved concurrency, see
+  loadtest/local/runtime.py; a busy pool otherwise just polls later), ConcurrentExecutions =
   invocations of the function running at that moment, this one included. Per-invocation 0/1 values matter: the
   dashboards graph `Average` of Errors and Throttles as rates.
 - `AWS/SQS` (QueueName), sampled every minute like AWS, for the work queue and the DLQ:

@@ -32,6 +32,7 @@ from loadtest.local.context import LocalLambdaContext, peak_rss_kb
 from loadtest.local.environment import ExecutionEnvironment, FunctionConfig, Outcome
 from loadtest.local.metrics import (
     DEFAULT_FLUSH_SECONDS,
+    LAMBDA_NAMESPACE,
     MetricBuffer,
     WorkerMeter,
     WorkerSignals,
@@ -124,6 +125,7 @@ def run_worker(
     stop: multiprocessing.synchronize.Event,
     index: int,
     signals: WorkerSignals | None = None,
+    paused: multiprocessing.synchronize.Event | None = None,
 ) -> None:
     """Entry point of one poller (one concurrent execution): runs until `stop` is set; never dies of an
     invocation's failure. The function itself runs in an execution environment of its own (a child process)."""
@@ -139,7 +141,7 @@ def run_worker(
     meter = _worker_meter(config, signals, index)
     environments = Environments(base_environment=dict(os.environ), logs=logs, cpu_share=config.cpu_share)
     try:
-        _poll(sqs, lambda_, config, stop, index, environments, meter)
+        _poll(sqs, lambda_, config, stop, index, environments, meter, signals=signals, paused=paused)
     finally:
         environments.stop()
         logs.flush()
@@ -167,9 +169,15 @@ def _poll(
     index: int,
     environments: Environments,
     meter: WorkerMeter | None,
+    *,
+    signals: WorkerSignals | None = None,
+    paused: multiprocessing.synchronize.Event | None = None,
 ) -> None:
     with config.report_log.open("a", encoding="utf-8") as report_file:
         while not stop.is_set():
+            if paused is not None and paused.is_set():  # the trigger is disabled: nobody polls
+                time.sleep(0.2)
+                continue
             try:
                 response = sqs.receive_message(
                     QueueUrl=config.queue_url,
@@ -189,9 +197,39 @@ def _poll(
                 print(f"worker {index}: receive failed: {exc}", file=sys.stderr, flush=True)
                 time.sleep(1.0)  # not stop.wait(): see above
                 continue
+            if function is not None and _throttled(lambda_, config, signals, meter, index):
+                time.sleep(1.0)  # Lambda's poller backs off while throttled
+                continue
             if function is not None:
                 runner = environments.runner(function)
                 invoke(runner, messages, sqs, config, report_file, meter, function=function, logs=environments.logs)
+
+
+def _throttled(
+    lambda_: Any, config: RuntimeConfig, signals: WorkerSignals | None, meter: WorkerMeter | None, index: int
+) -> bool:
+    """Reserved concurrency as Lambda enforces it on an event source mapping, which polls regardless: an
+    invocation beyond it is refused and counted in `Throttles`; its messages return to the queue after the
+    visibility timeout, and that receive counts towards maxReceiveCount (so a long throttle fills the DLQ)."""
+    try:
+        answer = lambda_.get_function_concurrency(FunctionName=config.function_name)
+    except Exception:  # noqa: BLE001 - no answer: no limit known, invoke as before
+        return False
+    reserved = answer.get("ReservedConcurrentExecutions")
+    running = sum(signals.busy[:]) if signals is not None else 0
+    if reserved is None or running < int(reserved):
+        return False
+    print(f"worker {index}: throttled (reserved concurrency {reserved})", file=sys.stderr, flush=True)
+    if meter is not None:
+        datum: Any = {
+            "MetricName": "Throttles",
+            "Dimensions": [{"Name": "FunctionName", "Value": config.function_name}],
+            "Timestamp": datetime.now(UTC),
+            "Value": 1.0,
+            "Unit": "Count",
+        }
+        meter.buffer.add(LAMBDA_NAMESPACE, [datum])
+    return True
 
 
 Runner = Callable[[dict[str, Any], str], tuple[Outcome, float | None]]
@@ -365,6 +403,7 @@ class WorkerPool:
         self._environment = environment
         self._context = multiprocessing.get_context("spawn")
         self._stop = self._context.Event()
+        self._paused = self._context.Event()
         self._processes: list[multiprocessing.process.BaseProcess] = []
         # Shared with every worker process (and survive a replaced one) for the stack's SQS sampler.
         self.signals = WorkerSignals.create(self._context, workers)
@@ -379,7 +418,7 @@ class WorkerPool:
         try:
             process = self._context.Process(
                 target=run_worker,
-                args=(self._config, self._stop, index, self.signals),
+                args=(self._config, self._stop, index, self.signals, self._paused),
                 name=f"worker-{index}",
                 daemon=True,
             )
@@ -388,6 +427,13 @@ class WorkerPool:
             os.environ.clear()
             os.environ.update(saved)
         return process
+
+    def pause(self) -> None:
+        """Stop polling, as a disabled event source mapping does (invocations in flight finish)."""
+        self._paused.set()
+
+    def resume(self) -> None:
+        self._paused.clear()
 
     def replace_dead(self) -> int:
         """Like Lambda starting a fresh execution environment after one crashed; returns how many."""

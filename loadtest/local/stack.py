@@ -169,6 +169,19 @@ def schedule_seconds(info: StackInfo) -> int:
     return DEFAULT_BUCKET_METRICS_SECONDS
 
 
+def schedule_enabled(info: StackInfo) -> bool:
+    """Whether the bucket-metrics function's EventBridge rule is enabled: a disabled rule invokes nothing."""
+    from monitoring import s3_metrics
+
+    target = for_local(info)
+    function_arn = target.client("lambda").get_function_configuration(
+        FunctionName=s3_metrics.function_name(info.prefix)
+    )["FunctionArn"]
+    events = target.client("events")
+    rules = events.list_rule_names_by_target(TargetArn=function_arn)["RuleNames"]
+    return not rules or any(events.describe_rule(Name=rule).get("State") == "ENABLED" for rule in rules)
+
+
 def bucket_metrics_timeout_seconds(every_seconds: int) -> int:
     from monitoring.s3_metrics import timeout_seconds
 
@@ -297,6 +310,8 @@ class LocalStack:
         handler = metered(function_name, s3_metrics.handler, buffer, timeout_seconds=timeout)
 
         def run() -> None:
+            if not schedule_enabled(info):  # `aws events disable-rule`: the schedule stops invoking
+                return
             context = LocalLambdaContext.create(function_name, timeout_seconds=timeout, memory_mb=s3_metrics.MEMORY_MB)
             started = time.perf_counter()
             try:
@@ -320,6 +335,15 @@ class LocalStack:
             return
         with self._log_lock, self.options.log_file.open("a", encoding="utf-8") as log:
             log.write(f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC {message}\n")
+
+    def pause_workers(self) -> None:
+        """Stop the worker's polling, as disabling its SQS trigger does (`resume_workers` enables it again)."""
+        if self._workers is not None:
+            self._workers.pause()
+
+    def resume_workers(self) -> None:
+        if self._workers is not None:
+            self._workers.resume()
 
     def supervise(self, interval: float = 1.0) -> None:
         """Block until interrupted (dead workers are replaced in the background from start on)."""

@@ -96,6 +96,7 @@ NOT_RUN = {
     "imgops loadtest run --images 1000 --no-wait --mix webp=1 --concurrency 32": "benchmark: ~1 minute",
     "imgops bench thumbnails --images 6 --repeat 10": "benchmark: ~30 s of timing loops",
     "imgops bench batch --runs 7 --markdown": "benchmark: ~1 minute of invocations under cgroup caps",
+    "imgops drill all": "tests/e2e/test_drill.py runs it through the CLI (about 4 minutes)",
     "imgops loadtest sizing --sample 24": "benchmark: the worker probed at 7 memory sizes under cgroup caps",
     "imgops cost report --run runs/20261123T103656Z --sizing runs/sizing-20261123T105004Z --compare recommended,1792": (
         "reads the run folders the 2,000-image and sizing benchmarks wrote, which exist only where they ran"

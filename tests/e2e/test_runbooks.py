@@ -27,7 +27,7 @@ FAULT = "dynamodb:PutItem=1:ProvisionedThroughputExceededException"
 # Commands a page names that are not checks of the stack's state, and where they are run instead.
 ELSEWHERE = {
     "imgops local up": "starts a stack (this test's fixture is one)",
-    "imgops drill dlq": "tests/e2e/test_drill.py runs the drill",
+    "imgops drill": "tests/e2e/test_drill.py runs every drill (imgops drill all)",
     "imgops loadtest sizing": "a measurement of minutes; tests/e2e/test_loadtest.py runs sizing",
 }
 # The DLQ page's fix and its verification, in the page's order: run after the read-only commands of every page.

@@ -1,0 +1,20 @@
+"""The drills by alarm, with what each breaks: read by the CLI at start-up, so nothing heavy is imported here."""
+
+from __future__ import annotations
+
+# Alarm slug -> the cause its drill creates; loadtest.drills.catalogue runs them (one drill per alarm).
+CAUSES: dict[str, str] = {
+    "dlq-not-empty": "DynamoDB throttles every retry: uploads park in the DLQ",
+    "queue-oldest-message-age": "the worker's trigger disabled: nobody polls",
+    "worker-fault-rate": "a bad deploy: a setting the worker refuses",
+    "worker-throttles": "reserved concurrency 0 on the worker",
+    "worker-duration-near-timeout": "a slow S3: invocations near the timeout",
+    "api-5xx-rate": "IAM denies the read API's DynamoDB reads",
+    "upload-bucket-size": "a runaway client fills the upload bucket",
+    "upload-object-count": "growth past what one scan can list",
+    "s3-metrics-not-reporting-uploads": "the bucket-metrics schedule disabled",
+    "s3-metrics-not-reporting-processed": "the bucket-metrics schedule disabled",
+    "pipeline-unhealthy": "DynamoDB denied: two high alarms, one page",
+}
+# Names on-call already knows.
+ALIASES: dict[str, str] = {"dlq": "dlq-not-empty"}

@@ -1,0 +1,25 @@
+"""Every alarm the CDK app defines has a drill (a new alarm without one fails here), and the CLI offers each."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from imgops import app
+from loadtest.drills.catalogue import DRILLS
+from loadtest.drills.framework import alarm_slugs
+from loadtest.drills.names import ALIASES, CAUSES
+from tests.infrastructure.conftest import Synthesized
+
+
+def test_every_alarm_of_the_template_has_a_drill(synthesized: Synthesized) -> None:
+    alarms = alarm_slugs(synthesized.json, "imgops")
+    assert alarms, "the template defines no alarms"
+    assert sorted(drill.alarm for drill in DRILLS) == alarms
+    assert sorted(CAUSES) == alarms
+
+
+def test_the_cli_offers_every_drill_all_and_the_dlq_alias() -> None:
+    result = CliRunner().invoke(app, ["drill", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for name in [*CAUSES, "all", *ALIASES]:
+        assert f"  {name} " in result.output or f"  {name}\n" in result.output, name
