@@ -23,11 +23,9 @@ IMGOPS_WORKER_OVERLAP:
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import statistics
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.local.cgroups import cpu_writable, memory_writable
+from loadtest.local.context import sqs_upload_record
 from loadtest.local.environment import ExecutionEnvironment, FunctionConfig, Outcome
 from loadtest.local.faults import LATENCY_ENV, parse_latency
 from monitoring.target import LOCAL_CREDENTIALS, local_session
@@ -228,29 +227,8 @@ class _Uploader:
             copied = self._s3.copy_object(
                 Bucket=self._resources.bucket, Key=key, CopySource={"Bucket": self._resources.bucket, "Key": source}
             )
-            body = {
-                "Records": [
-                    {
-                        "eventTime": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
-                        "s3": {
-                            "bucket": {"name": self._resources.bucket},
-                            "object": {"key": key, "eTag": str(copied["CopyObjectResult"]["ETag"]).strip('"')},
-                        },
-                    }
-                ]
-            }
-            records.append(
-                {
-                    "messageId": str(uuid.uuid4()),
-                    "receiptHandle": "r",
-                    "body": json.dumps(body),
-                    "attributes": {},
-                    "messageAttributes": {},
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:imgops-bench",
-                    "awsRegion": REGION,
-                }
-            )
+            etag = str(copied["CopyObjectResult"]["ETag"]).strip('"')
+            records.append(sqs_upload_record(self._resources.bucket, key, etag, region=REGION))
         return {"Records": records}
 
 

@@ -18,10 +18,11 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from loadtest.local.context import sqs_upload_record
 
 SPAWNED_AT_ENV = "IMGOPS_SIZING_SPAWNED_AT"
 FAILED_INVOCATION_EXIT = 3
@@ -45,24 +46,8 @@ class ProbeRun:
 
 def sqs_event(bucket: str, key: str, etag: str) -> dict[str, Any]:
     """What the work queue hands the worker for one S3 upload (one record: one image per invocation)."""
-    body = {
-        "Records": [
-            {
-                "eventTime": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
-                "s3": {"bucket": {"name": bucket}, "object": {"key": key, "eTag": etag}},
-            }
-        ]
-    }
-    record = {
-        "messageId": str(uuid.uuid4()),
-        "receiptHandle": "r",
-        "body": json.dumps(body),
-        "attributes": {},
-        "messageAttributes": {},
-        "eventSource": "aws:sqs",
-        "awsRegion": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-    }
-    return {"Records": [record]}
+    region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+    return {"Records": [sqs_upload_record(bucket, key, etag, region=region)]}
 
 
 def probe_error(stderr: str, returncode: int) -> str:

@@ -1,13 +1,16 @@
-"""What the Lambda runtime hands a handler and measures around it: the context object and peak memory."""
+"""What the Lambda runtime hands a handler and measures around it: the context object, an SQS record, peak
+memory."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import resource
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -53,3 +56,25 @@ def reset_peak_rss() -> None:
     """Linux resets VmHWM to the current RSS when 5 is written to clear_refs: the next peak is one invocation's."""
     with contextlib.suppress(OSError):  # not Linux: peaks then accumulate, which only overstates
         Path("/proc/self/clear_refs").write_text("5")
+
+
+def sqs_upload_record(bucket: str, key: str, etag: str, *, region: str) -> dict[str, Any]:
+    """What the work queue hands the worker for one S3 upload: an SQS record whose body is S3's event."""
+    body = {
+        "Records": [
+            {
+                "eventTime": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+                "s3": {"bucket": {"name": bucket}, "object": {"key": key, "eTag": etag}},
+            }
+        ]
+    }
+    return {
+        "messageId": str(uuid.uuid4()),
+        "receiptHandle": "r",
+        "body": json.dumps(body),
+        "attributes": {},
+        "messageAttributes": {},
+        "eventSource": "aws:sqs",
+        "eventSourceARN": f"arn:aws:sqs:{region}:123456789012:imgops-work",
+        "awsRegion": region,
+    }
