@@ -13,7 +13,7 @@ import pytest
 
 from loadtest.drills.names import CAUSES
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(960)]  # ~4 minutes of drills; the CLI call may take 900 s
 
 
 def test_every_drill_passes() -> None:
