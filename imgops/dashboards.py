@@ -33,8 +33,11 @@ def synth(
         ),
     ] = False,
     arch: Annotated[
-        Literal["x86_64", "arm64"], typer.Option("--arch", help="Lambda architecture (selects the wheels).")
-    ] = "arm64",
+        Literal["x86_64", "arm64"] | None,
+        typer.Option(
+            "--arch", help="Lambda architecture (selects the wheels) [default: the CDK app's].", show_default=False
+        ),
+    ] = None,
     metrics_rate: Annotated[
         Literal[1, 5, 60], typer.Option("--metrics-rate", help="Bucket-metrics scan every N minutes.")
     ] = 5,
@@ -48,7 +51,7 @@ def synth(
 
         context = {
             config.PREFIX: prefix,
-            config.ARCHITECTURE: arch,
+            config.ARCHITECTURE: arch or config.AppConfig().architecture,
             config.SKIP_BUNDLING: "true" if skip_bundling else "false",
             config.METRICS_RATE_MINUTES: str(metrics_rate),
         }
