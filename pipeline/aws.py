@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 # Standard retry mode already backs off on throttling; a handful of attempts keeps a stuck call
 # well inside the function timeout so SQS redelivery (not a Lambda timeout) handles what remains.
 _RETRIES = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=5, read_timeout=20)
+# Labels are optional and run before the item is finished: a stalled Rekognition must give up (labels_error) long
+# before the worker's timeout, so the thumbnails are never redone for it. Two tries of at most ~7 s each.
+_LABELS_RETRIES = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=2, read_timeout=5)
 
 
 def s3_config() -> Config:
@@ -40,7 +43,7 @@ def sns_client() -> SNSClient:
 @cache
 def rekognition_client() -> RekognitionClient:
     """Only the worker with IMGOPS_LABELS=rekognition makes this client."""
-    return boto3.client("rekognition", config=_RETRIES)
+    return boto3.client("rekognition", config=_LABELS_RETRIES)
 
 
 @cache

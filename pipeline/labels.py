@@ -56,6 +56,16 @@ def detect(
         return {"labels_error": source}
     try:
         response = client.detect_labels(Image=picture, MaxLabels=MAX_LABELS, MinConfidence=min_confidence)
+        # Rekognition applies both limits itself; applied again so a stub that ignores them cannot break the contract.
+        found = sorted(
+            (
+                (round(float(label["Confidence"]), 1), str(label["Name"]))
+                for label in response.get("Labels", [])
+                if "Name" in label and isinstance(label.get("Confidence"), int | float)
+                if float(label["Confidence"]) >= min_confidence
+            ),
+            reverse=True,
+        )
     except Exception as exc:  # noqa: BLE001 - labels never fail the thumbnails
         error = describe_failure(exc, "labels")
         logger.warning(
@@ -63,15 +73,6 @@ def detect(
         )
         code = error_code(exc) if isinstance(exc, ClientError) else ""
         return {"labels_error": f"Rekognition DetectLabels failed: {code or type(exc).__name__}"}
-    # Rekognition applies both limits itself; applied again so a stub that ignores them cannot break the contract.
-    found = sorted(
-        (
-            (round(float(label["Confidence"]), 1), str(label["Name"]))
-            for label in response.get("Labels", [])
-            if "Name" in label and float(label.get("Confidence", 0.0)) >= min_confidence
-        ),
-        reverse=True,
-    )
     return {"labels": [{"name": name, "confidence": confidence} for confidence, name in found[:MAX_LABELS]]}
 
 

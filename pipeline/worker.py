@@ -103,7 +103,11 @@ class OverlappingBatchProcessor(BatchProcessor):
         if not deps.settings.worker_overlap:
             return list(super().process())
         records = [SQSRecord(record) for record in self.records]
-        failures = process_batch(records, deps, memory_mb=self._memory_mb())
+        try:
+            failures = process_batch(records, deps, memory_mb=self._memory_mb())
+        except Exception as exc:  # a defect of the batch machinery itself: every record fails, none is lost
+            logger.exception("batch failed; every message will be retried")
+            failures = [exc] * len(records)
         settled: list[SuccessResponse | FailureResponse] = []
         for raw, record, failure in zip(self.records, records, failures, strict=True):
             if failure is None:
@@ -304,16 +308,21 @@ class _Overlap:
         _fetch(work, self.deps, self.held)
 
     def _decode(self, work: _Work) -> bool:
-        """On the handler's thread; False when the decode raised (recorded like any stage)."""
+        """On the handler's thread; False when the decode raised (recorded like any stage). A failed decode
+        hands nothing to the writer: its bytes are dropped here, or they would count against the budget for the
+        rest of the batch and the next large original would wait for them forever."""
+        decoded = False
         try:
             with _about_message(work.message_id), _recorded(work, self.deps):
                 _decode(work, self.deps)
+            decoded = True
         except Exception as exc:  # noqa: BLE001 - this upload's message fails; the batch goes on
             self._fail(work, exc)
-            return False
         finally:
+            if not decoded:
+                work.data = work.image = None
             self.held.finish_decoding(handed_to_writer=self._pending_bytes(work))
-        return True
+        return decoded
 
     def _deliver(self, work: _Work, puts: ThreadPoolExecutor) -> None:
         pending = self._pending_bytes(work)

@@ -73,9 +73,13 @@ class PageServer:
 
 
 def _own_url(environ: WSGIEnvironment) -> str:
-    """This server as the browser reached it (127.0.0.1 or localhost), so the page's API calls stay same-origin."""
-    host = environ.get("HTTP_HOST") or f"{environ['SERVER_NAME']}:{environ['SERVER_PORT']}"
-    return f"{environ.get('wsgi.url_scheme', 'http')}://{host}"
+    """This server as the browser reached it (127.0.0.1 or localhost), so the page's API calls stay same-origin.
+    Any other Host (a rebound DNS name) is not trusted: the page then talks to the server's own address."""
+    port = environ["SERVER_PORT"]
+    host = str(environ.get("HTTP_HOST") or "")
+    if host not in {f"{name}:{port}" for name in _LOOPBACK_NAMES}:
+        host = f"127.0.0.1:{port}"
+    return f"http://{host}"
 
 
 def _answer(start_response: StartResponse, status: str, body: bytes, headers: list[tuple[str, str]]) -> Iterable[bytes]:

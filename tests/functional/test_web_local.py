@@ -32,7 +32,8 @@ def test_the_page_and_its_config_point_at_this_stack(stack: StackInfo) -> None:
     web = client(stack)
 
     page = web.get(LOCAL_PATH)
-    config = web.get(f"{LOCAL_PATH}config.json", headers={"Host": "localhost:8123"})
+    config = web.get(f"{LOCAL_PATH}config.json", base_url="http://localhost:8123")
+    rebound = web.get(f"{LOCAL_PATH}config.json", base_url="http://localhost:8123", headers={"Host": "evil.test:8123"})
 
     assert page.status_code == 200
     assert page.mimetype == "text/html"
@@ -43,6 +44,7 @@ def test_the_page_and_its_config_point_at_this_stack(stack: StackInfo) -> None:
         "userPoolClientId": stack.user_pool_client_id,
         "region": stack.region,
     }
+    assert (rebound.json or {}).get("apiUrl") == "http://127.0.0.1:8123"  # another name for this server: not believed
     for name, media_type in PAGE_FILES.items():
         answer = web.get(f"{LOCAL_PATH}{name}")
         assert (answer.status_code, answer.headers["Content-Type"]) == (200, media_type)

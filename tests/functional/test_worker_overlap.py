@@ -224,6 +224,46 @@ def test_an_original_over_the_budget_waits_until_nothing_else_is_held(
     assert held.peak_extra_bytes == 0  # nothing is ever held beside an original being decoded
 
 
+def test_a_decode_that_raises_frees_its_bytes_and_the_batch_goes_on(
+    stack: StackInfo, s3: Any, sqs: Any, deps: WorkerDeps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A decoder bug (not a rejected image) fails that message only. Its original must not stay counted as held:
+    with a budget of one and a half originals, two such failures would otherwise leave the next read waiting for
+    ever and the batch hanging until the Lambda timeout."""
+    real = imaging.make_thumbnails
+    calls = 0
+
+    def failing_twice(data: bytes, options: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls <= 2:
+            raise RuntimeError("codec crashed")
+        return real(data, options)
+
+    monkeypatch.setattr(worker, "make_thumbnails", failing_twice)
+    records = batch_of(stack, sqs, s3, 4)
+    size = len(jpeg_bytes(800, 600))
+    held = HeldBytes(budget=size * 3 // 2)
+
+    outcome: list[list[Exception | None]] = []
+    batch = threading.Thread(  # a daemon: a hang fails the test instead of stalling the suite
+        target=lambda: outcome.append(worker.process_batch(records, deps, memory_mb=1769, held=held)), daemon=True
+    )
+    batch.start()
+    batch.join(60)
+    assert not batch.is_alive(), "the batch hangs: a failed decode's bytes are still counted as held"
+    [failures] = outcome
+
+    assert [type(f).__name__ if f else None for f in failures] == ["RuntimeError", "RuntimeError", None, None]
+    assert held.originals == 0
+    for record, failure in zip(records, failures, strict=True):
+        [upload] = worker.parse_s3_event(record.body)
+        item = store.get(deps.table, upload.image_id) or {}
+        assert item.get("status") == ("PROCESSING" if failure else "DONE"), item
+        if failure:
+            assert "codec crashed" in str(item.get("last_error")), item
+
+
 def test_one_record_at_a_time_when_switched_off(
     stack: StackInfo, s3: Any, sqs: Any, deps: WorkerDeps, monkeypatch: pytest.MonkeyPatch
 ) -> None:

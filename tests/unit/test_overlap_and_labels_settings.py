@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -98,3 +99,29 @@ def test_latency_specs() -> None:
         parse_latency("s3=slow")
     with pytest.raises(FaultSpecError, match="negative"):
         parse_latency("-5")
+
+
+class OddRekognition:
+    """An answer outside the documented shape (labels without a usable confidence), as a stub or a changed API
+    could give: the labels stage must still not raise."""
+
+    def detect_labels(self, **_: object) -> dict[str, object]:
+        return {"Labels": [{"Name": "Cat"}, {"Name": "Dog", "Confidence": None}, {"Name": "Sky", "Confidence": 91.25}]}
+
+
+def test_labels_without_a_confidence_are_skipped_not_raised() -> None:
+    from typing import cast
+
+    from pipeline import labels
+    from pipeline.imaging import ImageOptions, make_thumbnails
+    from pipeline.store import Upload
+    from tests.conftest import jpeg_bytes
+
+    data = jpeg_bytes(320, 240)
+    upload = Upload(bucket="b", key="user-uploads/u/i.jpg", image_id="i", user_id="u", version="v", event_time="")
+    found = labels.detect(
+        cast("Any", OddRekognition()), upload=upload, image=make_thumbnails(data, ImageOptions()), original=data,
+        original_size=len(data), min_confidence=0.0,
+    )  # fmt: skip
+
+    assert found == {"labels": [{"name": "Sky", "confidence": 91.2}]}
