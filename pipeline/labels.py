@@ -13,6 +13,7 @@ thumbnail goes instead when it is a JPEG or PNG (it is, under the default output
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
@@ -38,6 +39,17 @@ logger = Logger(service="imgops-worker")
 def wanted_bytes(image: ProcessedImage, original_size: int) -> bool:
     """Whether `detect` will send the original's bytes (so the worker keeps them until then)."""
     return image.format in READABLE_FORMATS and original_size <= BYTES_LIMIT
+
+
+# The most one DetectLabels call may take with its client's retries and timeouts (pipeline.aws: 2 tries of at most
+# 2 s to connect + 5 s to read), and what must stay for finishing the item and notifying after it.
+CALL_SECONDS = 15.0
+NO_TIME = "skipped: too little of the invocation's time was left to ask Rekognition"
+
+
+def time_left(deadline: float | None) -> bool:
+    """Whether a call still fits before `deadline` (time.monotonic(); None: no deadline known)."""
+    return deadline is None or time.monotonic() + CALL_SECONDS < deadline
 
 
 def detect(

@@ -104,7 +104,7 @@ class OverlappingBatchProcessor(BatchProcessor):
             return list(super().process())
         records = [SQSRecord(record) for record in self.records]
         try:
-            failures = process_batch(records, deps, memory_mb=self._memory_mb())
+            failures = process_batch(records, deps, memory_mb=self._memory_mb(), deadline=self._deadline())
         except Exception as exc:  # a defect of the batch machinery itself: every record fails, none is lost
             logger.exception("batch failed; every message will be retried")
             failures = [exc] * len(records)
@@ -117,6 +117,14 @@ class OverlappingBatchProcessor(BatchProcessor):
                     self.failure_handler(record=record, exception=(type(failure), failure, failure.__traceback__))
                 )
         return settled
+
+    def _deadline(self) -> float | None:
+        """When the invocation times out, on time.monotonic()'s clock (None: not known)."""
+        context = getattr(self, "lambda_context", None)
+        try:
+            return time.monotonic() + int(context.get_remaining_time_in_millis()) / 1000 if context else None
+        except (AttributeError, TypeError, ValueError):
+            return None
 
     def _memory_mb(self) -> int:
         context = getattr(self, "lambda_context", None)
@@ -224,6 +232,7 @@ class _Work:
     image: ProcessedImage | None = None  # the thumbnails: from the decode until written
     rejected: dict[str, Any] | None = None  # FAILED and why: refused at the read or the decode
     settled: str | None = None  # nothing left to do after the claim: duplicate, stale, notify_only
+    deadline: float | None = None  # when the invocation times out (time.monotonic()), if known
 
 
 def process_upload(upload: Upload, deps: WorkerDeps) -> str:
@@ -236,7 +245,12 @@ def process_upload(upload: Upload, deps: WorkerDeps) -> str:
 
 
 def process_batch(
-    records: Sequence[SQSRecord], deps: WorkerDeps, *, memory_mb: int, held: HeldBytes | None = None
+    records: Sequence[SQSRecord],
+    deps: WorkerDeps,
+    *,
+    memory_mb: int,
+    held: HeldBytes | None = None,
+    deadline: float | None = None,
 ) -> list[Exception | None]:
     """Every record's uploads through the stages, I/O overlapped with decoding; per record, None or the first
     exception one of its uploads raised (already logged and recorded on the item, as one at a time does).
@@ -247,7 +261,8 @@ def process_batch(
     duplicates and "newer wins" come out as one at a time. Differences from one at a time: an upload whose
     message's earlier upload failed is still processed (S3 sends one upload per message), and `processing_ms`
     includes the wait for the decoder. Memory: pipeline.overlap's bound, budget `memory_mb / 20` (`held`: the
-    counter to use, for tests).
+    counter to use, for tests). `deadline` (time.monotonic()): when the invocation times out; labels are skipped
+    for images delivered too close to it, so a slow Rekognition cannot time the batch out.
     """
     failures: list[Exception | None] = [None] * len(records)
     works: list[_Work] = []
@@ -259,7 +274,7 @@ def process_batch(
                 logger.exception("message will be retried")
                 failures[index] = exc
                 continue
-        works += [_Work(upload, message=index, message_id=record.message_id) for upload in uploads]
+        works += [_Work(upload, message=index, message_id=record.message_id, deadline=deadline) for upload in uploads]
     _Overlap(deps, held or HeldBytes(budget_bytes(memory_mb)), failures).run(works)
     return failures
 
@@ -420,7 +435,9 @@ def _deliver(work: _Work, deps: WorkerDeps, puts: ThreadPoolExecutor | None = No
     if work.image is not None:
         attempt.stage = "write"
         fields = _done(work, _write_thumbnails(deps, upload, work.image, puts))
-        if deps.rekognition is not None:
+        if deps.rekognition is not None and not labels.time_left(work.deadline):
+            fields["labels_error"] = labels.NO_TIME
+        elif deps.rekognition is not None:
             attempt.stage = "labels"
             fields.update(
                 labels.detect(

@@ -113,6 +113,23 @@ def test_labels_on_the_item_the_notice_and_the_api(
     assert answer["labels"] == [MOTO_LABEL]
 
 
+def test_near_the_invocation_timeout_labels_are_skipped_not_waited_for(
+    stack: StackInfo, s3: Any, sqs: Any, labelled: WorkerDeps
+) -> None:
+    """A DetectLabels call may take up to labels.CALL_SECONDS; with less of the invocation left, the image is
+    finished without labels rather than risk the whole batch timing out."""
+    sent = sent_images(labelled.rekognition)
+    upload(s3, stack, jpeg_bytes(800, 600))
+    event = sqs_event(receive_uploads(sqs, stack, 1), queue_arn=stack.queue_arn, region=stack.region)
+
+    assert worker.handler(event, LocalLambdaContext.create("worker", timeout_seconds=10)) == {"batchItemFailures": []}
+
+    item = store.get(labelled.table, IMAGE_ID) or {}
+    assert (item["status"], item["labels_error"]) == ("DONE", labels.NO_TIME)
+    assert "labels" not in item
+    assert sent == []
+
+
 def test_a_rekognition_fault_leaves_the_thumbnails_done_and_says_why(
     stack: StackInfo,
     s3: Any,
