@@ -151,8 +151,8 @@ def scheduled_event(region: str, rule_name: str) -> dict[str, Any]:
     }
 
 
-def schedule_seconds(info: StackInfo) -> int:
-    """How often the bucket-metrics function runs: its EventBridge rule's `rate(…)`, as the template made it."""
+def _schedule_rules(info: StackInfo) -> list[dict[str, Any]]:
+    """The EventBridge rules that invoke the bucket-metrics function (as the template made them), described."""
     from monitoring import s3_metrics
 
     target = for_local(info)
@@ -160,8 +160,14 @@ def schedule_seconds(info: StackInfo) -> int:
         FunctionName=s3_metrics.function_name(info.prefix)
     )["FunctionArn"]
     events = target.client("events")
-    for rule in events.list_rule_names_by_target(TargetArn=function_arn)["RuleNames"]:
-        expression = str(events.describe_rule(Name=rule).get("ScheduleExpression", ""))
+    names = events.list_rule_names_by_target(TargetArn=function_arn)["RuleNames"]
+    return [dict(events.describe_rule(Name=name)) for name in names]
+
+
+def schedule_seconds(info: StackInfo) -> int:
+    """How often the bucket-metrics function runs: its EventBridge rule's `rate(…)`, as the template made it."""
+    for rule in _schedule_rules(info):
+        expression = str(rule.get("ScheduleExpression", ""))
         match = re.fullmatch(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)", expression)
         if match:
             unit = {"minute": 60, "hour": 3600, "day": 86400}[match.group(2).rstrip("s")]
@@ -171,15 +177,8 @@ def schedule_seconds(info: StackInfo) -> int:
 
 def schedule_enabled(info: StackInfo) -> bool:
     """Whether the bucket-metrics function's EventBridge rule is enabled: a disabled rule invokes nothing."""
-    from monitoring import s3_metrics
-
-    target = for_local(info)
-    function_arn = target.client("lambda").get_function_configuration(
-        FunctionName=s3_metrics.function_name(info.prefix)
-    )["FunctionArn"]
-    events = target.client("events")
-    rules = events.list_rule_names_by_target(TargetArn=function_arn)["RuleNames"]
-    return not rules or any(events.describe_rule(Name=rule).get("State") == "ENABLED" for rule in rules)
+    rules = _schedule_rules(info)
+    return not rules or any(rule.get("State") == "ENABLED" for rule in rules)
 
 
 def bucket_metrics_timeout_seconds(every_seconds: int) -> int:
