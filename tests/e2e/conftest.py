@@ -55,3 +55,12 @@ def kill(process: subprocess.Popen[str]) -> None:
         else:
             process.kill()
     process.wait()
+
+
+def stop(process: subprocess.Popen[str], timeout: float = 30) -> None:
+    """Stop `imgops local up` with SIGTERM, as a supervisor would; SIGKILL its group if it has not stopped in time."""
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        kill(process)

@@ -27,7 +27,7 @@ import requests
 from monitoring.target import StackInfo, fetch_access_token
 from pipeline.resources import ResourceNames
 from tests.conftest import jpeg_bytes
-from tests.e2e.conftest import start_local_up
+from tests.e2e.conftest import start_local_up, stop
 
 pytestmark = pytest.mark.slow
 
@@ -55,12 +55,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stac
         tmp_path_factory.mktemp("state"), "--workers", "2", "--metrics-every", "3600", "--sample-every", "2"
     )
     yield info, env
-    process.terminate()
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop(process)
 
 
 def upload_and_wait(info: StackInfo, count: int) -> None:

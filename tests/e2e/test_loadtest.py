@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tests.e2e.conftest import kill, start_local_up
+from tests.e2e.conftest import start_local_up, stop
 
 pytestmark = pytest.mark.slow
 
@@ -118,11 +118,7 @@ def sizing_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any
     try:
         yield info, bare
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            kill(process)
+        stop(process)
 
 
 def sizing_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -300,11 +296,7 @@ def gate_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     home = tmp_path_factory.mktemp("gate")
     process, _, _ = start_local_up(home / "state", "--workers", "2")
     yield home
-    process.terminate()
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        kill(process)
+    stop(process)
 
 
 @pytest.fixture(scope="module")

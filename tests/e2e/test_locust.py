@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from loadtest.summary import histograms_from_frame, percentiles
-from tests.e2e.conftest import kill, start_local_up
+from tests.e2e.conftest import start_local_up, stop
 
 # Never import locust here: it monkey-patches the process (gevent) it is imported into. Locust runs in the
 # subprocesses `imgops loadtest locust` starts.
@@ -35,11 +35,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     home = tmp_path_factory.mktemp("locust")
     process, _, _ = start_local_up(home / "state", "--workers", "2")
     yield home
-    process.terminate()
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        kill(process)
+    stop(process)
 
 
 def test_master_and_two_workers_account_for_every_upload(home: Path) -> None:
