@@ -123,6 +123,17 @@ def sign_in(driver: WebDriver, username: str, password: str) -> None:
     driver.find_element(By.ID, "signin-button").click()
 
 
+def upload_hidden(driver: WebDriver) -> bool:
+    return bool(driver.execute_script("return document.getElementById('upload').hidden"))
+
+
+def signed_in(driver: WebDriver, info: StackInfo) -> None:
+    """The page open and the demo user signed in: the upload form is showing."""
+    open_page(driver, info)
+    sign_in(driver, info.demo_username, info.demo_password)
+    wait_until(driver, lambda d: not upload_hidden(d), "sign-in")
+
+
 def upload(driver: WebDriver, path: Path) -> None:
     from selenium.webdriver.common.by import By
 
@@ -141,13 +152,11 @@ def test_a_wrong_password_shows_cognitos_message(browser: WebDriver, stack: Stac
     message = wait_until(browser, lambda d: text_of(d, "signin-error"), "the sign-in error")
 
     assert message == "Incorrect username or password."
-    assert browser.execute_script("return document.getElementById('upload').hidden") is True
+    assert upload_hidden(browser)
 
 
 def test_sign_in_upload_a_jpeg_and_see_three_thumbnails(browser: WebDriver, stack: StackInfo, tmp_path: Path) -> None:
-    open_page(browser, stack)
-    sign_in(browser, stack.demo_username, stack.demo_password)
-    wait_until(browser, lambda d: not d.execute_script("return document.getElementById('upload').hidden"), "sign-in")
+    signed_in(browser, stack)
     assert text_of(browser, "who") == stack.demo_username
 
     upload(browser, photo(tmp_path / "grace.jpg"))
@@ -174,9 +183,7 @@ def test_sign_in_upload_a_jpeg_and_see_three_thumbnails(browser: WebDriver, stac
 def test_a_file_that_is_no_image_type_is_refused_with_the_apis_message(
     browser: WebDriver, stack: StackInfo, tmp_path: Path
 ) -> None:
-    open_page(browser, stack)
-    sign_in(browser, stack.demo_username, stack.demo_password)
-    wait_until(browser, lambda d: not d.execute_script("return document.getElementById('upload').hidden"), "sign-in")
+    signed_in(browser, stack)
     notes = tmp_path / "notes.txt"
     notes.write_text("not a picture\n")
 
@@ -190,9 +197,7 @@ def test_a_file_that_is_no_image_type_is_refused_with_the_apis_message(
 def test_garbage_named_jpg_ends_failed_with_the_workers_reason(
     browser: WebDriver, stack: StackInfo, tmp_path: Path
 ) -> None:
-    open_page(browser, stack)
-    sign_in(browser, stack.demo_username, stack.demo_password)
-    wait_until(browser, lambda d: not d.execute_script("return document.getElementById('upload').hidden"), "sign-in")
+    signed_in(browser, stack)
     fake = tmp_path / "holiday.jpg"
     fake.write_bytes(b"this is not a JPEG at all\n" * 100)
 
