@@ -70,12 +70,12 @@ class Settings:
             jpeg_quality=_quality(env, Env.JPEG_QUALITY, 85),
             webp_quality=_quality(env, Env.WEBP_QUALITY, 80),
             avif_quality=_quality(env, Env.AVIF_QUALITY, 70),
-            output_format=_output_format(env),
+            output_format=_choice(env, Env.OUTPUT_FORMAT, OUTPUT_FORMATS, default="auto"),
             url_expiry_seconds=_positive_int(env, Env.URL_EXPIRY_SECONDS, PRESIGN_EXPIRY_SECONDS),
             worker_timeout_seconds=_positive_int(env, Env.WORKER_TIMEOUT_SECONDS, WORKER_TIMEOUT_SECONDS),
             watermark=_watermark(env),
             worker_overlap=_switch(env, Env.WORKER_OVERLAP, default=True),
-            labels=_labels(env),
+            labels=_choice(env, Env.LABELS, LABELS_MODES, default="none"),
             labels_min_confidence=_confidence(env),
         )
 
@@ -121,10 +121,10 @@ def _quality(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
-def _output_format(env: Mapping[str, str]) -> str:
-    value = env.get(Env.OUTPUT_FORMAT, "").strip().lower() or "auto"
-    if value not in OUTPUT_FORMATS:
-        raise SettingsError(f"{Env.OUTPUT_FORMAT}={value!r} must be one of {', '.join(OUTPUT_FORMATS)}")
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], *, default: str) -> str:
+    value = env.get(name, "").strip().lower() or default
+    if value not in choices:
+        raise SettingsError(f"{name}={value!r} must be one of {', '.join(choices)}")
     return value
 
 
@@ -137,13 +137,6 @@ def _switch(env: Mapping[str, str], name: str, *, default: bool) -> bool:
     if raw in {"0", "false", "no", "off"}:
         return False
     raise SettingsError(f"{name}={raw!r} must be 1 or 0")
-
-
-def _labels(env: Mapping[str, str]) -> str:
-    value = env.get(Env.LABELS, "").strip().lower() or "none"
-    if value not in LABELS_MODES:
-        raise SettingsError(f"{Env.LABELS}={value!r} must be one of {', '.join(LABELS_MODES)}")
-    return value
 
 
 def _confidence(env: Mapping[str, str]) -> float:
