@@ -222,8 +222,6 @@ def install_latency_from_environment() -> dict[str, float]:
     latencies = parse_latency(os.environ.get(LATENCY_ENV, ""))
     if not any(latencies.values()):
         return {}
-    import time
-
     import boto3
 
     if boto3.DEFAULT_SESSION is None:
