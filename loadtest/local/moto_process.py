@@ -11,6 +11,9 @@ In front of moto's WSGI app sits `ServiceMeter`, which does two things moto does
   and a failing publish is reported (at most once a minute) and otherwise ignored: requests never wait for it.
 - It answers `GET /_imgops/health` itself (200, no AWS service involved), what liveness checks probe instead of
   a service URL (moto's `/` is S3 ListBuckets).
+
+In front of both sits `CognitoCors` (loadtest/local/cors.py): the browser's CORS preflights to Cognito are answered
+by the stack, for the origins the parent allows (`MotoProcess.allow_origins`), whatever moto's release does with them.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+from loadtest.local.cors import CognitoCors
 from loadtest.local.metrics import (
     DEFAULT_FLUSH_SECONDS,
     DYNAMODB_NAMESPACE,
@@ -50,6 +54,9 @@ if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
 
 HEALTH_PATH = "/_imgops/health"
+# What the parent says to the server's process over their pipe.
+STOP = "stop"
+ALLOW_ORIGINS = "allow-origins"
 DYNAMODB_TARGET_PREFIX = "DynamoDB_20120810."
 # Bodies larger than this pass through unobserved (DynamoDB items are at most 400 KB; SNS messages 256 KB).
 MAX_OBSERVED_BODY_BYTES = 2 * 1024 * 1024
@@ -259,7 +266,7 @@ def _warn(message: str) -> None:
 
 
 class MeteredMotoServer:
-    """moto's ThreadedMotoServer, with ServiceMeter in front of its app."""
+    """moto's ThreadedMotoServer, with ServiceMeter in front of its app and CognitoCors in front of both."""
 
     def __init__(self, port: int, publisher: StatisticsPublisher | None) -> None:
         from moto.moto_server.werkzeug_app import (
@@ -269,8 +276,8 @@ class MeteredMotoServer:
         )
         from werkzeug.serving import make_server
 
-        app = ServiceMeter(DomainDispatcherApplication(create_backend_app), publisher)
-        self._server = make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
+        self.cors = CognitoCors(ServiceMeter(DomainDispatcherApplication(create_backend_app), publisher))
+        self._server = make_server("127.0.0.1", port, self.cors, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
 
     @property
@@ -315,7 +322,10 @@ def _serve(
     if publisher is not None:
         publisher.start()
     with contextlib.suppress(EOFError, OSError):  # "stop", or the parent gone: either way, stop
-        conn.recv()
+        while (message := conn.recv()) != STOP:
+            if isinstance(message, tuple) and message[0] == ALLOW_ORIGINS:
+                server.cors.allow(message[1])
+                conn.send(ALLOW_ORIGINS)
     if publisher is not None:
         publisher.close(timeout=5)  # while the server still takes the last PutMetricData
     server.stop()
@@ -352,10 +362,16 @@ class MotoProcess:
         self.endpoint_url = str(detail)
         return self.endpoint_url
 
+    def allow_origins(self, origins: Iterable[str], timeout: float = 10.0) -> None:
+        """Let these browser origins call the embedded Cognito (the local page's: loadtest.local.web)."""
+        self._parent_conn.send((ALLOW_ORIGINS, sorted(origins)))
+        if not self._parent_conn.poll(timeout) or self._parent_conn.recv() != ALLOW_ORIGINS:
+            raise MotoStartError(f"the embedded AWS (moto) did not take the page's origins within {timeout:.0f} s")
+
     def stop(self) -> None:
         if self._process.is_alive():
             with contextlib.suppress(OSError):
-                self._parent_conn.send("stop")
+                self._parent_conn.send(STOP)
         self._process.join(10)
         if self._process.is_alive():
             self._process.terminate()

@@ -40,7 +40,7 @@ from loadtest.local.metrics import (
 from loadtest.local.moto_process import MotoProcess
 from loadtest.local.provision import provision, register_stack
 from loadtest.local.runtime import RuntimeConfig, WorkerPool
-from loadtest.local.web import PageServer, allow_page_origin, page_url
+from loadtest.local.web import PageServer, allow_page_origin, page_origins, page_url
 from monitoring.target import (
     LOCAL_CREDENTIALS,
     StackInfo,
@@ -243,6 +243,7 @@ class LocalStack:
         # The upload page (CloudFront on AWS) in front of the API, and the upload bucket's CORS allowing it.
         self._api = ApiServer(PageServer(api, info), options.api_port).start()
         allow_page_origin(info, self._api.url)
+        self._moto.allow_origins(page_origins(self._api.url))  # Cognito's CORS (sign-in) for the page alone
         info = replace(info, api_url=self._api.url)
         register_stack(info)  # `--stack-name <prefix>-pipeline` finds this stack as it finds a deployed one
         self._workers = WorkerPool(

@@ -3,8 +3,8 @@
 `PageServer` serves the page's files (dashboards/web) and a `config.json` pointing at this stack under
 `dashboards.web.LOCAL_PATH`, with the security headers CloudFront adds; every other request goes on to the local
 API unchanged (and unmetered: on AWS the page is CloudFront's traffic, not the API's). The page and the API then
-share an origin, so the API needs no CORS locally; Cognito and S3 are moto's, another origin, and moto answers
-CORS for both (its server adds CORS headers to every answer, and S3 applies the bucket's CORS rules). The
+share an origin, so the API needs no CORS locally; Cognito and S3 are moto's, another origin. Cognito's CORS is the
+stack's own (loadtest/local/cors.py, allowing `page_origins` only); S3 applies the bucket's CORS rules. The
 upload bucket's rule allows the CloudFront page's origin, which does not exist locally: `allow_page_origin`
 puts the local page's origin in its place.
 """
@@ -91,6 +91,12 @@ def page_url(api_url: str) -> str:
     return f"{api_url.rstrip('/')}{LOCAL_PATH}"
 
 
+def page_origins(api_url: str) -> list[str]:
+    """The origins a browser may show the local page from: the API's port by either loopback name."""
+    port = api_url.rstrip("/").rsplit(":", 1)[-1]
+    return [f"http://{name}:{port}" for name in _LOOPBACK_NAMES]
+
+
 def allow_page_origin(info: StackInfo, api_url: str) -> list[str]:
     """In the upload bucket's CORS rules, the CloudFront page's origin (a token the local stack cannot resolve:
     a `<…>` placeholder) becomes the local page's, by either loopback name. Returns the origins now allowed."""
@@ -101,8 +107,7 @@ def allow_page_origin(info: StackInfo, api_url: str) -> list[str]:
         if exc.response.get("Error", {}).get("Code") == "NoSuchCORSConfiguration":
             return []
         raise
-    port = api_url.rstrip("/").rsplit(":", 1)[-1]
-    local = [f"http://{name}:{port}" for name in _LOOPBACK_NAMES]
+    local = page_origins(api_url)
     for rule in rules:
         origins = rule.get("AllowedOrigins", [])
         if any("<" in origin for origin in origins):
