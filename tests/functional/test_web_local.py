@@ -5,15 +5,18 @@ local page's origin instead of the CloudFront one (which does not exist locally)
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
+import pytest
 import requests
 from werkzeug.test import Client
 from werkzeug.wrappers import Response
 
 from dashboards.web import LOCAL_PATH, OUTPUT_KEY, PAGE_FILES
-from loadtest.local.web import PageServer, allow_page_origin, page_url
+from loadtest.local.moto_process import MotoProcess, MotoStartError
+from loadtest.local.web import PageServer, allow_page_origin, page_origins, page_url
 from monitoring.target import StackInfo
 from pipeline.resources import StackOutputs
 
@@ -96,3 +99,61 @@ def test_the_page_url_output_is_the_local_apis(stack: StackInfo) -> None:
 
     assert outputs[OUTPUT_KEY] == page_url(outputs[StackOutputs.API_URL])
     assert outputs[OUTPUT_KEY].endswith(LOCAL_PATH)
+
+
+@pytest.fixture(scope="module")
+def embedded_aws() -> Iterator[MotoProcess]:
+    """The local stack's AWS process (moto behind the stack's own middleware), as `imgops local up` starts it."""
+    moto = MotoProcess(metrics=False)
+    moto.start()
+    yield moto
+    moto.stop()
+
+
+COGNITO_PREFLIGHT = {
+    "Access-Control-Request-Method": "POST",
+    "Access-Control-Request-Headers": "content-type,x-amz-target",
+}
+LIST_POOLS = {
+    "Content-Type": "application/x-amz-json-1.1",
+    "X-Amz-Target": "AWSCognitoIdentityProviderService.ListUserPools",
+}
+
+
+def test_cognitos_preflight_is_answered_for_the_pages_origin_only(embedded_aws: MotoProcess) -> None:
+    page, stranger = page_origins("http://127.0.0.1:8123")[0], "http://127.0.0.1:9999"
+    embedded_aws.allow_origins(page_origins("http://127.0.0.1:8123"))
+    root = f"{embedded_aws.endpoint_url}/"
+
+    allowed = requests.options(root, headers={"Origin": page, **COGNITO_PREFLIGHT}, timeout=5)
+    refused = requests.options(root, headers={"Origin": stranger, **COGNITO_PREFLIGHT}, timeout=5)
+    other_header = requests.options(
+        root, headers={"Origin": page, **COGNITO_PREFLIGHT, "Access-Control-Request-Headers": "x-evil"}, timeout=5
+    )
+
+    assert allowed.status_code == 204
+    assert allowed.headers["Access-Control-Allow-Origin"] == page
+    assert allowed.headers["Access-Control-Allow-Methods"] == "POST"
+    assert allowed.headers["Access-Control-Allow-Headers"] == "content-type, x-amz-target"
+    assert (refused.status_code, other_header.status_code) == (403, 403)
+    assert "Access-Control-Allow-Origin" not in refused.headers
+    assert refused.text == f"CORS preflight refused: origin {stranger} is not allowed\n"
+
+
+def test_cognitos_answers_carry_cors_for_the_pages_origin_only(embedded_aws: MotoProcess) -> None:
+    page = "http://localhost:8124"
+    embedded_aws.allow_origins(page_origins("http://127.0.0.1:8124"))
+    root = f"{embedded_aws.endpoint_url}/"
+    body = json.dumps({"MaxResults": 1})
+
+    ours = requests.post(root, data=body, headers={"Origin": page, **LIST_POOLS}, timeout=5)
+    theirs = requests.post(root, data=body, headers={"Origin": "http://localhost:9999", **LIST_POOLS}, timeout=5)
+    sdk = requests.post(root, data=body, headers=LIST_POOLS, timeout=5)  # no Origin: not a browser
+
+    assert (ours.status_code, theirs.status_code, sdk.status_code) == (200, 200, 200)
+    assert "UserPools" in ours.json()
+    assert ours.headers["Access-Control-Allow-Origin"] == page
+    assert "Access-Control-Allow-Origin" not in theirs.headers  # moto's `*` does not leak through
+    never_started = MotoProcess(metrics=False)  # no process to answer: a clear error, not a hang
+    with pytest.raises(MotoStartError, match="did not take"):
+        never_started.allow_origins([page], timeout=0.2)
