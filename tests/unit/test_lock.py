@@ -98,7 +98,7 @@ def test_the_tests_run_on_what_the_lock_installs() -> None:
     """The environment this suite runs in has exactly the dev lock's versions (scripts/test installs it)."""
     if Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
         pytest.skip(f"not the project's .venv ({sys.prefix}): e.g. scripts/canary's newest-release venv")
-    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    installed: dict[str, str] = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()}
     drift = {name: (version, installed.get(name)) for name, version in here(DEV_LOCK).items()}
     drift = {name: pair for name, pair in drift.items() if pair[0] != pair[1]}
     assert drift == {}, f"installed versions differ from requirements/dev.lock (lock, installed): {drift}"
