@@ -31,6 +31,21 @@ function joinUrl(base, path) {
   return `${base.replace(/\/+$/, "")}/${path.replace(/^\/+/, "")}`;
 }
 
+// fetch() that fails in words a user understands: a browser reports an unreachable server, a refused CORS
+// preflight and a blocked request all alike, as a bare "Failed to fetch" (TypeError), and hides which.
+async function reach(service, url, init) {
+  try {
+    return await fetch(url, init);
+  } catch (error) {
+    if (!(error instanceof TypeError)) throw error;
+    const origin = new URL(url, window.location.href).origin;
+    throw new Error(
+      `Cannot reach the ${service} at ${origin}. Check that it is running and that it allows this page ` +
+        `(${window.location.origin}); the browser's console has the details.`,
+    );
+  }
+}
+
 // An API Gateway / Lambda / Cognito refusal as one readable sentence.
 async function errorMessage(response) {
   const text = await response.text();
@@ -52,7 +67,7 @@ function s3Message(xhr) {
 }
 
 async function loadConfig() {
-  const response = await fetch("config.json", { cache: "no-store" });
+  const response = await reach("page's server", "config.json", { cache: "no-store" });
   if (!response.ok) throw new Error(`config.json: HTTP ${response.status}`);
   config = await response.json();
   for (const key of ["apiUrl", "cognitoEndpoint", "userPoolClientId"]) {
@@ -61,7 +76,7 @@ async function loadConfig() {
 }
 
 async function signIn(username, password) {
-  const response = await fetch(config.cognitoEndpoint, {
+  const response = await reach("sign-in service", config.cognitoEndpoint, {
     method: "POST",
     headers: {
       "Content-Type": "application/x-amz-json-1.1",
@@ -84,7 +99,7 @@ async function signIn(username, password) {
 }
 
 async function api(method, path, body) {
-  const response = await fetch(joinUrl(config.apiUrl, path), {
+  const response = await reach("image API", joinUrl(config.apiUrl, path), {
     method,
     headers: {
       Authorization: `Bearer ${session.accessToken}`,

@@ -210,3 +210,20 @@ def test_garbage_named_jpg_ends_failed_with_the_workers_reason(
     assert reason != "no reason given"
     assert browser.execute_script("return document.querySelectorAll('#thumbnails img').length") == 0
     browser.save_screenshot(str(SCREENSHOT.with_name("web-page-failed-upload.png")))
+
+
+def test_an_unreachable_sign_in_service_is_named_not_failed_to_fetch(browser: WebDriver, stack: StackInfo) -> None:
+    """What the browser reports as a bare "Failed to fetch" (a refused preflight, a server that is down) is said in
+    words: which service, at which address."""
+    open_page(browser, stack)
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": [f"{stack.endpoint_url}/*"]})
+    try:
+        sign_in(browser, stack.demo_username, stack.demo_password)
+        message = wait_until(browser, lambda d: text_of(d, "signin-error"), "the sign-in error")
+    finally:
+        browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
+
+    assert message.startswith(f"Cannot reach the sign-in service at {stack.endpoint_url}. "), message
+    assert "Failed to fetch" not in message
+    assert upload_hidden(browser)
