@@ -1,0 +1,94 @@
+"""The lock's scripts as README.md shows them: `bash scripts/relock …` and `bash scripts/canary`, run verbatim.
+
+Both run the test suite themselves, so they are run here with an environment variable that narrows what they test
+(IMGOPS_RELOCK_TESTS=0, IMGOPS_CANARY_TESTS=…), never with other words than the README's. relock runs in a copy of
+the repository's lock inputs, so the committed lock is not touched. Both reach PyPI (uv resolves the newest releases).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_readme import BASH, FENCE, INLINE_CODE, REPO, readme, transcript
+from tests.unit.test_lock import pins
+
+pytestmark = pytest.mark.slow
+
+UV = REPO / ".venv" / "bin" / "uv"
+TIMEOUT = 600
+
+
+def shown(script: str) -> list[str]:
+    """The README's inline commands that run `script`."""
+    spans = (" ".join(span.split()) for span in INLINE_CODE.findall(FENCE.sub("", readme())))
+    return list(dict.fromkeys(span for span in spans if span.startswith(f"bash {script}")))
+
+
+def run(command: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [BASH, "-euo", "pipefail", "-c", command],
+        cwd=cwd,
+        env={**os.environ, "UV": str(UV), **env},
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+def test_the_readme_shows_how_to_relock_and_run_the_canary() -> None:
+    assert shown("scripts/relock") == ["bash scripts/relock", "bash scripts/relock --upgrade-package moto"]
+    assert shown("scripts/canary") == ["bash scripts/canary"]
+
+
+@pytest.mark.parametrize("command", shown("scripts/relock"))
+def test_relock_writes_two_consistent_locks(command: str, tmp_path: Path) -> None:
+    if not UV.exists():
+        pytest.skip("no .venv/bin/uv: scripts/install --dev installs it")
+    copy = tmp_path / "repo"
+    for name in ("pyproject.toml", "requirements", "scripts"):
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, copy / name)
+        else:
+            copy.mkdir(exist_ok=True)
+            shutil.copy2(source, copy / name)
+
+    result = run(command, copy, IMGOPS_RELOCK_TESTS="0")
+
+    assert result.returncode == 0, transcript(result)
+    main, dev = pins(copy / "requirements" / "main.lock"), pins(copy / "requirements" / "dev.lock")
+    assert {pin.name for pin in main} < {pin.name for pin in dev}
+    assert all(pin.hashes for pin in [*main, *dev])
+    versions = {(pin.name, pin.version) for pin in dev}
+    assert {(pin.name, pin.version) for pin in main} <= versions
+    if "--upgrade-package moto" in command:  # only moto may move
+        before = {(pin.name, pin.version) for pin in pins(REPO / "requirements" / "dev.lock")}
+        assert {name for name, _ in versions ^ before} <= {"moto"}
+
+
+def test_the_canary_names_what_changed_and_passes_on_todays_releases() -> None:
+    [command] = shown("scripts/canary")
+
+    result = run(command, REPO, IMGOPS_CANARY_TESTS="tests/unit/test_lock.py")
+
+    assert result.returncode == 0, transcript(result)
+    assert "locked packages resolve to another version today" in result.stdout, transcript(result)
+    assert "canary: the newest releases pass" in result.stderr, transcript(result)
+
+
+def test_a_failing_canary_exits_non_zero_and_says_so(tmp_path: Path) -> None:
+    [command] = shown("scripts/canary")
+    failing = tmp_path / "test_breaks.py"
+    failing.write_text("def test_a_new_release_breaks_us() -> None:\n    assert False\n")
+
+    result = run(command, REPO, IMGOPS_CANARY_TESTS=str(failing))
+
+    assert result.returncode == 1, transcript(result)
+    assert "canary: FAILED with the newest releases (exit 1)" in result.stderr, transcript(result)
+    assert "test_a_new_release_breaks_us" in result.stdout
