@@ -22,6 +22,10 @@ import threading
 BUDGET_SHARE = 20  # memory_mb / BUDGET_SHARE is the budget: 5 %
 
 
+class Abandoned(RuntimeError):
+    """The batch failed while this original waited for memory: it is not read (the batch records the failure)."""
+
+
 def budget_bytes(memory_mb: int) -> int:
     return memory_mb * 2**20 // BUDGET_SHARE
 
@@ -36,6 +40,7 @@ class HeldBytes:
         self._ahead = 0  # prefetched originals' bytes, not yet decoding
         self._behind = 0  # thumbnails (and originals kept for labels) handed to the writer, not yet written
         self._decoding = False
+        self._abandoned = False
         self.originals = 0  # originals read and not yet decoded (or dropped)
         self.peak_originals = 0
         self.peak_extra_bytes = 0  # the most held beside an original being decoded: <= budget + one image's thumbnails
@@ -44,8 +49,14 @@ class HeldBytes:
         """Before reading an original's body: wait until it fits in the budget, or until nothing else is held."""
         with self._changed:
             self._changed.wait_for(
-                lambda: self._ahead + self._behind + size <= self.budget or (not self._decoding and self._behind == 0)
+                lambda: (
+                    self._abandoned
+                    or self._ahead + self._behind + size <= self.budget
+                    or (not self._decoding and self._behind == 0)
+                )
             )
+            if self._abandoned:
+                raise Abandoned("the batch failed before this original could be read")
             self._ahead += size
             self.originals += 1
             self.peak_originals = max(self.peak_originals, self.originals)
@@ -75,6 +86,13 @@ class HeldBytes:
             self._decoding = False
             self.originals -= 1
             self._behind += handed_to_writer
+            self._changed.notify_all()
+
+    def abandon(self) -> None:
+        """The batch failed: the decoder and the writer may never release what they hold, so nothing waits for
+        them any more (a waiting or later `reserve_original` raises Abandoned)."""
+        with self._changed:
+            self._abandoned = True
             self._changed.notify_all()
 
     def written(self, size: int) -> None:

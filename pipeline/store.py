@@ -182,13 +182,37 @@ def release(table: Table, upload: Upload, *, token: str) -> None:
 def record_failure(table: Table, upload: Upload, *, token: str, error: str) -> bool:
     """The attempt that holds the claim failed: let go of the claim (as `release` does) and say why in
     `last_error`, in one write. False when the claim is no longer ours (then the item is someone else's to
-    describe); a DynamoDB error raises (the caller logs it: recording is best effort)."""
+    describe). When DynamoDB refuses the UpdateItem (throttled, or a fault on UpdateItem: often the very call that
+    failed the finish), the same record goes in with a PutItem (`_put_failure`). A DynamoDB error of both raises
+    the UpdateItem's (the caller logs it: recording is best effort)."""
     try:
         table.update_item(
             Key={"imageId": upload.image_id},
             UpdateExpression="SET lease_expires = :zero, last_error = :error",
             ConditionExpression="claimToken = :token",
             ExpressionAttributeValues={":zero": 0, ":error": error, ":token": token},
+        )
+    except ClientError as refused:
+        if error_code(refused) == "ConditionalCheckFailedException":
+            return False
+        try:
+            return _put_failure(table, upload, token=token, error=error)
+        except (ClientError, BotoCoreError) as also:
+            raise refused from also
+    return True
+
+
+def _put_failure(table: Table, upload: Upload, *, token: str, error: str) -> bool:
+    """`record_failure` as a PutItem of the item as it is (read consistently, written back unchanged but for the
+    two fields), guarded by our claim token as the UpdateItem is."""
+    item = table.get_item(Key={"imageId": upload.image_id}, ConsistentRead=True).get("Item")
+    if item is None or item.get("claimToken") != token:
+        return False
+    try:
+        table.put_item(
+            Item={**item, "lease_expires": 0, "last_error": error},
+            ConditionExpression="claimToken = :token",
+            ExpressionAttributeValues={":token": token},
         )
     except ClientError as exc:
         if error_code(exc) == "ConditionalCheckFailedException":

@@ -7,7 +7,9 @@ redelivers it, and after `maxReceiveCount` parks it in the DLQ.
 Every failed attempt leaves its cause where on-call looks, whichever step failed (claim, read, decode, write,
 finish, notify): an `upload will be retried` log line with the key, image id, step and error, and the error on
 the image item (`last_error`, `attempts`; see pipeline.store). Recording it is best effort: its own failure is
-logged and never replaces the error that is raised.
+logged and never replaces the error that is raised. Every record of a batch must get its attempt before the
+invocation times out, or its message reaches the DLQ with nothing recorded: the SDK's retries are bounded by the
+invocation's time (pipeline.invocation), whichever way the batch runs.
 
 A batch's records overlap (IMGOPS_WORKER_OVERLAP=1, the default; `process_batch`): while one image decodes on the
 handler's thread, one I/O thread claims and reads the next original and another writes the previous image's
@@ -41,11 +43,11 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.exceptions import ClientError
 
-from pipeline import aws, labels, store
+from pipeline import aws, invocation, labels, store
 from pipeline.errors import describe_failure, error_code, is_transient
 from pipeline.imaging import ImageRejected, ProcessedImage, Thumbnail, make_thumbnails
 from pipeline.keys import image_id_for, owner_of, processed_key
-from pipeline.overlap import HeldBytes, budget_bytes
+from pipeline.overlap import Abandoned, HeldBytes, budget_bytes
 from pipeline.resources import WORKER_MEMORY_MB
 from pipeline.settings import Settings
 from pipeline.store import ClaimOutcome, Status, Upload
@@ -75,13 +77,21 @@ class WorkerDeps:
     @classmethod
     def from_env(cls) -> WorkerDeps:
         settings = Settings.from_env()
-        return cls(
+        deps = cls(
             settings=settings,
             s3=aws.s3_client(),
             table=aws.dynamodb_resource().Table(settings.images_table),
             sns=aws.sns_client(),
             rekognition=aws.rekognition_client() if settings.labels == "rekognition" else None,
         )
+        for client in deps.clients():
+            invocation.current.bound_retries(client)
+        return deps
+
+    def clients(self) -> list[Any]:
+        """Every AWS client the worker calls."""
+        clients: list[Any] = [self.s3, self.table.meta.client, self.sns]
+        return clients if self.rekognition is None else [*clients, self.rekognition]
 
 
 @cache
@@ -96,6 +106,10 @@ class OverlappingBatchProcessor(BatchProcessor):
     with IMGOPS_WORKER_OVERLAP=0, it is the plain BatchProcessor calling `handle_record` per record."""
 
     def process(self) -> list[SuccessResponse | FailureResponse]:
+        with invocation.current.running(self._remaining_seconds()) as running:
+            return self._process(running.deadline)
+
+    def _process(self, deadline: float | None) -> list[SuccessResponse | FailureResponse]:
         try:
             deps = _deps()
         except Exception:  # noqa: BLE001 - no configuration: each record fails in handle_record, logged there
@@ -104,8 +118,8 @@ class OverlappingBatchProcessor(BatchProcessor):
             return list(super().process())
         records = [SQSRecord(record) for record in self.records]
         try:
-            failures = process_batch(records, deps, memory_mb=self._memory_mb(), deadline=self._deadline())
-        except Exception as exc:  # a defect of the batch machinery itself: every record fails, none is lost
+            failures = process_batch(records, deps, memory_mb=self._memory_mb(), deadline=deadline)
+        except Exception as exc:  # a defect outside the stages (process_batch records its own): every record fails
             logger.exception("batch failed; every message will be retried")
             failures = [exc] * len(records)
         settled: list[SuccessResponse | FailureResponse] = []
@@ -118,11 +132,11 @@ class OverlappingBatchProcessor(BatchProcessor):
                 )
         return settled
 
-    def _deadline(self) -> float | None:
-        """When the invocation times out, on time.monotonic()'s clock (None: not known)."""
+    def _remaining_seconds(self) -> float | None:
+        """How long until the invocation times out (None: not known)."""
         context = getattr(self, "lambda_context", None)
         try:
-            return time.monotonic() + int(context.get_remaining_time_in_millis()) / 1000 if context else None
+            return int(context.get_remaining_time_in_millis()) / 1000 if context else None
         except (AttributeError, TypeError, ValueError):
             return None
 
@@ -233,11 +247,12 @@ class _Work:
     rejected: dict[str, Any] | None = None  # FAILED and why: refused at the read or the decode
     settled: str | None = None  # nothing left to do after the claim: duplicate, stale, notify_only
     deadline: float | None = None  # when the invocation times out (time.monotonic()), if known
+    ended: bool = False  # delivered, or a stage raised (and recorded it): nothing of it is left to record
 
 
 def process_upload(upload: Upload, deps: WorkerDeps) -> str:
     """One upload, its stages one after the other."""
-    work = _Work(upload)
+    work = _Work(upload, deadline=invocation.current.deadline)
     with _recorded(work, deps):
         _fetch(work, deps)
         _decode(work, deps)
@@ -275,8 +290,25 @@ def process_batch(
                 failures[index] = exc
                 continue
         works += [_Work(upload, message=index, message_id=record.message_id, deadline=deadline) for upload in uploads]
-    _Overlap(deps, held or HeldBytes(budget_bytes(memory_mb)), failures).run(works)
+    try:
+        _Overlap(deps, held or HeldBytes(budget_bytes(memory_mb)), failures).run(works)
+    except Exception as exc:  # a defect of the batch machinery itself: every record fails, none is lost
+        logger.exception("batch failed; every message will be retried")
+        _record_unended(works, deps, exc)
+        return [exc] * len(records)
     return failures
+
+
+def _record_unended(works: list[_Work], deps: WorkerDeps, exc: Exception) -> None:
+    """The batch machinery failed: every upload whose outcome no stage settled gets the failure on its item, as a
+    failed stage would (a claim held is let go, so the redelivery need not wait for the lease)."""
+    for work in works:
+        if work.ended:
+            continue
+        if not work.started:  # never reached: no stage of its own failed
+            work.attempt.stage = "batch"
+        with _about_message(work.message_id):
+            _record_failure(deps, work.upload, work.attempt, exc)
 
 
 class _Overlap:
@@ -293,31 +325,42 @@ class _Overlap:
             ThreadPoolExecutor(1, thread_name_prefix="imgops-deliver") as deliverer,
             ThreadPoolExecutor(len(self.deps.settings.thumbnail_sizes), thread_name_prefix="imgops-put") as puts,
         ):
-            fetching: Future[None] | None = None  # works[i]'s fetch, when it was started early
-            delivering: tuple[_Work, Future[None]] | None = None
-            for i, work in enumerate(works):
-                if fetching is None:  # not prefetched: the first, or an image whose delivery had to end first
-                    if delivering is not None and delivering[0].upload.image_id == work.upload.image_id:
-                        self._settle(*delivering)
-                        delivering = None
-                    fetching = fetcher.submit(self._stage, work, self._fetch)
-                fetched = self._settle(work, fetching)
-                fetching = None
-                decoding = fetched and work.data is not None
-                if decoding:
-                    self.held.start_decoding(work.size_bytes)
-                following = works[i + 1] if i + 1 < len(works) else None
-                busy = {work.upload.image_id} | ({delivering[0].upload.image_id} if delivering else set())
-                if following is not None and following.upload.image_id not in busy:
-                    fetching = fetcher.submit(self._stage, following, self._fetch)
-                decoded = self._decode(work) if decoding else fetched
-                if delivering is not None:  # at most one image's thumbnails in the writer at a time
+            try:
+                self._run(works, fetcher, deliverer, puts)
+            except BaseException:
+                # Leaving the executors waits for their threads: a fetch waiting for memory this thread would
+                # have released must give up instead (overlap.Abandoned), or the batch hangs to the timeout.
+                self.held.abandon()
+                raise
+
+    def _run(
+        self, works: list[_Work], fetcher: ThreadPoolExecutor, deliverer: ThreadPoolExecutor, puts: ThreadPoolExecutor
+    ) -> None:
+        fetching: Future[None] | None = None  # works[i]'s fetch, when it was started early
+        delivering: tuple[_Work, Future[None]] | None = None
+        for i, work in enumerate(works):
+            if fetching is None:  # not prefetched: the first, or an image whose delivery had to end first
+                if delivering is not None and delivering[0].upload.image_id == work.upload.image_id:
                     self._settle(*delivering)
                     delivering = None
-                if decoded:
-                    delivering = (work, deliverer.submit(self._stage, work, lambda w: self._deliver(w, puts)))
-            if delivering is not None:
+                fetching = fetcher.submit(self._stage, work, self._fetch)
+            fetched = self._settle(work, fetching)
+            fetching = None
+            decoding = fetched and work.data is not None
+            if decoding:
+                self.held.start_decoding(work.size_bytes)
+            following = works[i + 1] if i + 1 < len(works) else None
+            busy = {work.upload.image_id} | ({delivering[0].upload.image_id} if delivering else set())
+            if following is not None and following.upload.image_id not in busy:
+                fetching = fetcher.submit(self._stage, following, self._fetch)
+            decoded = self._decode(work) if decoding else fetched
+            if delivering is not None:  # at most one image's thumbnails in the writer at a time
                 self._settle(*delivering)
+                delivering = None
+            if decoded:
+                delivering = (work, deliverer.submit(self._stage, work, lambda w: self._deliver(w, puts)))
+        if delivering is not None:
+            self._settle(*delivering)
 
     def _fetch(self, work: _Work) -> None:
         _fetch(work, self.deps, self.held)
@@ -343,6 +386,7 @@ class _Overlap:
         pending = self._pending_bytes(work)
         try:
             _deliver(work, self.deps, puts)
+            work.ended = True
         finally:
             self.held.written(pending)
 
@@ -373,14 +417,18 @@ def _recorded(work: _Work, deps: WorkerDeps) -> Iterator[None]:
     """A stage that raises leaves its cause on the item and in the log (`_record_failure`), then raises."""
     try:
         yield
+    except Abandoned:  # the batch machinery failed: process_batch records its error instead
+        raise
     except store.ClaimBusy as busy:
         # Not an attempt at the work: another delivery is making one. Its outcome, not ours, goes on the item.
+        work.ended = True
         logger.warning(
             "upload will be retried",
             extra={**_about(work.upload, work.attempt), "error": describe_failure(busy, work.attempt.stage)},
         )
         raise
     except Exception as exc:
+        work.ended = True
         _record_failure(deps, work.upload, work.attempt, exc)
         raise
 
@@ -470,7 +518,10 @@ def _record_failure(deps: WorkerDeps, upload: Upload, attempt: _Attempt, exc: Ex
     for the lease) in the same write; without one (the claim is what failed), with a write of another kind."""
     error = describe_failure(exc, attempt.stage)
     about = _about(upload, attempt)
-    logger.exception("upload will be retried", extra={**about, "error": error, "transient": is_transient(exc)})
+    transient = is_transient(exc)
+    logger.exception("upload will be retried", extra={**about, "error": error, "transient": transient})
+    if transient:  # it outlasted the SDK's retries: the rest of the invocation tries each call once
+        invocation.current.failed_transiently()
     try:
         if attempt.claimed:
             store.record_failure(deps.table, upload, token=attempt.token, error=error)
@@ -527,7 +578,11 @@ def _read_original(s3: S3Client, upload: Upload, max_bytes: int, held: HeldBytes
         raise ImageRejected(f"file is {size / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB")
     if held is None:
         return response.get("ContentType", ""), body.read()
-    held.reserve_original(size)  # may wait: the body stays unread (on the wire) until it fits
+    try:
+        held.reserve_original(size)  # may wait: the body stays unread (on the wire) until it fits
+    except BaseException:  # overlap.Abandoned: never read
+        body.close()
+        raise
     try:
         return response.get("ContentType", ""), body.read()
     except BaseException:

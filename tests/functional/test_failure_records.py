@@ -6,8 +6,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +23,13 @@ from loadtest.local.context import LocalLambdaContext
 from loadtest.local.runtime import sqs_event
 from monitoring.images import status_rows
 from monitoring.target import StackInfo
-from pipeline import store, worker
+from pipeline import aws, imaging, labels, store, worker
 from pipeline.errors import describe_failure
 from pipeline.resources import QUEUE_MAX_RECEIVE_COUNT
 from pipeline.worker import WorkerDeps
 from tests.conftest import jpeg_bytes
 from tests.faults import inject_fault
-from tests.functional.conftest import provisioned_stack, receive_uploads
+from tests.functional.conftest import NO_RETRIES, provisioned_stack, receive_uploads
 
 runner = CliRunner()
 SUB = "5f0c6a9e-1111-4c3b-9d1e-000000000001"
@@ -63,14 +65,25 @@ def log_records(log: io.StringIO) -> list[dict[str, Any]]:
     return [json.loads(line) for line in log.getvalue().splitlines() if line.strip()]
 
 
-def invoke(stack: StackInfo, messages: list[dict[str, Any]]) -> set[str]:
+def invoke(stack: StackInfo, messages: list[dict[str, Any]], timeout_seconds: int = 60) -> set[str]:
     """Run the worker's handler on the messages as Lambda would; the ids it reports as failed."""
     event = sqs_event(messages, queue_arn=stack.queue_arn, region=stack.region)
     try:
-        response = worker.handler(event, LocalLambdaContext.create("worker", timeout_seconds=60))
+        response = worker.handler(event, LocalLambdaContext.create("worker", timeout_seconds=timeout_seconds))
     except BatchProcessingError:  # every record failed: Lambda retries the whole batch
         return {m["MessageId"] for m in messages}
     return {str(failure["itemIdentifier"]) for failure in response["batchItemFailures"]}
+
+
+def invoke_until_timeout(stack: StackInfo, messages: list[dict[str, Any]], timeout_seconds: int) -> set[str]:
+    """`invoke`, which must end within the invocation's timeout: Lambda kills an invocation that outlives it, and
+    whatever the worker had not recorded by then is lost."""
+    outcome: list[set[str]] = []
+    running = threading.Thread(target=lambda: outcome.append(invoke(stack, messages, timeout_seconds)), daemon=True)
+    running.start()
+    running.join(timeout_seconds)
+    assert outcome, f"the invocation outlived its {timeout_seconds} s timeout: Lambda would have killed it"
+    return outcome[0]
 
 
 def put_upload(s3: Any, stack: StackInfo, image_id: str = IMAGE_ID, width: int = 320) -> str:
@@ -158,6 +171,156 @@ def test_a_throttled_claim_leaves_its_cause_everywhere_on_call_looks(
     assert ["attempts", "3"] in lines
     assert f"last error {THROTTLED}: claim (PutItem)" in " ".join(status.split())
     assert any(line.startswith("last attempt ") and " UTC (" in line for line in status.splitlines())
+
+
+OVERLAP = pytest.mark.parametrize("overlap", [True, False], ids=["overlapped", "one-at-a-time"])
+
+
+@pytest.fixture
+def worker_as_deployed(handler_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[bool], WorkerDeps]]:
+    """`worker.handler` with the clients and settings it has on Lambda (pipeline.aws: the SDK retries and backs
+    off), and IMGOPS_WORKER_OVERLAP unset (the default) or 0."""
+
+    def configure(overlap: bool) -> WorkerDeps:
+        if not overlap:
+            monkeypatch.setenv("IMGOPS_WORKER_OVERLAP", "0")
+        aws.forget_clients()
+        worker._deps.cache_clear()
+        return worker._deps()
+
+    yield configure
+    aws.forget_clients()  # the clients carry the test's faults
+
+
+@OVERLAP
+def test_a_throttle_names_its_cause_for_every_message_of_a_batch(
+    overlap: bool,
+    stack: StackInfo,
+    s3: Any,
+    sqs: Any,
+    worker_as_deployed: Callable[[bool], WorkerDeps],
+    state_file: Path,
+) -> None:
+    """Issue #21, as on-call met it: `dynamodb:PutItem=1:ProvisionedThroughputExceededException`, five uploads, the
+    worker as deployed (its SDK retries back off for seconds per call) with a short timeout. Every delivery of every
+    message must end inside the timeout having recorded why it failed, so all five reach the DLQ with their cause."""
+    deps = worker_as_deployed(overlap)
+    assert deps.settings.worker_overlap is overlap
+    images = [f"0b6f7f8e-2222-4c3b-9d1e-{n:012d}" for n in range(1, 6)]
+    keys = {image_id: put_upload(s3, stack, image_id) for image_id in images}
+    inject_fault(deps.table.meta.client, "PutItem", status=400, code=THROTTLED)
+
+    for delivery in range(1, QUEUE_MAX_RECEIVE_COUNT + 1):
+        messages = receive_uploads(sqs, stack, len(images), timeout=10)
+        failed = invoke_until_timeout(stack, messages, timeout_seconds=4)
+        assert failed == {m["MessageId"] for m in messages}
+        recorded = {i: store.get(deps.table, i) or {} for i in images}
+        missing = [i for i, item in recorded.items() if item.get("attempts") != delivery]
+        assert not missing, f"delivery {delivery}: no attempt recorded for {len(missing)} of {len(images)}"
+
+    wait_for(lambda: parked_count(sqs, stack) == len(images))
+    shown = runner.invoke(app, ["dlq", "inspect", "--state-file", str(state_file), "--json"])
+    assert shown.exit_code == 0, shown.output
+    parked = {m["image_id"]: m for m in json.loads(shown.output)}
+    assert sorted(parked) == images
+    for image_id, message in parked.items():
+        assert message["last_error"].startswith(f"{THROTTLED}: claim (PutItem): "), message
+        assert (message["attempts"], message["state"], message["error_class"]) == (3, "RETRYING", THROTTLED)
+        assert message["s3_key"] == keys[image_id]
+        status = narrow("images", "status", image_id, "--state-file", str(state_file))
+        assert f"last error {THROTTLED}: claim (PutItem)" in " ".join(status.split())
+        assert ["attempts", "3"] in [line.split() for line in status.splitlines()]
+
+
+# Each stage of an upload, how a test breaks it for every upload of a batch, and the `last_error` that must follow.
+STAGES = {
+    "claim": f"{THROTTLED}: claim (PutItem): injected fault",
+    "read": "SlowDown: read (GetObject): injected fault",
+    "decode": "RuntimeError: decode: codec crashed",
+    "write": "SlowDown: write (PutObject): injected fault",
+    "labels": "RuntimeError: labels: labels stage crashed",
+    "finish": f"{THROTTLED}: finish (UpdateItem): injected fault",
+    "notify": "Throttling: notify (Publish): injected fault",
+}
+
+
+def break_stage(stage: str, deps: WorkerDeps, monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Every upload fails at `stage`: an AWS error as `imgops faults set` injects it, or (decode, labels: no AWS
+    call of theirs to break) a defect in the worker's own code. Returns what heals it."""
+    faults = {
+        "claim": (deps.table.meta.client, "PutItem", 400, THROTTLED),
+        "read": (deps.s3, "GetObject", 503, "SlowDown"),
+        "write": (deps.s3, "PutObject", 503, "SlowDown"),
+        "finish": (deps.table.meta.client, "UpdateItem", 400, THROTTLED),
+        "notify": (deps.sns, "Publish", 400, "Throttling"),
+    }
+    if stage in faults:
+        client, operation, status, code = faults[stage]
+        return inject_fault(client, operation, status=status, code=code)
+    broken = [True]
+    real = imaging.make_thumbnails
+
+    def decode(data: bytes, options: Any) -> Any:
+        if broken[0]:
+            raise RuntimeError("codec crashed")
+        return real(data, options)
+
+    def detect(_: Any, **__: Any) -> dict[str, Any]:
+        if broken[0]:
+            raise RuntimeError("labels stage crashed")
+        return {"labels": []}
+
+    if stage == "decode":
+        monkeypatch.setattr(worker, "make_thumbnails", decode)
+    else:
+        monkeypatch.setattr(labels, "detect", detect)
+    return lambda: broken.__setitem__(0, False)
+
+
+@OVERLAP
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_every_stage_records_its_failure_for_every_upload_of_a_batch(
+    stage: str,
+    overlap: bool,
+    stack: StackInfo,
+    s3: Any,
+    sqs: Any,
+    deps: WorkerDeps,
+    worker_log: io.StringIO,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whichever thread runs the stage (overlapped: the fetch thread claims and reads ahead, the handler's thread
+    decodes, the writer writes, asks for labels, finishes and notifies), each upload's item says why its attempt
+    failed, the claim (if any) is let go, and the next delivery succeeds and keeps the account."""
+    configured = replace(deps, settings=replace(deps.settings, worker_overlap=overlap))
+    if stage == "labels":
+        settings = replace(configured.settings, labels="rekognition")
+        configured = replace(configured, settings=settings, rekognition=boto3.client("rekognition", config=NO_RETRIES))
+    monkeypatch.setattr(worker, "_deps", lambda: configured)
+    images = [f"0b6f7f8e-2222-4c3b-9d1e-{n:012d}" for n in range(1, 4)]
+    for image_id in images:
+        put_upload(s3, stack, image_id)
+    messages = receive_uploads(sqs, stack, len(images))
+    message_of = {worker.parse_s3_event(m["Body"])[0].image_id: m["MessageId"] for m in messages}
+    heal = break_stage(stage, configured, monkeypatch)
+
+    assert invoke(stack, messages) == set(message_of.values())
+
+    retried = {r["image_id"]: r for r in log_records(worker_log) if r["message"] == "upload will be retried"}
+    for image_id in images:
+        item = store.get(deps.table, image_id) or {}
+        assert item.get("last_error") == STAGES[stage], (image_id, item)
+        assert (item["attempts"], item["status"]) == (1, "DONE" if stage == "notify" else "PROCESSING")
+        assert item["last_attempt_at"]
+        assert item.get("lease_expires", 0) == 0  # a claim, if there was one, is let go
+        assert (retried[image_id]["stage"], retried[image_id]["message_id"]) == (stage, message_of[image_id])
+
+    heal()
+    assert invoke(stack, messages) == set()
+    for image_id in images:
+        item = store.get(deps.table, image_id) or {}
+        assert (item["status"], item["attempts"], item["last_error"]) == ("DONE", 2, STAGES[stage])
+        assert item["notified_at"]
 
 
 def test_recording_the_failure_never_replaces_the_error(
