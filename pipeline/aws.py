@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 # Standard retry mode already backs off on throttling; a handful of attempts keeps a stuck call
 # well inside the function timeout so SQS redelivery (not a Lambda timeout) handles what remains.
+# A batch of such calls would not fit: the worker bounds its clients' retries by the invocation's time
+# (pipeline.invocation).
 _RETRIES = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=5, read_timeout=20)
 # Labels are optional and run before the item is finished: a stalled Rekognition must give up (labels_error) long
 # before the worker's timeout, so the thumbnails are never redone for it. Two tries of at most ~7 s each.

@@ -1,5 +1,7 @@
 """Every failed attempt leaves its cause where on-call looks: the worker's log, the image item, `imgops dlq inspect`
-and `imgops images status` (issue #11: a throttled claim PutItem used to leave no trace anywhere)."""
+and `imgops images status` (issue #11: a throttled claim PutItem used to leave no trace anywhere), for every upload
+of a batch, at every stage, overlapped (the default) and one at a time (issue #21: with the SDK's retries, a
+throttled batch outlived its invocation and most of its messages reached the DLQ with no item)."""
 
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from tests.functional.conftest import NO_RETRIES, provisioned_stack, receive_upl
 runner = CliRunner()
 SUB = "5f0c6a9e-1111-4c3b-9d1e-000000000001"
 IMAGE_ID = "0b6f7f8e-2222-4c3b-9d1e-0000000000d1"
+OTHER_IMAGE_ID = "0b6f7f8e-2222-4c3b-9d1e-0000000000d2"
 THROTTLED = "ProvisionedThroughputExceededException"
 
 
@@ -119,17 +122,21 @@ def narrow(*args: str) -> str:
 def test_a_throttled_claim_leaves_its_cause_everywhere_on_call_looks(
     stack: StackInfo, s3: Any, sqs: Any, deps: WorkerDeps, worker_log: io.StringIO, state_file: Path
 ) -> None:
-    """The story of issue #11: `dynamodb:PutItem=1:ProvisionedThroughputExceededException`, an upload, the
-    runbook. Every delivery fails at the claim's PutItem, so the item can only be written another way."""
+    """The story of issue #11: `dynamodb:PutItem=1:ProvisionedThroughputExceededException`, an upload (in a batch
+    with another), the runbook. Every delivery fails at the claim's PutItem, so the item can only be written
+    another way."""
+    assert deps.settings.worker_overlap  # as deployed
     key = put_upload(s3, stack)
+    put_upload(s3, stack, OTHER_IMAGE_ID)
     inject_fault(deps.table.meta.client, "PutItem", status=400, code=THROTTLED)
 
     delivered: list[str] = []
     for _ in range(QUEUE_MAX_RECEIVE_COUNT):
-        [message] = receive_uploads(sqs, stack, 1, timeout=10)
-        assert invoke(stack, [message]) == {message["MessageId"]}
-        delivered.append(message["MessageId"])
+        messages = receive_uploads(sqs, stack, 2, timeout=10)
+        assert invoke(stack, messages) == {m["MessageId"] for m in messages}
+        delivered += [m["MessageId"] for m in messages if IMAGE_ID in m["Body"]]
     message_id = delivered[0]
+    assert delivered == [message_id] * QUEUE_MAX_RECEIVE_COUNT
 
     item = store.get(deps.table, IMAGE_ID)
     assert item is not None, "the item exists from the first attempt"
@@ -140,6 +147,8 @@ def test_a_throttled_claim_leaves_its_cause_everywhere_on_call_looks(
     assert item["last_attempt_at"]
 
     retried = [r for r in log_records(worker_log) if r["message"] == "upload will be retried"]
+    assert len([r for r in retried if r["image_id"] == OTHER_IMAGE_ID]) == QUEUE_MAX_RECEIVE_COUNT
+    retried = [r for r in retried if r["image_id"] == IMAGE_ID]
     assert len(retried) == QUEUE_MAX_RECEIVE_COUNT
     for record in retried:
         assert (record["key"], record["image_id"], record["stage"]) == (key, IMAGE_ID, "claim")
@@ -149,7 +158,7 @@ def test_a_throttled_claim_leaves_its_cause_everywhere_on_call_looks(
         assert record["level"] == "ERROR"
         assert THROTTLED in record["exception"]  # the traceback, as logger.exception writes it
 
-    wait_for(lambda: parked_count(sqs, stack) == 1)  # SQS parks it after maxReceiveCount receives
+    wait_for(lambda: parked_count(sqs, stack) == 2)  # SQS parks them after maxReceiveCount receives
     shown = runner.invoke(app, ["dlq", "inspect", "--state-file", str(state_file), "--json"])
     assert shown.exit_code == 0, shown.output
     [parked] = [m for m in json.loads(shown.output) if m["image_id"] == IMAGE_ID]
@@ -323,24 +332,35 @@ def test_every_stage_records_its_failure_for_every_upload_of_a_batch(
         assert item["notified_at"]
 
 
+@OVERLAP
 def test_recording_the_failure_never_replaces_the_error(
-    stack: StackInfo, s3: Any, sqs: Any, deps: WorkerDeps, worker_log: io.StringIO
+    overlap: bool,
+    stack: StackInfo,
+    s3: Any,
+    sqs: Any,
+    deps: WorkerDeps,
+    worker_log: io.StringIO,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """DynamoDB refuses every write: nothing can be recorded, which is logged, and the claim's error is raised."""
-    key = put_upload(s3, stack)
-    [message] = receive_uploads(sqs, stack, 1)
+    """DynamoDB refuses every write: nothing can be recorded, which is logged, and the claim's error is what
+    fails each message."""
+    configured = replace(deps, settings=replace(deps.settings, worker_overlap=overlap))
+    monkeypatch.setattr(worker, "_deps", lambda: configured)
+    keys = {image_id: put_upload(s3, stack, image_id) for image_id in (IMAGE_ID, OTHER_IMAGE_ID)}
+    messages = receive_uploads(sqs, stack, 2)
     inject_fault(deps.table.meta.client, "PutItem", status=400, code=THROTTLED)
     inject_fault(deps.table.meta.client, "UpdateItem", status=500, code="InternalServerError")
 
-    with pytest.raises(Exception, match=THROTTLED):
-        worker.process_message(message["Body"], deps)
+    assert invoke(stack, messages) == {m["MessageId"] for m in messages}
 
-    assert boto3.resource("dynamodb").Table(stack.images_table).get_item(Key={"imageId": IMAGE_ID}).get("Item") is None
-    records = {r["message"]: r for r in log_records(worker_log)}
-    assert THROTTLED in records["upload will be retried"]["error"]
-    unrecorded = records["could not record the failure on the image item"]
-    assert unrecorded["key"] == key
-    assert unrecorded["record_error"].startswith("InternalServerError: record (UpdateItem)")
+    table = boto3.resource("dynamodb").Table(stack.images_table)
+    for image_id, key in keys.items():
+        assert table.get_item(Key={"imageId": image_id}).get("Item") is None
+        records = {r["message"]: r for r in log_records(worker_log) if r.get("image_id") == image_id}
+        assert THROTTLED in records["upload will be retried"]["error"]
+        unrecorded = records["could not record the failure on the image item"]
+        assert unrecorded["key"] == key
+        assert unrecorded["record_error"].startswith("InternalServerError: record (UpdateItem)")
 
 
 def test_a_failure_after_the_claim_lets_go_and_is_kept_after_success(
