@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
 import shlex
 import signal
+import sys
+import threading
+import time
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated
@@ -16,19 +21,94 @@ from rich.table import Table
 
 from imgops.errors import command_errors
 from imgops.options import StateFile
-from monitoring.target import LOCAL_CREDENTIALS, StackInfo, fetch_access_token, running_stack
+from monitoring.target import LOCAL_CREDENTIALS, StackInfo, clear_state, fetch_access_token, running_stack
 from monitoring.target import state_file as default_state_file
 from pipeline.resources import QUEUE_VISIBILITY_TIMEOUT_SECONDS, WORKER_TIMEOUT_SECONDS
 
 if TYPE_CHECKING:
-    from loadtest.local.stack import LocalStack
+    from loadtest.local.stack import LocalStack, LocalStackOptions
 
 app = typer.Typer(help="The embedded local AWS (moto) with the pipeline running on it.", no_args_is_help=True)
 console = Console(highlight=False)
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+# `imgops local up` is gone this long after Ctrl-C or SIGTERM at the latest. LocalStack.stop keeps its own, shorter
+# deadline; this one catches what even that cannot: the main thread blocked on a console nobody reads, say.
+FORCED_STOP_SECONDS = 9.0
+# Exit status when the stop had to be forced (everything killed); a stop in time exits 0.
+FORCED_STOP_EXIT = 1
+
+
+class _Stopping:
+    """Ctrl-C (SIGINT) and SIGTERM: the first raises KeyboardInterrupt in the main thread, which stops the stack;
+    later ones are ignored, so that they cannot interrupt the stop itself. A watchdog ends the process if the stop
+    has not FORCED_STOP_SECONDS after the first."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._requested_at: float | None = None
+
+    def install(self) -> None:
+        # SIGINT explicitly too: a shell starts a background job (`… &` in a script, a CI step) with SIGINT ignored,
+        # and Python then leaves it ignored, so Ctrl-C, or a test's SIGINT, would never reach the stack.
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, self._handle)
+        # Started now, not by the handler: starting a thread takes locks the interrupted main thread may hold.
+        threading.Thread(target=self._watchdog, name="stop-watchdog", daemon=True).start()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested:
+            return
+        self.requested = True
+        self._requested_at = time.monotonic()  # a plain assignment: nothing the watchdog could be holding
+        raise KeyboardInterrupt
+
+    def _watchdog(self) -> None:
+        while self._requested_at is None or time.monotonic() - self._requested_at < FORCED_STOP_SECONDS:
+            time.sleep(0.25)
+        _force_stop()
+
+
+def _force_stop() -> None:
+    """Kill every process below this one, remove the environments' cgroups and the state file, and exit now."""
+    from loadtest.local.environment import remove_cgroups
+    from loadtest.local.runtime import descendants, kill_trees
+    from loadtest.local.stack import cgroup_label
+
+    clear_state()
+    # Not multiprocessing's resource tracker: it unlinks the stack's semaphores once this process is gone.
+    kill_trees(pid for pid in descendants([os.getpid()]) if not _is_resource_tracker(pid))
+    remove_cgroups(cgroup_label())
+    message = f"\nThe local stack had not stopped {FORCED_STOP_SECONDS:g} s after the signal: killed it.\n"
+    if _writable(sys.stderr.fileno()):
+        os.write(sys.stderr.fileno(), message.encode())
+    os._exit(FORCED_STOP_EXIT)
+
+
+def _writable(descriptor: int) -> bool:
+    """Whether a short line can be written without blocking: a pipe nobody reads (a test's, a crashed pager) is full
+    at 64 KiB, and a stop must not wait on it."""
+    try:
+        return bool(select.select([], [descriptor], [], 0)[1])
+    except (OSError, ValueError):
+        return False
+
+
+def _say_stopping(message: str) -> None:
+    """A line on the console while stopping, unless the console would block (see _writable)."""
+    try:
+        descriptor = console.file.fileno()
+    except (AttributeError, OSError, ValueError):
+        descriptor = -1
+    if descriptor < 0 or _writable(descriptor):
+        console.print(message)
+
+
+def _is_resource_tracker(pid: int) -> bool:
+    try:
+        return b"multiprocessing.resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 @app.command()
@@ -79,34 +159,47 @@ def up(
         ),
     ] = None,
 ) -> None:
-    """Start the local stack in the foreground; Ctrl-C stops it cleanly."""
-    from loadtest.local.metrics import DEFAULT_SAMPLE_SECONDS  # the local AWS: only for `up`
-    from loadtest.local.stack import LocalStack, LocalStackOptions
+    """Start the local stack in the foreground; Ctrl-C (or SIGTERM) stops it cleanly within seconds."""
+    stopping = _Stopping()
+    stopping.install()
+    with contextlib.suppress(KeyboardInterrupt):  # one before the stack existed (importing it): nothing to stop
+        from loadtest.local.metrics import DEFAULT_SAMPLE_SECONDS  # the local AWS: only for `up`
+        from loadtest.local.stack import LocalStackOptions
 
-    options = LocalStackOptions(
-        port=port,
-        api_port=api_port,
-        workers=workers or (os.cpu_count() or 2),
-        prefix=prefix,
-        worker_timeout_seconds=worker_timeout,
-        visibility_timeout_seconds=visibility_timeout,
-        log_level=log_level.upper(),
-        cpu_share=cpu_share,
-        metrics=metrics,
-        bucket_metrics_every_seconds=metrics_every,
-        sample_every_seconds=sample_every or DEFAULT_SAMPLE_SECONDS,
-    )
-    signal.signal(signal.SIGTERM, _interrupt)
-    with command_errors(), LocalStack(options, announce=_announce) as stack:
-        try:  # Ctrl-C or SIGTERM at any moment, starting included: the stack's exit stops what has started
+        options = LocalStackOptions(
+            port=port,
+            api_port=api_port,
+            workers=workers or (os.cpu_count() or 2),
+            prefix=prefix,
+            worker_timeout_seconds=worker_timeout,
+            visibility_timeout_seconds=visibility_timeout,
+            log_level=log_level.upper(),
+            cpu_share=cpu_share,
+            metrics=metrics,
+            bucket_metrics_every_seconds=metrics_every,
+            sample_every_seconds=sample_every or DEFAULT_SAMPLE_SECONDS,
+        )
+        _run_stack(options, stopping)
+    _say_stopping("Local stack stopped.")
+
+
+def _run_stack(options: LocalStackOptions, stopping: _Stopping) -> None:
+    """Start the stack, print how to use it and wait for Ctrl-C; stop it however this ends."""
+    from loadtest.local.stack import LocalStack
+
+    with command_errors():
+        stack = LocalStack(options, announce=_announce)
+        try:  # Ctrl-C or SIGTERM at any moment, starting included: stop() stops what has started
             with console.status("Starting the embedded AWS and provisioning the pipeline…"):
                 info = stack.start()
                 token = fetch_access_token(info)
             _print_stack(info, token, stack)
             stack.supervise()
         except KeyboardInterrupt:
-            console.print("\nStopping the local stack…")
-    console.print("Local stack stopped.")
+            _say_stopping("\nStopping the local stack…")
+        finally:
+            stopping.requested = True  # a signal from now on must not interrupt the stop (bounded by itself)
+            stack.stop()
 
 
 @app.command()

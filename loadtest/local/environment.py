@@ -23,13 +23,58 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from loadtest.local.cgroups import Cgroup
+from loadtest.local.cgroups import CPU_ROOT, MEMORY_ROOT, Cgroup
 from loadtest.local.context import LocalLambdaContext, peak_rss_kb, reset_peak_rss
 
 # Lambda's init phase gets 10 s; a slow local machine gets some slack on top.
 INIT_TIMEOUT_SECONDS = 30.0
+# How long stop() waits for a SIGKILLed environment to be reaped (a process in uninterruptible sleep takes longer).
+REAP_TIMEOUT_SECONDS = 5.0
+
+
+def cgroup_name(function_name: str, label: str) -> str:
+    """The name an environment's cgroup is created with (`Cgroup.create` adds `imgops-` and a random suffix).
+
+    The label says whose environments they are, so the stack that started them can remove the cgroups a killed
+    poller could not (see `remove_cgroups`)."""
+    return f"{function_name}-{label}" if label else function_name
+
+
+def labelled_cgroups(label: str) -> list[Path]:
+    """The cgroup folders (memory and CPU) of environments created with `label`."""
+    return sorted(
+        folder for root in (MEMORY_ROOT, CPU_ROOT) for folder in root.glob(f"imgops-*-{label}-*") if folder.is_dir()
+    )
+
+
+def remove_cgroups(label: str, timeout: float = 2.0) -> list[Path]:
+    """SIGKILL whatever is left in the cgroups labelled `label` and remove them; returns those still there after
+    `timeout` (a killed process leaves its cgroup once it has been reaped)."""
+    deadline = time.monotonic() + timeout
+    left = labelled_cgroups(label)
+    while left:
+        for folder in left:
+            for pid in _cgroup_pids(folder):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        left = [folder for folder in left if folder.exists()]
+        if left and time.monotonic() < deadline:
+            time.sleep(0.05)
+        else:
+            break
+    return left
+
+
+def _cgroup_pids(folder: Path) -> list[int]:
+    try:
+        return [int(line) for line in (folder / "cgroup.procs").read_text().split()]
+    except (OSError, ValueError):
+        return []
 
 
 @dataclass(frozen=True)
@@ -79,8 +124,10 @@ class ExecutionEnvironment:
         base_environment: Mapping[str, str],
         on_output: Callable[[str], None],
         cpu_share: bool = False,
+        cgroup_label: str = "",
     ) -> None:
         self.function = function
+        self._cgroup_label = cgroup_label
         self._base_environment = dict(base_environment)
         self._on_output = on_output
         self._cpu_share = cpu_share
@@ -103,7 +150,11 @@ class ExecutionEnvironment:
 
     def start(self) -> None:
         """Start the process and wait for its init (the handler module imported)."""
-        self.cgroup = Cgroup.create(self.function.name, memory_mb=self.function.memory_mb, cpu_share=self._cpu_share)
+        self.cgroup = Cgroup.create(
+            cgroup_name(self.function.name, self._cgroup_label),
+            memory_mb=self.function.memory_mb,
+            cpu_share=self._cpu_share,
+        )
         self.capped = self.cgroup is not None
         command_read, command_write = os.pipe()
         result_read, result_write = os.pipe()
@@ -186,7 +237,8 @@ class ExecutionEnvironment:
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGKILL)
         if process is not None:
-            process.wait()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(REAP_TIMEOUT_SECONDS)
         for stream in (self._commands, self._results):
             if stream is not None:
                 with contextlib.suppress(OSError):

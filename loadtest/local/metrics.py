@@ -152,11 +152,15 @@ class MetricBuffer:
             self.flush()
 
     def close(self, timeout: float = 10.0) -> None:
-        """Stop the thread and send what is left (bounded by the client's timeouts)."""
+        """Stop the thread and send what is left, within about `timeout` seconds: a last flush still waiting on
+        CloudWatch then is left to a daemon thread, so a stop with a deadline (LocalStack.stop) keeps it."""
+        deadline = time.monotonic() + timeout
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        self.flush()
+        last = threading.Thread(target=self.flush, name="metrics-last-flush", daemon=True)
+        last.start()
+        last.join(max(0.1, deadline - time.monotonic()))
 
 
 class Periodic:
@@ -198,6 +202,7 @@ class Periodic:
                     self._on_error(f"{self._name}: {exc}")
 
     def stop(self, timeout: float = 10.0) -> None:
+        """No more runs; wait up to `timeout` for one in progress (0: tell it and return, to stop several at once)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)

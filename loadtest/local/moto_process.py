@@ -368,13 +368,16 @@ class MotoProcess:
         if not self._parent_conn.poll(timeout) or self._parent_conn.recv() != ALLOW_ORIGINS:
             raise MotoStartError(f"the embedded AWS (moto) did not take the page's origins within {timeout:.0f} s")
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the server to stop; kill it if it has not within `timeout` (it ignores SIGTERM, see _serve)."""
+        if self._process.pid is None:  # never started (interrupted before it could be)
+            return
         if self._process.is_alive():
             with contextlib.suppress(OSError):
                 self._parent_conn.send(STOP)
-        self._process.join(10)
+        self._process.join(timeout)
         if self._process.is_alive():
-            self._process.terminate()
+            self._process.kill()
             self._process.join(2)
 
 

@@ -13,23 +13,25 @@ to the function's CloudWatch Logs group, so one parser serves local and deployed
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import math
 import multiprocessing
-import multiprocessing.synchronize
+import multiprocessing.context
+import multiprocessing.process
 import os
 import signal
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from loadtest.local.context import LocalLambdaContext, peak_rss_kb
-from loadtest.local.environment import ExecutionEnvironment, FunctionConfig, Outcome
+from loadtest.local.environment import ExecutionEnvironment, FunctionConfig, Outcome, remove_cgroups
 from loadtest.local.metrics import (
     DEFAULT_FLUSH_SECONDS,
     LAMBDA_NAMESPACE,
@@ -60,6 +62,137 @@ class RuntimeConfig:
     output_log: Path | None = None
     # Also give each execution environment its CPU share (memory / 1,769 MB of one vCPU) as a CFS quota.
     cpu_share: bool = False
+    # Part of every execution environment's cgroup name (environment.cgroup_name): what WorkerPool.stop removes.
+    cgroup_label: str = ""
+
+
+# Signals the parent handles for its children: they leave stopping to it (see run_worker).
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+
+
+class Flag:
+    """A yes/no shared with spawned processes, without a lock: a process killed at any moment (SIGKILL, OOM) cannot
+    leave it held, as it can a multiprocessing Event's condition, whose `set()` then blocks for good."""
+
+    def __init__(self, context: multiprocessing.context.BaseContext) -> None:
+        self._value = context.RawValue(ctypes.c_bool, False)
+
+    def set(self, value: bool = True) -> None:
+        self._value.value = value
+
+    def is_set(self) -> bool:
+        return bool(self._value.value)
+
+
+@contextlib.contextmanager
+def stop_signals_blocked() -> Iterator[None]:
+    """Block SIGINT and SIGTERM in this thread meanwhile; a process spawned now starts with them blocked.
+
+    Ctrl-C reaches the whole process group: a child still importing (before it can ignore them) would die of it
+    with a traceback, or not at all start what the parent then waits for.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def leave_stopping_to_the_parent() -> None:
+    """In a child spawned under `stop_signals_blocked`: ignore SIGINT and SIGTERM (so does whatever it starts), then
+    unblock them (one that arrived meanwhile is dropped)."""
+    for number in STOP_SIGNALS:
+        signal.signal(number, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def descendants(pids: Iterable[int]) -> set[int]:
+    """The live processes below `pids` (children, grandchildren, …), from /proc."""
+    children: dict[int, list[int]] = {}
+    for pid, parent in _parents().items():
+        children.setdefault(parent, []).append(pid)
+    found: set[int] = set()
+    todo = list(pids)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _parents() -> dict[int, int]:
+    """Every process's parent, from /proc."""
+    parents: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", encoding="ascii", errors="replace") as stat:  # noqa: PTH123
+                parents[int(entry.name)] = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+    return parents
+
+
+def kill_trees(pids: Iterable[int], reap_timeout: float = 1.0) -> set[int]:
+    """SIGKILL `pids` and every process below them; returns the pids signalled.
+
+    Each is stopped (SIGSTOP) before its children are listed, so none can start another in between and escape; a
+    poller's execution environment must not outlive it (it would hold its cgroup and keep running the handler).
+    Meanwhile this process adopts the orphans (a child subreaper), and reaps the grandchildren killed: reparented
+    to init instead, they would hold their cgroups until init reaps them (every couple of seconds, here). Direct
+    children are left to their owner to reap (multiprocessing's join).
+    """
+    me = os.getpid()
+    stopped: set[int] = set()
+    pending = set(pids)
+    with _adopting_orphans() as adopting:
+        while pending:
+            for pid in pending:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGSTOP)
+            stopped |= pending
+            pending = descendants(pending) - stopped
+        parents = _parents()
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        if adopting:
+            _reap({pid for pid in stopped if parents.get(pid) != me}, time.monotonic() + reap_timeout)
+    return stopped
+
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+@contextlib.contextmanager
+def _adopting_orphans() -> Iterator[bool]:
+    """This process as the child subreaper meanwhile (Linux prctl); yields whether it is."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+        adopting = prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        adopting = False
+    try:
+        yield adopting
+    finally:
+        if adopting:
+            prctl(_PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+
+def _reap(pids: set[int], deadline: float) -> None:
+    """Wait for these killed processes, once they are this process's children (their parent killed too)."""
+    while pids and time.monotonic() < deadline:
+        for pid in list(pids):
+            try:
+                reaped, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:  # not (yet) adopted: its parent is still dying, or reaped it first
+                reaped = pid if not os.path.exists(f"/proc/{pid}") else 0  # noqa: PTH110
+            if reaped == pid:
+                pids.discard(pid)
+        if pids:
+            time.sleep(0.01)
 
 
 def redirect_output(path: Path) -> None:
@@ -122,24 +255,25 @@ def sqs_event(messages: list[dict[str, Any]], *, queue_arn: str, region: str) ->
 
 def run_worker(
     config: RuntimeConfig,
-    stop: multiprocessing.synchronize.Event,
+    stop: Flag,
     index: int,
     signals: WorkerSignals | None = None,
-    paused: multiprocessing.synchronize.Event | None = None,
+    paused: Flag | None = None,
 ) -> None:
     """Entry point of one poller (one concurrent execution): runs until `stop` is set; never dies of an
     invocation's failure. The function itself runs in an execution environment of its own (a child process)."""
-    # The parent turns Ctrl-C (and a SIGTERM to the process group) into `stop`; a poller that died waiting on
-    # `stop` would leave the Event's condition blocking the parent's `set()` for good.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # The parent turns Ctrl-C (and a SIGTERM to the process group) into `stop`, and kills a poller that has not
+    # stopped in time (WorkerPool.stop).
+    leave_stopping_to_the_parent()
     if config.output_log is not None:
         redirect_output(config.output_log)
     session = local_session(config.region)  # endpoint: AWS_ENDPOINT_URL
     sqs, lambda_ = session.client("sqs"), session.client("lambda")
     logs = FunctionLogs(session.client("logs", config=metrics_client_config()), index)
     meter = _worker_meter(config, signals, index)
-    environments = Environments(base_environment=dict(os.environ), logs=logs, cpu_share=config.cpu_share)
+    environments = Environments(
+        base_environment=dict(os.environ), logs=logs, cpu_share=config.cpu_share, cgroup_label=config.cgroup_label
+    )
     try:
         _poll(sqs, lambda_, config, stop, index, environments, meter, signals=signals, paused=paused)
     finally:
@@ -165,16 +299,19 @@ def _poll(
     sqs: Any,
     lambda_: Any,
     config: RuntimeConfig,
-    stop: multiprocessing.synchronize.Event,
+    stop: Flag,
     index: int,
     environments: Environments,
     meter: WorkerMeter | None,
     *,
     signals: WorkerSignals | None = None,
-    paused: multiprocessing.synchronize.Event | None = None,
+    paused: Flag | None = None,
 ) -> None:
+    spawner = multiprocessing.parent_process()
+    parent = spawner.pid if spawner is not None else os.getppid()
     with config.report_log.open("a", encoding="utf-8") as report_file:
-        while not stop.is_set():
+        # A parent gone (SIGKILLed, OOM-killed) cannot say stop any more: this poller would run on for good.
+        while not stop.is_set() and os.getppid() == parent:
             if paused is not None and paused.is_set():  # the trigger is disabled: nobody polls
                 time.sleep(0.2)
                 continue
@@ -195,7 +332,7 @@ def _poll(
                 )
             except Exception as exc:  # noqa: BLE001 - the endpoint going away must not kill the poller
                 print(f"worker {index}: receive failed: {exc}", file=sys.stderr, flush=True)
-                time.sleep(1.0)  # not stop.wait(): see above
+                time.sleep(1.0)
                 continue
             if function is not None and _throttled(lambda_, config, signals, meter, index):
                 time.sleep(1.0)  # Lambda's poller backs off while throttled
@@ -239,10 +376,13 @@ class Environments:
     """The poller's execution environment: reused while the configuration stays, replaced when it changes
     (as `update-function-configuration` makes Lambda start fresh environments)."""
 
-    def __init__(self, *, base_environment: Mapping[str, str], logs: FunctionLogs, cpu_share: bool) -> None:
+    def __init__(
+        self, *, base_environment: Mapping[str, str], logs: FunctionLogs, cpu_share: bool, cgroup_label: str = ""
+    ) -> None:
         self._base = dict(base_environment)
         self.logs = logs
         self._cpu_share = cpu_share
+        self._cgroup_label = cgroup_label
         self._current: ExecutionEnvironment | None = None
 
     def runner(self, function: FunctionConfig) -> Runner:
@@ -255,6 +395,7 @@ class Environments:
                 base_environment=self._base,
                 on_output=lambda line: self.logs.line(function.log_group, line),
                 cpu_share=self._cpu_share,
+                cgroup_label=self._cgroup_label,
             )
         environment = self._current
 
@@ -402,55 +543,85 @@ class WorkerPool:
         self._count = workers
         self._environment = environment
         self._context = multiprocessing.get_context("spawn")
-        self._stop = self._context.Event()
-        self._paused = self._context.Event()
-        self._processes: list[multiprocessing.process.BaseProcess] = []
+        self._stop = Flag(self._context)
+        self._paused = Flag(self._context)
+        # Held while spawning and while stop() sets `_stop`: no poller is started once stopping has begun.
+        self._spawning = threading.Lock()
+        self._processes: dict[int, multiprocessing.process.BaseProcess] = {}  # by worker index
         # Shared with every worker process (and survive a replaced one) for the stack's SQS sampler.
         self.signals = WorkerSignals.create(self._context, workers)
 
     def start(self) -> WorkerPool:
-        self._processes = [self._spawn(index) for index in range(self._count)]
+        for index in range(self._count):
+            self._spawn(index)
         return self
 
-    def _spawn(self, index: int) -> multiprocessing.process.BaseProcess:
-        saved = dict(os.environ)
-        os.environ.update(self._environment)  # spawn copies the parent's environment at start
-        try:
+    def _spawn(self, index: int) -> bool:
+        """Start poller `index` (in its slot of `_processes` as soon as it exists, so stop() finds it); False once
+        stopping has begun."""
+        with self._spawning:
+            if self._stop.is_set():
+                return False
             process = self._context.Process(
                 target=run_worker,
                 args=(self._config, self._stop, index, self.signals, self._paused),
                 name=f"worker-{index}",
                 daemon=True,
             )
-            process.start()
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-        return process
+            saved = dict(os.environ)
+            os.environ.update(self._environment)  # spawn copies the parent's environment at start
+            try:
+                with stop_signals_blocked():
+                    process.start()
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
+                if process.pid is not None:  # started, even if an interrupt ended start() right after
+                    self._processes[index] = process
+            return True
 
     def pause(self) -> None:
         """Stop polling, as a disabled event source mapping does (invocations in flight finish)."""
         self._paused.set()
 
     def resume(self) -> None:
-        self._paused.clear()
+        self._paused.set(False)
 
     def replace_dead(self) -> int:
         """Like Lambda starting a fresh execution environment after one crashed; returns how many."""
         if self._stop.is_set():
             return 0
-        dead = [index for index, process in enumerate(self._processes) if not process.is_alive()]
+        dead = [index for index, process in list(self._processes.items()) if not process.is_alive()]
+        replaced = 0
         for index in dead:
             with contextlib.suppress(Exception):
                 self.signals.set_busy(index, False)  # it died mid-invocation: that execution is over
-            self._processes[index] = self._spawn(index)
-        return len(dead)
+            if not self._spawn(index):
+                break
+            replaced += 1
+        return replaced
+
+    def request_stop(self) -> None:
+        """Tell every poller to stop after its invocation in flight, and start no more; returns at once."""
+        acquired = self._spawning.acquire(timeout=1.0)  # a spawn takes milliseconds; never wait on one for good
+        try:
+            self._stop.set()
+        finally:
+            if acquired:
+                self._spawning.release()
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
+        """Stop the pollers within `timeout`: those still running then (an invocation in flight, output nobody
+        reads) are killed with their execution environments; then the environments' cgroups are removed."""
+        self.request_stop()
         deadline = time.monotonic() + timeout
-        for process in self._processes:
-            process.join(max(0.1, deadline - time.monotonic()))
-            if process.is_alive():
-                process.terminate()
-                process.join(2)
+        processes = list(self._processes.values())
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+        alive = [process for process in processes if process.is_alive()]
+        if alive:
+            kill_trees(process.pid for process in alive if process.pid is not None)
+            for process in alive:
+                process.join(1.0)
+        if self._config.cgroup_label:  # those of environments whose poller died earlier too (a crash, an OOM kill)
+            remove_cgroups(self._config.cgroup_label, timeout=1.0)

@@ -39,7 +39,7 @@ from loadtest.local.metrics import (
 )
 from loadtest.local.moto_process import MotoProcess
 from loadtest.local.provision import provision, register_stack
-from loadtest.local.runtime import RuntimeConfig, WorkerPool
+from loadtest.local.runtime import RuntimeConfig, WorkerPool, stop_signals_blocked
 from loadtest.local.web import PageServer, allow_page_origin, page_origins, page_url
 from monitoring.target import (
     LOCAL_CREDENTIALS,
@@ -61,6 +61,16 @@ DEFAULT_BUCKET_METRICS_SECONDS = 5 * 60
 MIN_BUCKET_METRICS_TIMEOUT_SECONDS = 30
 # The HTTP API integration timeout.
 API_HANDLER_TIMEOUT_SECONDS = 29
+# stop() returns within about this long, whatever the stack was doing: what has not stopped by then is killed.
+STOP_SECONDS = 5.0
+# Of which the embedded AWS gets the last seconds: the workers' last logs and metrics go to it before it stops.
+MOTO_STOP_SECONDS = 2.0
+
+
+def cgroup_label(pid: int | None = None) -> str:
+    """The label in the cgroup names of the execution environments of the stack running in process `pid` (default:
+    this one); see loadtest.local.environment.cgroup_name."""
+    return f"up{pid or os.getpid()}"
 
 
 @dataclass(frozen=True)
@@ -209,7 +219,8 @@ class LocalStack:
         if options.log_file is not None:
             options.log_file.parent.mkdir(parents=True, exist_ok=True)
         os.environ.update(LOCAL_CREDENTIALS)
-        endpoint = self._moto.start()
+        with stop_signals_blocked():  # Ctrl-C reaches moto's process too: it must not die of it while starting
+            endpoint = self._moto.start()
         info = provision(
             ResourceNames(options.prefix),
             endpoint_url=endpoint,
@@ -241,7 +252,8 @@ class LocalStack:
         else:
             api = LocalHttpApi(routes, verifier)
         # The upload page (CloudFront on AWS) in front of the API, and the upload bucket's CORS allowing it.
-        self._api = ApiServer(PageServer(api, info), options.api_port).start()
+        self._api = ApiServer(PageServer(api, info), options.api_port)
+        self._api.start()
         allow_page_origin(info, self._api.url)
         self._moto.allow_origins(page_origins(self._api.url))  # Cognito's CORS (sign-in) for the page alone
         info = replace(info, api_url=self._api.url)
@@ -257,6 +269,7 @@ class LocalStack:
                 metrics_flush_seconds=options.metrics_flush_seconds if options.metrics else 0,
                 output_log=options.log_file,
                 cpu_share=options.cpu_share,
+                cgroup_label=cgroup_label(),
             ),
             options.workers,
             environment,
@@ -264,9 +277,9 @@ class LocalStack:
         report_log().parent.mkdir(parents=True, exist_ok=True)
         self._workers.start()
         # Like Lambda starting a fresh execution environment when one dies (a SIGKILL, an OOM kill).
-        self._schedules.append(
-            Periodic("worker-supervisor", 1.0, self._workers.replace_dead, on_error=self._say).start()
-        )
+        supervisor = Periodic("worker-supervisor", 1.0, self._workers.replace_dead, on_error=self._say)
+        self._schedules.append(supervisor)  # before it starts: stop() stops what it knows of
+        supervisor.start()
         if self._metrics is not None:
             self._start_schedules(info, self._metrics, self._workers)
         write_state(info)
@@ -298,8 +311,8 @@ class LocalStack:
             # First runs here, not on the threads: a baseline sample and the scan at start (empty buckets, fast),
             # and boto3's default session creates the handler's clients on this thread only (not thread-safe).
             schedule.run_now()
-            schedule.start()
             self._schedules.append(schedule)  # next to the worker supervisor: stop() ends them all
+            schedule.start()
 
     def _bucket_metrics_run(self, info: StackInfo, buffer: MetricBuffer, every: int) -> Callable[[], None]:
         """One scheduled invocation of monitoring.s3_metrics.handler, metered like the worker."""
@@ -350,8 +363,11 @@ class LocalStack:
         while True:
             time.sleep(interval)
 
-    def stop(self) -> None:
-        self._stop_services()
+    def stop(self, timeout: float = STOP_SECONDS) -> None:
+        """Stop whatever start() got to, within about `timeout` seconds wherever it was interrupted (Ctrl-C may
+        come at any moment): a worker still busy then, or one blocked writing output nobody reads, is killed with
+        its execution environment, and so is the embedded AWS after its share of the time."""
+        self._stop_services(time.monotonic() + timeout)
         if self._saved_environment is not None:
             self._log("local stack stopped")
             os.environ.clear()
@@ -359,17 +375,23 @@ class LocalStack:
             self._saved_environment = None
             aws.forget_clients()  # the in-process handlers' clients pointed at this stack
 
-    def _stop_services(self) -> None:
-        clear_state()
+    def _stop_services(self, deadline: float) -> None:
+        clear_state()  # first: other commands no longer find a stack that is going away
+        # Everything is told at once, then waited for, so the waits overlap rather than add up.
         for schedule in self._schedules:
-            schedule.stop()
+            schedule.stop(0)
         if self._workers is not None:
-            self._workers.stop()
+            self._workers.request_stop()
         if self._api is not None:
             self._api.stop()
-        if self._metrics is not None:
-            self._metrics.close()  # before moto goes: the last datums still have somewhere to go
-        self._moto.stop()
+        workers_deadline = deadline - MOTO_STOP_SECONDS
+        for schedule in self._schedules:
+            schedule.stop(max(0.0, workers_deadline - time.monotonic()))  # a daemon thread: one still running is left
+        if self._workers is not None:
+            self._workers.stop(max(0.0, workers_deadline - time.monotonic()))
+        if self._metrics is not None:  # before moto goes: the last datums still have somewhere to go
+            self._metrics.close(max(0.1, (deadline - time.monotonic()) / 2))
+        self._moto.stop(max(1.0, deadline - time.monotonic()))
 
     def __enter__(self) -> LocalStack:
         return self

@@ -13,20 +13,43 @@ import pytest
 
 from monitoring.target import StackInfo
 
+# Where start_local_up sends the stack's output, in its state folder.
+LOCAL_UP_OUTPUT = "local-up.out"
 
-def start_local_up(state_dir: Path, *options: str) -> tuple[subprocess.Popen[str], StackInfo, dict[str, str]]:
-    """`imgops local up` in a subprocess, as a user starts it; returns once its state file is written."""
+
+def start_local_up(
+    state_dir: Path, *options: str, ignore_sigint: bool = False
+) -> tuple[subprocess.Popen[str], StackInfo, dict[str, str]]:
+    """`imgops local up` in a subprocess, as a user starts it; returns once its state file is written.
+
+    Its output (and every worker's REPORT lines) goes to a file, `local_up_output(state_dir)` reads it: not to a pipe
+    the test does not read, where 64 KiB of it would block every process writing to it. `ignore_sigint`: start it
+    with SIGINT ignored, as a shell starts a background job of a script (`imgops local up &`).
+    """
     env = {**os.environ, "IMGOPS_STATE_DIR": str(state_dir), "COLUMNS": "200"}
     env.pop("AWS_ENDPOINT_URL", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "imgops", "local", "up", *options],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    info = wait_for_state_file(process, state_dir, output=lambda: process.communicate()[0])
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with (state_dir / LOCAL_UP_OUTPUT).open("w", encoding="utf-8") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "imgops", "local", "up", *options],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+            preexec_fn=_ignore_sigint if ignore_sigint else None,
+            start_new_session=True,  # a group of its own: kill() kills all of it, workers included
+        )
+    info = wait_for_state_file(process, state_dir, output=lambda: local_up_output(state_dir))
     return process, info, env
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def local_up_output(state_dir: Path) -> str:
+    """What a `start_local_up` stack has printed so far."""
+    return (state_dir / LOCAL_UP_OUTPUT).read_text(encoding="utf-8", errors="replace")
 
 
 def wait_for_state_file(

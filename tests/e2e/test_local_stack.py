@@ -20,7 +20,7 @@ from PIL import Image
 
 from monitoring.target import StackInfo
 from tests.conftest import jpeg_bytes
-from tests.e2e.conftest import kill, start_local_up, wait_for_state_file
+from tests.e2e.conftest import kill, local_up_output, start_local_up, wait_for_state_file
 
 pytestmark = pytest.mark.slow
 
@@ -105,7 +105,8 @@ def test_upload_to_done_through_the_local_stack(
 def test_ctrl_c_stops_cleanly(running_stack: tuple[StackInfo, subprocess.Popen[str], Path]) -> None:
     _, process, state_file = running_stack
     process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=30)
+    process.wait(timeout=30)
+    output = local_up_output(state_file.parent)
     assert process.returncode == 0, output
     assert "REPORT RequestId:" in output
     assert "Local stack stopped." in output
@@ -118,20 +119,40 @@ def test_sigterm_to_the_process_group_stops_everything_cleanly(tmp_path: Path) -
     the children must leave stopping to the parent (a child dying on it used to hang the parent's stop)."""
     env = {**os.environ, "IMGOPS_STATE_DIR": str(tmp_path), "COLUMNS": "120"}
     env.pop("AWS_ENDPOINT_URL", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "imgops", "local", "up", "--workers", "1"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
-    wait_for_state_file(process, tmp_path, output=lambda: process.communicate()[0])
+    log = tmp_path / "output.txt"
+    with log.open("w", encoding="utf-8") as stdout:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "imgops", "local", "up", "--workers", "1"],
+            env=env, stdout=stdout, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )  # fmt: skip
+    wait_for_state_file(process, tmp_path, output=log.read_text)
 
     os.killpg(process.pid, signal.SIGTERM)
     try:
-        output, _ = process.communicate(timeout=30)
+        process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         kill(process)
         raise AssertionError("local up did not stop within 30 s of SIGTERM") from None
 
+    output = log.read_text()
     assert process.returncode == 0, output
     assert "Local stack stopped." in output
     assert "Traceback" not in output
+    assert not (tmp_path / "local-stack.json").exists()
+
+
+def test_ctrl_c_stops_a_stack_started_with_sigint_ignored(tmp_path: Path) -> None:
+    """A script's `imgops local up &`, a CI step run in the background: the shell starts it with SIGINT ignored, and
+    Python leaves an inherited SIG_IGN alone. `local up` handles SIGINT itself, so Ctrl-C still stops it (it used
+    to be ignored, and the suite's two Ctrl-C tests waited out their timeouts when the suite ran so)."""
+    process, _, _ = start_local_up(tmp_path, "--workers", "1", ignore_sigint=True)
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        kill(process)
+        raise AssertionError(f"not stopped within 10 s of SIGINT:\n{local_up_output(tmp_path)}") from None
+    output = local_up_output(tmp_path)
+    assert process.returncode == 0, output
+    assert "Local stack stopped." in output
     assert not (tmp_path / "local-stack.json").exists()
