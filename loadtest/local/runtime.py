@@ -18,6 +18,7 @@ import math
 import multiprocessing
 import multiprocessing.context
 import multiprocessing.process
+import multiprocessing.resource_tracker
 import os
 import signal
 import sys
@@ -91,6 +92,9 @@ def stop_signals_blocked() -> Iterator[None]:
     Ctrl-C reaches the whole process group: a child still importing (before it can ignore them) would die of it
     with a traceback, or not at all start what the parent then waits for.
     """
+    # Started first: starting it (the first spawn does) unblocks both signals in the calling thread, which the
+    # child spawned next would then inherit.
+    multiprocessing.resource_tracker.ensure_running()
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         yield
