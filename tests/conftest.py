@@ -52,3 +52,27 @@ def jpeg_bytes(width: int = 1600, height: int = 1200, *, orientation: int | None
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=90, exif=exif.tobytes())
     return buffer.getvalue()
+
+
+# The files that take minutes (each runs whole on one worker: scripts/test uses pytest-xdist's --dist loadfile),
+# longest first. Started first, they run beside the many short files instead of after them, so the parallel suite
+# ends when its total work is done rather than with one of these still going. Times: one serial run on the project's
+# 2-core machine, 2026-12-05.
+LONGEST_FIRST = (
+    "tests/e2e/test_readme.py",  # ~275 s: the README's main job, 1,000 images
+    "tests/e2e/test_drill.py",  # ~250 s: every drill in a row
+    "tests/e2e/test_loadtest.py",  # ~175 s
+    "tests/e2e/test_ctrl_c_stress.py",
+    "tests/e2e/test_chaos.py",  # ~100 s
+    "tests/e2e/test_runbooks.py",  # ~90 s
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run LONGEST_FIRST's files before every other file; the order inside a file, and of the rest, is kept."""
+
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable

@@ -80,7 +80,8 @@ def test_faults_lose_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
             target, upload_plan(files, mix, HEALTHY, 3), RunOptions(concurrency=8, wait_for_results=False)
         ).run()
         healthy = [r.image_id for r in run.records if r.status == "SENT"]
-        assert len(healthy) == HEALTHY
+        refused = Counter(f"{r.status}: {r.reason}" for r in run.records if r.status != "SENT")
+        assert len(healthy) == HEALTHY, f"uploads not sent: {dict(refused)}"
         # Poison the user sends on purpose: these must end FAILED with a reason, faults or not.
         corrupt = [f"00000000-0000-4000-8000-{i:012d}" for i in range(5)]
         for image_id in corrupt:
