@@ -8,9 +8,10 @@ within an invocation the worker's clients retry only
 
 - while the longest backoff the SDK may choose still ends before the invocation's last `RESERVE_SHARE`: that time
   is kept for trying the rest of the batch once and recording why each record failed;
-- until a call of this invocation failed on a transient error despite its retries (`gave_up`): the dependency is
-  not recovering within seconds, so every other call fails at its first error, its failure is recorded, and the
-  waiting is left to SQS redelivery (the visibility timeout is the backoff).
+- until a call of this invocation to the same service failed on a transient error despite its retries (`gave_up`):
+  that dependency is not recovering within seconds, so every other call to it fails at its first error, its failure
+  is recorded, and the waiting is left to SQS redelivery (the visibility timeout is the backoff). Other services keep
+  their retries: one S3 SlowDown says nothing about SNS.
 
 Outside an invocation (no deadline known: the API's handlers, tools) the SDK retries as configured.
 """
@@ -40,13 +41,13 @@ class Invocation:
         self._clock = clock
         self.deadline: float | None = None  # when the invocation times out, on `clock`'s time
         self._retry_until: float | None = None
-        self.gave_up = False
+        self.gave_up: set[str] = set()  # services (botocore's hyphenized service ids) that gave up this invocation
 
     @contextlib.contextmanager
     def running(self, remaining_seconds: float | None) -> Iterator[Invocation]:
         """An invocation with `remaining_seconds` before its timeout (None: not known, no bound)."""
         now = self._clock()
-        self.gave_up = False
+        self.gave_up = set()
         if remaining_seconds is None:
             self.deadline = self._retry_until = None
         else:
@@ -56,29 +57,31 @@ class Invocation:
             yield self
         finally:
             self.deadline = self._retry_until = None
-            self.gave_up = False
+            self.gave_up = set()
 
-    def failed_transiently(self) -> None:
-        """A call failed on a transient error although the SDK retried it: no more long retries this invocation."""
+    def failed_transiently(self, service: str) -> None:
+        """A call to `service` failed on a transient error although the SDK retried it: no more long retries of
+        that service's calls this invocation."""
         if self.deadline is not None:
-            self.gave_up = True
+            self.gave_up.add(service)
 
-    def may_retry(self, attempts: int) -> bool:
-        """Whether the SDK may back off and try a failed call again, after `attempts` attempts."""
+    def may_retry(self, attempts: int, service: str) -> bool:
+        """Whether the SDK may back off and try a failed call to `service` again, after `attempts` attempts."""
         if self._retry_until is None:
             return True
-        return not self.gave_up and self._clock() + longest_backoff(attempts) <= self._retry_until
+        return service not in self.gave_up and self._clock() + longest_backoff(attempts) <= self._retry_until
 
     def bound_retries(self, client: Any) -> None:
         """Make `client`'s retries ask `may_retry` first (idempotent). botocore retries only when the first
         answer of a `needs-retry` handler that is not None is a delay; False from the first handler vetoes it."""
         service = client.meta.service_model.service_id.hyphenize()
-        client.meta.events.register_first(
-            f"needs-retry.{service}", self._needs_retry, unique_id=f"imgops-invocation-retries-{service}"
-        )
 
-    def _needs_retry(self, attempts: int, **_: Any) -> bool | None:
-        return None if self.may_retry(attempts) else False
+        def needs_retry(attempts: int, **_: Any) -> bool | None:
+            return None if self.may_retry(attempts, service) else False
+
+        client.meta.events.register_first(
+            f"needs-retry.{service}", needs_retry, unique_id=f"imgops-invocation-retries-{service}"
+        )
 
 
 # The worker's invocation (pipeline.worker sets it around each batch; its clients' retries consult it).

@@ -513,6 +513,10 @@ def _deliver(work: _Work, deps: WorkerDeps, puts: ThreadPoolExecutor | None = No
     return str(fields["status"])
 
 
+# The service (botocore's hyphenized id, as pipeline.invocation keys it) whose call each stage makes.
+STAGE_SERVICES = {"claim": "dynamodb", "finish": "dynamodb", "read": "s3", "write": "s3", "notify": "sns"}
+
+
 def _record_failure(deps: WorkerDeps, upload: Upload, attempt: _Attempt, exc: Exception) -> None:
     """Log the failure, then put it on the item: with the claim, releasing it (so the redelivery need not wait
     for the lease) in the same write; without one (the claim is what failed), with a write of another kind."""
@@ -520,8 +524,8 @@ def _record_failure(deps: WorkerDeps, upload: Upload, attempt: _Attempt, exc: Ex
     about = _about(upload, attempt)
     transient = is_transient(exc)
     logger.exception("upload will be retried", extra={**about, "error": error, "transient": transient})
-    if transient:  # it outlasted the SDK's retries: the rest of the invocation tries each call once
-        invocation.current.failed_transiently()
+    if transient:  # it outlasted the SDK's retries: the rest of the invocation tries that service's calls once
+        invocation.current.failed_transiently(STAGE_SERVICES.get(attempt.stage, attempt.stage))
     try:
         if attempt.claimed:
             store.record_failure(deps.table, upload, token=attempt.token, error=error)

@@ -29,22 +29,20 @@ def start_local_up(
     env = {**os.environ, "IMGOPS_STATE_DIR": str(state_dir), "COLUMNS": "200"}
     env.pop("AWS_ENDPOINT_URL", None)
     state_dir.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "imgops", "local", "up", *options]
+    if ignore_sigint:  # as a shell does it (no preexec_fn: unsafe in a threaded pytest-xdist worker)
+        command = ["/bin/sh", "-c", "trap '' INT; exec \"$@\"", "sh", *command]
     with (state_dir / LOCAL_UP_OUTPUT).open("w", encoding="utf-8") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "imgops", "local", "up", *options],
+            command,
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
             text=True,
-            preexec_fn=_ignore_sigint if ignore_sigint else None,
             start_new_session=True,  # a group of its own: kill() kills all of it, workers included
         )
     info = wait_for_state_file(process, state_dir, output=lambda: local_up_output(state_dir))
     return process, info, env
-
-
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def local_up_output(state_dir: Path) -> str:

@@ -40,7 +40,7 @@ from monitoring.target import StackInfo, fetch_access_token
 from tests.conftest import jpeg_bytes
 from tests.e2e.conftest import LOCAL_UP_OUTPUT, local_up_output
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # ~3.5 minutes serially; more beside other files
 
 RUNS = int(os.environ.get("IMGOPS_CTRL_C_RUNS", "30"))
 LANES = 2

@@ -17,8 +17,8 @@ The commands are read from the README on every run, so an edit there cannot esca
   name real commands and real options only.
 
 State is isolated with environment variables alone, never flags: IMGOPS_STATE_DIR points at a temporary folder and
-AWS_ENDPOINT_URL is removed. The main job writes its run folder to `runs/` in the repository root, as the README
-says; the test deletes the folder afterwards.
+AWS_ENDPOINT_URL is removed. The main job (install, then run) runs in a fresh copy of the repository, as a new user's
+clone: its `.venv` and its `runs/` folder are the copy's, never the ones the other test files use meanwhile.
 """
 
 from __future__ import annotations
@@ -295,29 +295,31 @@ def test_the_skipped_block_is_what_ci_runs() -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(MAIN_JOB_TIMEOUT + 60)
-def test_main_job(state_dir: Path) -> None:
-    """Install and run the main job, verbatim, from the repository root: all 1,000 images DONE."""
+def test_main_job(state_dir: Path, tmp_path: Path) -> None:
+    """Install and run the main job, verbatim, from the root of a fresh copy of the repository: all 1,000 images
+    DONE. A copy, because the block installs into `.venv`: the repository's own is the one every other test file
+    runs in, at the same time (scripts/test runs files in parallel)."""
     block = bash_block(MAIN_JOB)
-    runs = REPO / "runs"
-    existed = runs.exists()
-    before = set(runs.iterdir()) if existed else set()
-    result: subprocess.CompletedProcess[str] | None = None
-    try:
-        result = bash(block, cwd=REPO, env=readme_env(state_dir), timeout=MAIN_JOB_TIMEOUT)
-        assert result.returncode == 0, transcript(result)
-        assert TRACEBACK not in result.stdout + result.stderr, transcript(result)
-        [folder] = [path for path in set(runs.iterdir()) - before if path.name in result.stdout]
-        summary = json.loads((folder / "summary.json").read_text())
-        assert summary["images"] == 1000
-        assert summary["counts"] == {"DONE": 1000}, transcript(result)
-        assert (folder / "report.html").is_file()
-    finally:
-        if result is not None and runs.exists():
-            for path in set(runs.iterdir()) - before:
-                if path.name in result.stdout:
-                    shutil.rmtree(path)
-        if not existed and runs.exists() and not any(runs.iterdir()):
-            runs.rmdir()
+    checkout = fresh_copy(tmp_path / "imgops")
+    result = bash(block, cwd=checkout, env=readme_env(state_dir), timeout=MAIN_JOB_TIMEOUT)
+    assert result.returncode == 0, transcript(result)
+    assert TRACEBACK not in result.stdout + result.stderr, transcript(result)
+    assert (checkout / ".venv" / "bin" / "imgops").exists()
+    [folder] = [path for path in (checkout / "runs").iterdir() if path.name in result.stdout]
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["images"] == 1000
+    assert summary["counts"] == {"DONE": 1000}, transcript(result)
+    assert (folder / "report.html").is_file()
+
+
+# What a clone does not have: what `git clone` leaves out (.gitignore) and the repository itself.
+NOT_IN_A_CLONE = (".git", ".venv", "runs", "cdk.out", "build", "dist", "__pycache__", "*.egg-info", ".*_cache")
+
+
+def fresh_copy(destination: Path) -> Path:
+    """The working tree as a clone has it (the files under test, uncommitted edits included), without a venv."""
+    shutil.copytree(REPO, destination, ignore=shutil.ignore_patterns(*NOT_IN_A_CLONE, ".hypothesis"))
+    return destination
 
 
 # The ```bash block `bash scripts/test` is deliberately not run: it is what CI runs (.ci/run), so this would recurse.

@@ -28,6 +28,9 @@ class Clock:
         return self.now
 
 
+SERVICE = "dynamodb"  # the failing client's
+
+
 def failing_client(invocation: Invocation) -> tuple[Any, list[str]]:
     """A DynamoDB client whose every GetItem fails with a 500 (retried after ~50 ms, not a throttle's seconds);
     the list grows by one per attempt sent."""
@@ -62,7 +65,7 @@ def test_outside_an_invocation_the_sdk_retries_as_configured() -> None:
     invocation = Invocation()
     client, sent = failing_client(invocation)
     assert attempts_of(client, sent) == ATTEMPTS
-    invocation.failed_transiently()  # no invocation running: nothing to stop
+    invocation.failed_transiently(SERVICE)  # no invocation running: nothing to stop
     assert attempts_of(client, sent) == ATTEMPTS
 
 
@@ -71,7 +74,9 @@ def test_with_time_left_the_sdk_retries_until_a_call_gave_up_then_tries_each_cal
     client, sent = failing_client(invocation)
     with invocation.running(60.0):
         assert attempts_of(client, sent) == ATTEMPTS
-        invocation.failed_transiently()
+        invocation.failed_transiently("sns")  # another service giving up leaves this one's retries alone
+        assert attempts_of(client, sent) == ATTEMPTS
+        invocation.failed_transiently(SERVICE)
         assert attempts_of(client, sent) == 1
     assert attempts_of(client, sent) == ATTEMPTS  # the next invocation starts afresh
     with invocation.running(60.0):
@@ -92,19 +97,19 @@ def test_may_retry_counts_the_longest_backoff_against_the_reserve() -> None:
     with invocation.running(8.0) as running:
         assert running.deadline == 1008.0
         retry_until = 1008.0 - RESERVE_SHARE * 8.0  # 1006
-        assert invocation.may_retry(3)  # 1000 + 4 <= 1006
+        assert invocation.may_retry(3, SERVICE)  # 1000 + 4 <= 1006
         clock.now = retry_until - 4.0
-        assert invocation.may_retry(3)
+        assert invocation.may_retry(3, SERVICE)
         clock.now += 0.01
-        assert not invocation.may_retry(3)
-        assert invocation.may_retry(2)
+        assert not invocation.may_retry(3, SERVICE)
+        assert invocation.may_retry(2, SERVICE)
         clock.now = retry_until
-        assert not invocation.may_retry(1)
+        assert not invocation.may_retry(1, SERVICE)
     assert invocation.deadline is None
-    assert invocation.may_retry(9)
+    assert invocation.may_retry(9, SERVICE)
     with invocation.running(None):
         assert invocation.deadline is None
-        assert invocation.may_retry(9)
+        assert invocation.may_retry(9, SERVICE)
 
 
 def test_an_abandoned_batch_lets_a_waiting_read_go_instead_of_hanging() -> None:
