@@ -80,14 +80,15 @@ def test_embedded_stack_output_goes_to_the_run_folder_not_the_progress_display(t
     assert "REPORT RequestId" not in result.stdout + result.stderr
     assert "local-stack.log" in result.stdout  # the one line saying where it went
     assert f"Run {folder.name} on local: DONE 6" in result.stdout
-    # The worker's REPORT lines still reach the run's figures: every invocation of the run is counted; one before
-    # the run's first upload (the s3:TestEvent S3 sends when the notification is set up) is not the run's.
-    counted = pd.read_csv(folder / "worker-reports.csv")["request_id"].tolist()
+    # The worker's REPORT lines still reach the run's figures: every invocation that processed the run's uploads is
+    # counted, and nothing that is not in the log. (The s3:TestEvent invocation S3 causes when the stack sets up its
+    # notification lands before or after the run's start, so it may be counted or not.)
+    counted = set(pd.read_csv(folder / "worker-reports.csv")["request_id"])
     assert json.loads((folder / "summary.json").read_text())["worker"]["invocations"] == len(counted) >= 1
     reported = re.findall(r"^REPORT RequestId: (\S+)", log, re.MULTILINE)
     first_upload = log.index('"upload finished"')
-    before_run = [rid for rid in reported if log.index(f"REPORT RequestId: {rid}") < first_upload]
-    assert sorted(counted) == sorted(set(reported) - set(before_run)), log
+    of_the_run = {rid for rid in reported if log.index(f"REPORT RequestId: {rid}") > first_upload}
+    assert of_the_run <= counted <= set(reported), log
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (scripts/test installs it)")
