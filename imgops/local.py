@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated
@@ -32,57 +33,88 @@ app = typer.Typer(help="The embedded local AWS (moto) with the pipeline running 
 console = Console(highlight=False)
 
 
-# `imgops local up` is gone this long after Ctrl-C or SIGTERM at the latest. LocalStack.stop keeps its own, shorter
-# deadline; this one catches what even that cannot: the main thread blocked on a console nobody reads, say.
-FORCED_STOP_SECONDS = 9.0
+# `imgops local up` is gone this long after Ctrl-C or SIGTERM at the latest: its watchdog then kills what is left
+# and exits FORCED_STOP_EXIT, within FORCED_REAP_SECONDS more. The time budget, from the signal:
+#   LocalStack.stop's own deadline (loadtest.local.stack.STOP_SECONDS)   5 s   exit 0, everything stopped or killed
+#   this watchdog                                                         8 s   exit 1; gone by ~9 s
+#   the tests' (tests/e2e/test_ctrl_c_stress.py, test_local_stack.py)    10 s
+# The 3 s between the first two are for the signal to reach the main thread and for the interpreter to exit; the
+# watchdog catches what even the stop's deadline cannot: the main thread blocked on a console nobody reads, say.
+FORCED_STOP_SECONDS = 8.0
+# What the forced stop gives the processes it kills to be reaped, and their cgroups to go.
+FORCED_REAP_SECONDS = 0.5
 # Exit status when the stop had to be forced (everything killed); a stop in time exits 0.
 FORCED_STOP_EXIT = 1
 
 
 class _Stopping:
     """Ctrl-C (SIGINT) and SIGTERM: the first raises KeyboardInterrupt in the main thread, which stops the stack;
-    later ones are ignored, so that they cannot interrupt the stop itself. A watchdog ends the process if the stop
-    has not FORCED_STOP_SECONDS after the first."""
+    later ones, and any once a stop is under way (`requested`), are ignored, so that they cannot interrupt the stop
+    itself. A watchdog ends the process if it has not exited FORCED_STOP_SECONDS after the first signal, unless
+    disarmed (the stop has returned with every process gone: what is left, the interpreter's exit, cannot hang)."""
 
     def __init__(self) -> None:
         self.requested = False
-        self._requested_at: float | None = None
+        self._requested_at: float | None = None  # the watchdog's clock: when the first signal came
+        self._disarmed = False
 
     def install(self) -> None:
+        """Handle the signals and start the watchdog; a KeyboardInterrupt may come from here on, this included."""
         # SIGINT explicitly too: a shell starts a background job (`… &` in a script, a CI step) with SIGINT ignored,
         # and Python then leaves it ignored, so Ctrl-C, or a test's SIGINT, would never reach the stack.
         for number in (signal.SIGINT, signal.SIGTERM):
             signal.signal(number, self._handle)
+        # Imported now, not when it fires: the main thread may hold an import lock the watchdog would wait on.
+        force_stop = _forced_stop()
         # Started now, not by the handler: starting a thread takes locks the interrupted main thread may hold.
-        threading.Thread(target=self._watchdog, name="stop-watchdog", daemon=True).start()
+        threading.Thread(target=self._watchdog, args=(force_stop,), name="stop-watchdog", daemon=True).start()
+
+    def start_clock(self) -> None:
+        """Arm the watchdog from now if no signal has yet (a plain assignment: nothing the watchdog could be
+        holding)."""
+        if self._requested_at is None:
+            self._requested_at = time.monotonic()
+
+    def disarm(self) -> None:
+        self._disarmed = True
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.start_clock()  # also when a stop is already under way (after an error, say): it can still be forced
         if self.requested:
             return
         self.requested = True
-        self._requested_at = time.monotonic()  # a plain assignment: nothing the watchdog could be holding
         raise KeyboardInterrupt
 
-    def _watchdog(self) -> None:
-        while self._requested_at is None or time.monotonic() - self._requested_at < FORCED_STOP_SECONDS:
-            time.sleep(0.25)
-        _force_stop()
+    def _watchdog(self, force_stop: Callable[[], None]) -> None:
+        while not self._disarmed and (
+            self._requested_at is None or time.monotonic() - self._requested_at < FORCED_STOP_SECONDS
+        ):
+            time.sleep(0.1)
+        if not self._disarmed:
+            force_stop()
 
 
-def _force_stop() -> None:
-    """Kill every process below this one, remove the environments' cgroups and the state file, and exit now."""
+def _forced_stop() -> Callable[[], None]:
+    """What the watchdog runs: kill every process below this one, remove the environments' cgroups and the state
+    file, and exit now. Its modules are imported here, up front (see _Stopping.install)."""
     from loadtest.local.environment import remove_cgroups
     from loadtest.local.runtime import descendants, kill_trees
     from loadtest.local.stack import cgroup_label
 
-    clear_state()
-    # Not multiprocessing's resource tracker: it unlinks the stack's semaphores once this process is gone.
-    kill_trees(pid for pid in descendants([os.getpid()]) if not _is_resource_tracker(pid))
-    remove_cgroups(cgroup_label())
-    message = f"\nThe local stack had not stopped {FORCED_STOP_SECONDS:g} s after the signal: killed it.\n"
-    if _writable(sys.stderr.fileno()):
-        os.write(sys.stderr.fileno(), message.encode())
-    os._exit(FORCED_STOP_EXIT)
+    label = cgroup_label()
+
+    def force_stop() -> None:
+        clear_state()
+        # Not multiprocessing's resource tracker: it unlinks the stack's semaphores once this process is gone.
+        pids = [pid for pid in descendants([os.getpid()]) if not _is_resource_tracker(pid)]
+        kill_trees(pids, reap_timeout=FORCED_REAP_SECONDS)
+        remove_cgroups(label, timeout=FORCED_REAP_SECONDS)
+        message = f"\nThe local stack had not stopped {FORCED_STOP_SECONDS:g} s after the signal: killed it.\n"
+        if _writable(sys.stderr.fileno()):
+            os.write(sys.stderr.fileno(), message.encode())
+        os._exit(FORCED_STOP_EXIT)
+
+    return force_stop
 
 
 def _writable(descriptor: int) -> bool:
@@ -161,8 +193,8 @@ def up(
 ) -> None:
     """Start the local stack in the foreground; Ctrl-C (or SIGTERM) stops it cleanly within seconds."""
     stopping = _Stopping()
-    stopping.install()
     with contextlib.suppress(KeyboardInterrupt):  # one before the stack existed (importing it): nothing to stop
+        stopping.install()
         from loadtest.local.metrics import DEFAULT_SAMPLE_SECONDS  # the local AWS: only for `up`
         from loadtest.local.stack import LocalStackOptions
 
@@ -199,7 +231,12 @@ def _run_stack(options: LocalStackOptions, stopping: _Stopping) -> None:
             _say_stopping("\nStopping the local stack…")
         finally:
             stopping.requested = True  # a signal from now on must not interrupt the stop (bounded by itself)
-            stack.stop()
+            if stack.stop():
+                # Nothing left to wait for: no child process (multiprocessing's exit handler would join one without
+                # a timeout), only daemon threads. A slow exit (flushing output) must not turn exit 0 into exit 1.
+                stopping.disarm()
+            else:  # a process killed had not exited yet: the interpreter's exit waits for it, for so long at most
+                stopping.start_clock()
 
 
 @app.command()

@@ -160,7 +160,7 @@ class MetricBuffer:
             self._thread.join(timeout)
         last = threading.Thread(target=self.flush, name="metrics-last-flush", daemon=True)
         last.start()
-        last.join(max(0.1, deadline - time.monotonic()))
+        last.join(max(0.0, deadline - time.monotonic()))  # no more: the caller's deadline is this one's
 
 
 class Periodic:

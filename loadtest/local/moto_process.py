@@ -368,17 +368,23 @@ class MotoProcess:
         if not self._parent_conn.poll(timeout) or self._parent_conn.recv() != ALLOW_ORIGINS:
             raise MotoStartError(f"the embedded AWS (moto) did not take the page's origins within {timeout:.0f} s")
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Ask the server to stop; kill it if it has not within `timeout` (it ignores SIGTERM, see _serve)."""
+    def stop(self, timeout: float = 10.0, *, kill_reserve: float = 0.5) -> bool:
+        """Ask the server to stop; kill it if it has not `kill_reserve` seconds before `timeout` (it ignores SIGTERM,
+        see _serve), and wait for it until `timeout`: every wait ends by then. Returns whether its process is gone."""
         if self._process.pid is None:  # never started (interrupted before it could be)
-            return
+            return True
+        started = time.monotonic()
+        deadline = started + max(0.0, timeout)
+        # Not serving yet (interrupted while starting): nothing of it to keep, and it would not read "stop" before.
+        kill_at = max(started, deadline - kill_reserve) if self.endpoint_url else started
         if self._process.is_alive():
             with contextlib.suppress(OSError):
                 self._parent_conn.send(STOP)
-        self._process.join(timeout)
+        self._process.join(max(0.0, kill_at - time.monotonic()))
         if self._process.is_alive():
             self._process.kill()
-            self._process.join(2)
+            self._process.join(max(0.0, deadline - time.monotonic()))
+        return not self._process.is_alive()
 
 
 def ensure_port_free(port: int) -> None:

@@ -67,6 +67,8 @@ class RuntimeConfig:
     cgroup_label: str = ""
 
 
+# What a stop keeps, at the end of its time, to kill what is left, reap it and remove its cgroups (WorkerPool.stop).
+KILL_SECONDS = 1.0
 # Signals the parent handles for its children: they leave stopping to it (see run_worker).
 STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
@@ -605,27 +607,44 @@ class WorkerPool:
             replaced += 1
         return replaced
 
-    def request_stop(self) -> None:
-        """Tell every poller to stop after its invocation in flight, and start no more; returns at once."""
-        acquired = self._spawning.acquire(timeout=1.0)  # a spawn takes milliseconds; never wait on one for good
+    def request_stop(self, timeout: float = 1.0) -> None:
+        """Tell every poller to stop after its invocation in flight, and start no more; returns within `timeout`
+        (a spawn in progress, which holds the lock, takes milliseconds; stop() lists the pollers again after it)."""
+        acquired = self._spawning.acquire(timeout=max(0.0, timeout))
         try:
             self._stop.set()
         finally:
             if acquired:
                 self._spawning.release()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the pollers within `timeout`: those still running then (an invocation in flight, output nobody
-        reads) are killed with their execution environments; then the environments' cgroups are removed."""
-        self.request_stop()
-        deadline = time.monotonic() + timeout
-        processes = list(self._processes.values())
-        for process in processes:
-            process.join(max(0.0, deadline - time.monotonic()))
-        alive = [process for process in processes if process.is_alive()]
-        if alive:
-            kill_trees(process.pid for process in alive if process.pid is not None)
-            for process in alive:
-                process.join(1.0)
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop the pollers within `timeout` seconds: those still running KILL_SECONDS before its end (an invocation
+        in flight, output nobody reads) are killed with their execution environments, then everything is reaped and
+        the environments' cgroups removed, all against the same deadline. Returns whether every poller is gone."""
+        started = time.monotonic()
+        deadline = started + max(0.0, timeout)
+        kill_at = max(started, deadline - KILL_SECONDS)
+        self.request_stop(min(1.0, kill_at - started))
+        join_all(self._pollers(), kill_at)
+        alive = [process for process in self._pollers() if process.is_alive()]  # listed again: a spawn that was
+        if alive:  # under way when stopping began has registered its poller by now
+            kill_trees((process.pid for process in alive if process.pid is not None), left(deadline))
+            join_all(alive, deadline)
         if self._config.cgroup_label:  # those of environments whose poller died earlier too (a crash, an OOM kill)
-            remove_cgroups(self._config.cgroup_label, timeout=1.0)
+            remove_cgroups(self._config.cgroup_label, timeout=left(deadline))
+        return not any(process.is_alive() for process in self._pollers())
+
+    def _pollers(self) -> list[multiprocessing.process.BaseProcess]:
+        return list(self._processes.values())
+
+
+def left(deadline: float) -> float:
+    """Seconds from now to `deadline` (a time.monotonic()), 0 once it has passed."""
+    return max(0.0, deadline - time.monotonic())
+
+
+def join_all(processes: Iterable[multiprocessing.process.BaseProcess], deadline: float) -> None:
+    """Wait for all these processes until `deadline` (a time.monotonic()) at the latest: the same deadline for all,
+    however many there are (and a dead one is reaped even once it has passed)."""
+    for process in processes:
+        process.join(left(deadline))

@@ -39,7 +39,7 @@ from loadtest.local.metrics import (
 )
 from loadtest.local.moto_process import MotoProcess
 from loadtest.local.provision import provision, register_stack
-from loadtest.local.runtime import RuntimeConfig, WorkerPool, stop_signals_blocked
+from loadtest.local.runtime import RuntimeConfig, WorkerPool, left, stop_signals_blocked
 from loadtest.local.web import PageServer, allow_page_origin, page_origins, page_url
 from monitoring.target import (
     LOCAL_CREDENTIALS,
@@ -61,10 +61,13 @@ DEFAULT_BUCKET_METRICS_SECONDS = 5 * 60
 MIN_BUCKET_METRICS_TIMEOUT_SECONDS = 30
 # The HTTP API integration timeout.
 API_HANDLER_TIMEOUT_SECONDS = 29
-# stop() returns within about this long, whatever the stack was doing: what has not stopped by then is killed.
+# stop() returns within this long, whatever the stack was doing: every wait in it ends by one deadline, and what has
+# not stopped shortly before it is killed. `imgops local up`'s watchdog (imgops/local.py, FORCED_STOP_SECONDS) allows
+# it 3 s more, for the signal to reach the main thread and the interpreter to exit; the tests allow 10 s in all.
 STOP_SECONDS = 5.0
-# Of which the embedded AWS gets the last seconds: the workers' last logs and metrics go to it before it stops.
-MOTO_STOP_SECONDS = 2.0
+# Of which the embedded AWS's share is the last 40 % (2 s): the workers' last logs and metrics go to it before it
+# stops. The workers' share ends with their kill (loadtest.local.runtime.KILL_SECONDS).
+MOTO_STOP_SHARE = 0.4
 
 
 def cgroup_label(pid: int | None = None) -> str:
@@ -212,6 +215,9 @@ class LocalStack:
         self._announce = announce
         self.info: StackInfo | None = None
         self._saved_environment: dict[str, str] | None = None
+        # Set when stop() begins: no scheduled run starts after that (os.environ is restored, clients forgotten).
+        self._stopping = threading.Event()
+        self._quiet = False  # once stopped: a daemon thread's late line goes to the log file only, not to announce
 
     def start(self) -> StackInfo:
         options = self.options
@@ -277,7 +283,9 @@ class LocalStack:
         report_log().parent.mkdir(parents=True, exist_ok=True)
         self._workers.start()
         # Like Lambda starting a fresh execution environment when one dies (a SIGKILL, an OOM kill).
-        supervisor = Periodic("worker-supervisor", 1.0, self._workers.replace_dead, on_error=self._say)
+        supervisor = Periodic(
+            "worker-supervisor", 1.0, self._unless_stopping(self._workers.replace_dead), on_error=self._say
+        )
         self._schedules.append(supervisor)  # before it starts: stop() stops what it knows of
         supervisor.start()
         if self._metrics is not None:
@@ -303,9 +311,11 @@ class LocalStack:
         )
         every = self.options.bucket_metrics_every_seconds or schedule_seconds(info)
         self.bucket_metrics_every_seconds = every
+        sample = self._unless_stopping(sampler.sample)
+        scan = self._unless_stopping(self._bucket_metrics_run(info, buffer, every))
         schedules = [
-            Periodic("sqs-sampler", self.options.sample_every_seconds, sampler.sample, on_error=self._say),
-            Periodic("bucket-metrics", every, self._bucket_metrics_run(info, buffer, every), on_error=self._say),
+            Periodic("sqs-sampler", self.options.sample_every_seconds, sample, on_error=self._say),
+            Periodic("bucket-metrics", every, scan, on_error=self._say),
         ]
         for schedule in schedules:
             # First runs here, not on the threads: a baseline sample and the scan at start (empty buckets, fast),
@@ -313,6 +323,16 @@ class LocalStack:
             schedule.run_now()
             self._schedules.append(schedule)  # next to the worker supervisor: stop() ends them all
             schedule.start()
+
+    def _unless_stopping(self, task: Callable[[], object]) -> Callable[[], None]:
+        """`task`, run only if stop() has not begun: a schedule's thread may outlive stop(), and a late run would
+        build its clients from the environment stop() restored (the user's real AWS, say)."""
+
+        def run() -> None:
+            if not self._stopping.is_set():
+                task()
+
+        return run
 
     def _bucket_metrics_run(self, info: StackInfo, buffer: MetricBuffer, every: int) -> Callable[[], None]:
         """One scheduled invocation of monitoring.s3_metrics.handler, metered like the worker."""
@@ -339,7 +359,7 @@ class LocalStack:
 
     def _say(self, message: str) -> None:
         self._log(message)
-        if self._announce is not None:
+        if self._announce is not None and not self._quiet:
             self._announce(message)
 
     def _log(self, message: str) -> None:
@@ -363,35 +383,49 @@ class LocalStack:
         while True:
             time.sleep(interval)
 
-    def stop(self, timeout: float = STOP_SECONDS) -> None:
-        """Stop whatever start() got to, within about `timeout` seconds wherever it was interrupted (Ctrl-C may
-        come at any moment): a worker still busy then, or one blocked writing output nobody reads, is killed with
-        its execution environment, and so is the embedded AWS after its share of the time."""
-        self._stop_services(time.monotonic() + timeout)
+    def stop(self, timeout: float = STOP_SECONDS) -> bool:
+        """Stop whatever start() got to within `timeout` seconds, wherever it was interrupted (Ctrl-C may come at any
+        moment): a worker still busy near the end of its share, or one blocked writing output nobody reads, is killed
+        with its execution environment, and so is the embedded AWS near the end. Returns whether every process of
+        the stack is gone (False: one killed had not exited by the deadline; the interpreter's exit waits for it)."""
+        self._stopping.set()
+        stopped = self._stop_services(time.monotonic() + max(0.0, timeout))
+        self._quiet = True
         if self._saved_environment is not None:
             self._log("local stack stopped")
             os.environ.clear()
             os.environ.update(self._saved_environment)
             self._saved_environment = None
             aws.forget_clients()  # the in-process handlers' clients pointed at this stack
+        return stopped
 
-    def _stop_services(self, deadline: float) -> None:
+    def _stop_services(self, deadline: float) -> bool:
+        """Every wait here ends by `deadline` (a time.monotonic()), each derived from it: none has a minimum of its
+        own that could push the stop past it."""
         clear_state()  # first: other commands no longer find a stack that is going away
         # Everything is told at once, then waited for, so the waits overlap rather than add up.
         for schedule in self._schedules:
             schedule.stop(0)
         if self._workers is not None:
-            self._workers.request_stop()
-        if self._api is not None:
-            self._api.stop()
-        workers_deadline = deadline - MOTO_STOP_SECONDS
+            self._workers.request_stop(timeout=0)  # WorkerPool.stop waits for a spawn under way
+        api_stopped = self._stop_api()
+        workers_deadline = deadline - left(deadline) * MOTO_STOP_SHARE
         for schedule in self._schedules:
-            schedule.stop(max(0.0, workers_deadline - time.monotonic()))  # a daemon thread: one still running is left
-        if self._workers is not None:
-            self._workers.stop(max(0.0, workers_deadline - time.monotonic()))
+            schedule.stop(left(workers_deadline))  # a daemon thread: one still running then is left (it is quiet)
+        workers_stopped = self._workers.stop(left(workers_deadline)) if self._workers is not None else True
+        api_stopped.join(left(workers_deadline))  # a daemon thread too: a shutdown still waiting then is left
         if self._metrics is not None:  # before moto goes: the last datums still have somewhere to go
-            self._metrics.close(max(0.1, (deadline - time.monotonic()) / 2))
-        self._moto.stop(max(1.0, deadline - time.monotonic()))
+            self._metrics.close(left(deadline) / 2)
+        return self._moto.stop(left(deadline)) and workers_stopped
+
+    def _stop_api(self) -> threading.Thread:
+        """The local API's shutdown, on a thread of its own: it waits for the serving loop to notice (and for good if
+        it never started: Ctrl-C between creating the server and starting it)."""
+        stopping = threading.Thread(
+            target=self._api.stop if self._api is not None else lambda: None, name="local-api-stop", daemon=True
+        )
+        stopping.start()
+        return stopping
 
     def __enter__(self) -> LocalStack:
         return self

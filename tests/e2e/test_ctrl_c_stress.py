@@ -44,7 +44,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # ~3.5 minutes serial
 
 RUNS = int(os.environ.get("IMGOPS_CTRL_C_RUNS", "30"))
 LANES = 2
-# From the signal to `imgops local up` exiting, and to the last process of its group gone.
+# From the signal to `imgops local up` exiting, and to the last process of its group gone: above the stack's own
+# stop deadline (5 s, loadtest.local.stack.STOP_SECONDS) and its watchdog's (8 s, imgops.local.FORCED_STOP_SECONDS).
 STOP_BUDGET_SECONDS = 10.0
 START_TIMEOUT_SECONDS = 90.0
 MOMENTS = ("starting", "idle", "mid-batch", "mid-publish", "alarm-check", "stuck", "unread-output")
