@@ -222,6 +222,7 @@ class LocalStack:
     def start(self) -> StackInfo:
         options = self.options
         self._saved_environment = dict(os.environ)  # restored by stop(): the stack may run inside another program
+        forget_handler_state()  # what that program's handlers cached points elsewhere (another endpoint, names)
         if options.log_file is not None:
             options.log_file.parent.mkdir(parents=True, exist_ok=True)
         os.environ.update(LOCAL_CREDENTIALS)
@@ -396,7 +397,7 @@ class LocalStack:
             os.environ.clear()
             os.environ.update(self._saved_environment)
             self._saved_environment = None
-            aws.forget_clients()  # the in-process handlers' clients pointed at this stack
+            forget_handler_state()  # the in-process handlers' clients and settings were this stack's
         return stopped
 
     def _stop_services(self, deadline: float) -> bool:
@@ -434,6 +435,18 @@ class LocalStack:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def forget_handler_state() -> None:
+    """Drop what the handlers that run in this process (the API's, the bucket-metrics schedule's, an in-process
+    worker) cached from the environment: clients with their endpoint, and settings with the resource names. A stack
+    started after another one, or after a program's own use of the handlers, would otherwise talk to the old ones."""
+    from monitoring import s3_metrics
+    from pipeline import presign, read_api, worker
+
+    aws.forget_clients()
+    for cached in (presign._settings, read_api._settings, s3_metrics._s3, s3_metrics._cloudwatch, worker._deps):
+        cached.cache_clear()
 
 
 def describe_scan(report: dict[str, Any]) -> str:

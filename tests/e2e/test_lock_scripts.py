@@ -85,7 +85,7 @@ def needed_by(package: str, lock: Path) -> set[str]:
             words = line.strip().lstrip("#").strip().removeprefix("via").split()
             parents.setdefault(current, set()).update(canonicalize_name(word) for word in words if word[0].isalpha())
     found: set[str] = set()
-    frontier = {canonicalize_name(package)}
+    frontier: set[str] = {canonicalize_name(package)}
     while frontier:
         frontier = {child for child, via in parents.items() if via & frontier} - found
         found |= frontier

@@ -13,6 +13,7 @@ import pytest
 from botocore.config import Config
 
 from loadtest.local.provision import provision, register_stack
+from loadtest.local.stack import forget_handler_state
 from monitoring import s3_metrics
 from monitoring.target import StackInfo
 from pipeline import aws
@@ -176,11 +177,7 @@ IAM_RECORDER = pytest.StashKey[CallRecorder]()
 @pytest.fixture(scope="session", autouse=True)
 def iam_recorder(pytestconfig: pytest.Config) -> Iterator[CallRecorder]:
     """Installed before the functional tests make clients; clients cached by earlier suites are dropped."""
-    from pipeline import worker
-
-    aws.forget_clients()
-    for cached in (s3_metrics._s3, s3_metrics._cloudwatch, worker._deps):
-        cached.cache_clear()
+    forget_handler_state()
     recorder = CallRecorder()
     pytestconfig.stash[IAM_RECORDER] = recorder
     with recorder.installed():
