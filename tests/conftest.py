@@ -54,17 +54,18 @@ def jpeg_bytes(width: int = 1600, height: int = 1200, *, orientation: int | None
     return buffer.getvalue()
 
 
-# The files that take minutes (each runs whole on one worker: scripts/test uses pytest-xdist's --dist loadfile),
-# longest first. Started first, they run beside the many short files instead of after them, so the parallel suite
-# ends when its total work is done rather than with one of these still going. Times: one serial run on the project's
-# 2-core machine, 2026-12-05.
+# The files that take minutes (each runs whole on one worker: scripts/test uses pytest-xdist's --dist loadfile and
+# --no-loadscope-reorder), started first so that they run beside the many short files instead of after them. The
+# first three go to the three workers; xdist at once queues one more file behind a worker whose file has at most two
+# tests left (the drill and the stress test are single tests), so the 4th and 5th are the shorter ones. Times: one
+# serial run on the project's 2-core machine, 2026-12-05.
 LONGEST_FIRST = (
-    "tests/e2e/test_readme.py",  # ~275 s: the README's main job, 1,000 images
-    "tests/e2e/test_drill.py",  # ~250 s: every drill in a row
-    "tests/e2e/test_loadtest.py",  # ~175 s
-    "tests/e2e/test_ctrl_c_stress.py",
-    "tests/e2e/test_chaos.py",  # ~100 s
-    "tests/e2e/test_runbooks.py",  # ~90 s
+    "tests/e2e/test_readme.py",  # ~275 s: the README's main job, 1,000 images, and ~60 short tests
+    "tests/e2e/test_drill.py",  # ~250 s: every drill in a row (one test)
+    "tests/e2e/test_ctrl_c_stress.py",  # ~210 s: 30 interrupts (one test)
+    "tests/e2e/test_runbooks.py",  # ~90 s, behind the drill
+    "tests/e2e/test_chaos.py",  # ~100 s, behind the stress test
+    "tests/e2e/test_loadtest.py",  # ~175 s, to the first worker free
 )
 
 
