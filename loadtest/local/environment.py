@@ -60,6 +60,10 @@ def remove_cgroups(label: str, timeout: float = 2.0) -> list[Path]:
             for pid in _cgroup_pids(folder):
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
+                # A zombie still holds its cgroup. An environment whose poller was killed is this process's child
+                # once it is the subreaper (become_subreaper): reap it now rather than wait for init to.
+                with contextlib.suppress(OSError):
+                    os.waitpid(pid, os.WNOHANG)
             with contextlib.suppress(OSError):
                 folder.rmdir()
         left = [folder for folder in left if folder.exists()]
@@ -68,6 +72,24 @@ def remove_cgroups(label: str, timeout: float = 2.0) -> list[Path]:
         else:
             break
     return left
+
+
+PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+
+
+def become_subreaper() -> bool:
+    """Make this process the one that orphaned descendants are reparented to (Linux), instead of init: when a stop
+    kills a poller, its execution environment becomes this process's child, which remove_cgroups can reap at once
+    (init here reaps only every couple of seconds, and until then the zombie keeps its cgroup). False elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
 
 
 def _cgroup_pids(folder: Path) -> list[int]:

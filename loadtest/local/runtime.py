@@ -67,6 +67,8 @@ class RuntimeConfig:
     cgroup_label: str = ""
 
 
+# The least time a stop gives the execution environments' cgroups to go, even past its deadline (WorkerPool.stop).
+CGROUP_GRACE_SECONDS = 0.5
 # What a stop keeps, at the end of its time, to kill what is left, reap it and remove its cgroups (WorkerPool.stop).
 KILL_SECONDS = 1.0
 # Signals the parent handles for its children: they leave stopping to it (see run_worker).
@@ -631,7 +633,10 @@ class WorkerPool:
             kill_trees((process.pid for process in alive if process.pid is not None), left(deadline))
             join_all(alive, deadline)
         if self._config.cgroup_label:  # those of environments whose poller died earlier too (a crash, an OOM kill)
-            remove_cgroups(self._config.cgroup_label, timeout=left(deadline))
+            # At least CGROUP_GRACE_SECONDS: a process killed just now needs a moment to die and be reaped, and a
+            # cgroup left behind outlives the stack (it comes out of the 3 s between the stop's deadline and the
+            # watchdog, imgops.local).
+            remove_cgroups(self._config.cgroup_label, timeout=max(left(deadline), CGROUP_GRACE_SECONDS))
         return not any(process.is_alive() for process in self._pollers())
 
     def _pollers(self) -> list[multiprocessing.process.BaseProcess]:

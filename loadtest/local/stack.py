@@ -23,6 +23,7 @@ from werkzeug.wrappers import Request, Response
 from dashboards.template import LOCAL_API_ID
 from loadtest.local.api import ApiServer, LocalHttpApi, Route, default_routes
 from loadtest.local.context import LocalLambdaContext
+from loadtest.local.environment import become_subreaper
 from loadtest.local.faults import FAULTS_FILE_ENV
 from loadtest.local.jwt_auth import CognitoJwtVerifier
 from loadtest.local.metrics import (
@@ -223,6 +224,7 @@ class LocalStack:
         options = self.options
         self._saved_environment = dict(os.environ)  # restored by stop(): the stack may run inside another program
         forget_handler_state()  # what that program's handlers cached points elsewhere (another endpoint, names)
+        become_subreaper()  # a killed poller's execution environment is then reaped here, and its cgroup removed
         if options.log_file is not None:
             options.log_file.parent.mkdir(parents=True, exist_ok=True)
         os.environ.update(LOCAL_CREDENTIALS)
