@@ -74,22 +74,35 @@ def remove_cgroups(label: str, timeout: float = 2.0) -> list[Path]:
     return left
 
 
-PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+# linux/prctl.h
+PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
 
 
-def become_subreaper() -> bool:
-    """Make this process the one that orphaned descendants are reparented to (Linux), instead of init: when a stop
-    kills a poller, its execution environment becomes this process's child, which remove_cgroups can reap at once
-    (init here reaps only every couple of seconds, and until then the zombie keeps its cgroup). False elsewhere."""
+def set_subreaper(on: bool) -> bool | None:
+    """Make this process the one its orphaned descendants are reparented to (Linux), instead of init, or stop being
+    it. Returns whether it was before; None where that cannot be asked or set (then nothing changed)."""
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     import ctypes
 
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+        was = ctypes.c_int(0)
+        if prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(was), 0, 0, 0) != 0:
+            return None
+        if prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) != 0:
+            return None
     except (OSError, AttributeError):
-        return False
+        return None
+    return bool(was.value)
+
+
+def become_subreaper() -> bool:
+    """This process as its descendants' subreaper for good: when a stop kills a poller, its execution environment
+    becomes this process's child, which remove_cgroups can reap at once (init here reaps only every couple of
+    seconds, and until then the zombie keeps its cgroup). False where that cannot be set."""
+    return set_subreaper(True) is not None
 
 
 def _cgroup_pids(folder: Path) -> list[int]:

@@ -32,7 +32,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from loadtest.local.context import LocalLambdaContext, peak_rss_kb
-from loadtest.local.environment import ExecutionEnvironment, FunctionConfig, Outcome, remove_cgroups
+from loadtest.local.environment import (
+    ExecutionEnvironment,
+    FunctionConfig,
+    Outcome,
+    remove_cgroups,
+    set_subreaper,
+)
 from loadtest.local.metrics import (
     DEFAULT_FLUSH_SECONDS,
     LAMBDA_NAMESPACE,
@@ -171,22 +177,16 @@ def kill_trees(pids: Iterable[int], reap_timeout: float = 1.0) -> set[int]:
     return stopped
 
 
-_PR_SET_CHILD_SUBREAPER = 36
-
-
 @contextlib.contextmanager
 def _adopting_orphans() -> Iterator[bool]:
-    """This process as the child subreaper meanwhile (Linux prctl); yields whether it is."""
+    """This process as the child subreaper meanwhile (environment.set_subreaper); yields whether it is. A process
+    that already was one (a stack: LocalStack.start) stays one."""
+    was = set_subreaper(True)
     try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-        adopting = prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        adopting = False
-    try:
-        yield adopting
+        yield was is not None
     finally:
-        if adopting:
-            prctl(_PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+        if was is False:
+            set_subreaper(False)
 
 
 def _reap(pids: set[int], deadline: float) -> None:
