@@ -11,6 +11,12 @@ In front of moto's WSGI app sits `ServiceMeter`, which does two things moto does
   and a failing publish is reported (at most once a minute) and otherwise ignored: requests never wait for it.
 - It answers `GET /_imgops/health` itself (200, no AWS service involved), what liveness checks probe instead of
   a service URL (moto's `/` is S3 ListBuckets).
+- It serves DynamoDB requests one at a time. moto's DynamoDB is not thread-safe: an UpdateItem changes an item in
+  place while a GetItem on another thread serializes it, and the GetItem dies with "dictionary changed size during
+  iteration" (HTTP 500; seen in the 1,000-image main job). DynamoDB itself never answers a read with a 500 for that.
+  Every DynamoDB call here is an in-memory operation of well under a millisecond of moto's time, and they all share
+  one GIL anyway, so the lock costs next to nothing; S3 (which copies its key store before iterating) and SQS (whose
+  ReceiveMessage may long-poll for 20 s) are not serialized.
 
 In front of both sits `CognitoCors` (loadtest/local/cors.py): the browser's CORS preflights to Cognito are answered
 by the stack, for the origins the parent allows (`MotoProcess.allow_origins`), whatever moto's release does with them.
@@ -25,6 +31,7 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.synchronize
+import os
 import re
 import signal
 import socket
@@ -32,6 +39,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -84,11 +92,19 @@ class ServiceMeter:
     def __init__(self, app: WsgiApp, publisher: StatisticsPublisher | None) -> None:
         self._app = app
         self._publisher = publisher
+        self._dynamodb = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == HEALTH_PATH and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "16")])
             return [b'{"status":"ok"}\n']
+        if not str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith(DYNAMODB_TARGET_PREFIX):
+            return self._serve(environ, start_response)
+        with self._dynamodb:  # see the module's docstring; the answer is read whole before the lock is let go
+            result = self._serve(environ, start_response)
+            return result if isinstance(result, list) else _read_whole(result)
+
+    def _serve(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         observed = self._observed_kind(environ) if self._publisher is not None else None
         if observed is None:
             return self._app(environ, start_response)
@@ -157,6 +173,15 @@ class ServiceMeter:
             return
         form = {key: values[-1] for key, values in parse_qs(body.decode("utf-8", "replace")).items()}
         self._publisher.observe(region, SNS_NAMESPACE, sns_observations(form, status, answer))
+
+
+def _read_whole(result: Iterable[bytes]) -> list[bytes]:
+    try:
+        return [b"".join(result)]
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
 
 
 def sns_observations(form: Mapping[str, str], status: int, answer: bytes) -> list[Observation]:
@@ -298,10 +323,15 @@ def _serve(
     conn: multiprocessing.connection.Connection,
     metrics: bool,
     flush_every: float,
+    log_file: str | None = None,
 ) -> None:
     # The parent decides when to stop: Ctrl-C or a SIGTERM to the process group must not kill this one first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if log_file is not None:  # the stack's log, like the workers' output: not the console a load test draws on
+        with Path(log_file).open("ab", buffering=0) as log:
+            os.dup2(log.fileno(), sys.stdout.fileno())
+            os.dup2(log.fileno(), sys.stderr.fileno())
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request on the console
     endpoint: list[str] = []
     publisher = (
@@ -333,14 +363,23 @@ def _serve(
 
 class MotoProcess:
     """moto's server in a child process; `metrics` publishes AWS/DynamoDB and AWS/SNS from what it serves, every
-    `flush_every` seconds."""
+    `flush_every` seconds. With `log_file`, what the process prints (a request moto failed on, a metrics warning)
+    is appended there instead of reaching the console."""
 
-    def __init__(self, port: int = 0, *, metrics: bool = True, flush_every: float = DEFAULT_FLUSH_SECONDS) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        *,
+        metrics: bool = True,
+        flush_every: float = DEFAULT_FLUSH_SECONDS,
+        log_file: Path | None = None,
+    ) -> None:
         context = multiprocessing.get_context("spawn")
         # A pipe, not an Event, says "stop": setting an Event blocks for good if a process waiting on it died.
         self._parent_conn, child_conn = context.Pipe()
+        log = None if log_file is None else str(log_file)
         self._process = context.Process(
-            target=_serve, args=(port, child_conn, metrics, flush_every), name="moto", daemon=True
+            target=_serve, args=(port, child_conn, metrics, flush_every, log), name="moto", daemon=True
         )
         self.endpoint_url = ""
         self._port = port

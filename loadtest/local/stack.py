@@ -208,7 +208,12 @@ class LocalStack:
         self.options = options
         self.bucket_metrics_every_seconds: int | None = None  # known once started: the rule's, or the option
         self._log_lock = threading.Lock()
-        self._moto = MotoProcess(options.port, metrics=options.metrics, flush_every=options.metrics_flush_seconds)
+        self._moto = MotoProcess(
+            options.port,
+            metrics=options.metrics,
+            flush_every=options.metrics_flush_seconds,
+            log_file=options.log_file,
+        )
         self._api: ApiServer | None = None
         self._workers: WorkerPool | None = None
         self._metrics: MetricBuffer | None = None
