@@ -21,6 +21,7 @@ import requests
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pipeline.aws import new_session
 from pipeline.errors import ImgopsError
 from pipeline.resources import Env, ResourceNames, StackOutputs
 
@@ -147,7 +148,7 @@ def running_stack(path: Path | None = None) -> StackInfo:
 
 def local_session(region: str) -> boto3.session.Session:
     """A session for the embedded AWS: its dummy credentials, whatever the shell exports."""
-    return boto3.session.Session(
+    return new_session(
         region_name=region,
         aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
@@ -194,7 +195,7 @@ class Target:
     def session(self) -> boto3.session.Session:
         if self.local:
             return local_session(self.region)
-        return boto3.session.Session(region_name=self.region)
+        return new_session(region_name=self.region)
 
     def client(self, service: str, *, config: Config | None = None) -> Any:
         return self.session().client(  # type: ignore[call-overload]
@@ -221,7 +222,7 @@ class Target:
 
 def sdk_client(service: str, region: str = DEFAULT_REGION, *, config: Config | None = None) -> Any:
     """A client for resources named outright (no stack): the normal credential chain and AWS_ENDPOINT_URL."""
-    session = boto3.session.Session(region_name=region)
+    session = new_session(region_name=region)
     return session.client(service, config=config or client_config())  # type: ignore[call-overload]
 
 
@@ -271,7 +272,7 @@ def deployed_target(stack_name: str, region: str = DEFAULT_REGION, *, endpoint_u
     `AWS_ENDPOINT_URL` (LocalStack, or the local stack's embedded AWS), or on `endpoint_url`."""
     endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
     local = embedded_endpoint(endpoint)
-    session = local_session(region) if local else boto3.session.Session(region_name=region)
+    session = local_session(region) if local else new_session(region_name=region)
     cloudformation = session.client("cloudformation", endpoint_url=endpoint, config=client_config())
     outputs = stack_outputs(cloudformation, stack_name, region)
     return Target(

@@ -56,6 +56,7 @@ from loadtest.local.metrics import (
     sns_message_size,
     sns_publish_observations,
 )
+from pipeline.aws import shared_loader
 from pipeline.errors import ImgopsError
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ DYNAMODB_TARGET_PREFIX = "DynamoDB_20120810."
 # Bodies larger than this pass through unobserved (DynamoDB items are at most 400 KB; SNS messages 256 KB).
 MAX_OBSERVED_BODY_BYTES = 2 * 1024 * 1024
 DEFAULT_REGION = "us-east-1"
+MAX_REMEMBERED_HOSTS = 1024
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/(?P<region>[a-z0-9-]+)/(?P<service>[a-z0-9-]+)/")
 _ERROR_CODE = re.compile(rb"<Code>([^<]+)</Code>")
 _BATCH_ENTRY_ID = re.compile(r"PublishBatchRequestEntries\.member\.\d+\.Id")
@@ -290,18 +292,48 @@ def _warn(message: str) -> None:
     print(f"embedded AWS: metrics: {message}", file=sys.stderr, flush=True)
 
 
+def _dispatcher() -> WsgiApp:
+    """moto's dispatcher, remembering which backend serves a host.
+
+    moto answers that on every request by listing its own package's directory (about 200 stat calls); the answer
+    never changes while the server runs. About a tenth of the server's CPU under the main job."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    class Dispatcher(DomainDispatcherApplication):
+        def __init__(self) -> None:
+            super().__init__(create_backend_app)
+            self._backends: dict[str | None, Any] = {}
+
+        def get_backend_for_host(self, host: str | None) -> Any:
+            if host in self._backends:
+                return self._backends[host]
+            backend = super().get_backend_for_host(host)
+            if len(self._backends) < MAX_REMEMBERED_HOSTS:  # hosts are service × region; a bound all the same
+                self._backends[host] = backend
+            return backend
+
+    return Dispatcher()
+
+
+def share_service_models() -> None:
+    """Every botocore session in this process shares one loader of service models and endpoints (shared_loader).
+
+    moto makes sessions of its own (one parses all of botocore's endpoints.json, ~0.4 s of CPU, when the
+    CloudFormation the stack's outputs live in is first used) and so does the metrics publisher; once is enough.
+    For the server's process only: it changes botocore for everything in the process."""
+    import botocore.session
+
+    botocore.session.create_loader = lambda *args, **kwargs: shared_loader()
+
+
 class MeteredMotoServer:
     """moto's ThreadedMotoServer, with ServiceMeter in front of its app and CognitoCors in front of both."""
 
     def __init__(self, port: int, publisher: StatisticsPublisher | None) -> None:
-        from moto.moto_server.werkzeug_app import (
-            DomainDispatcherApplication,
-            MotoRequestHandler,
-            create_backend_app,
-        )
+        from moto.moto_server.werkzeug_app import MotoRequestHandler
         from werkzeug.serving import make_server
 
-        self.cors = CognitoCors(ServiceMeter(DomainDispatcherApplication(create_backend_app), publisher))
+        self.cors = CognitoCors(ServiceMeter(_dispatcher(), publisher))
         self._server = make_server("127.0.0.1", port, self.cors, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
 
@@ -333,6 +365,7 @@ def _serve(
             os.dup2(log.fileno(), sys.stdout.fileno())
             os.dup2(log.fileno(), sys.stderr.fileno())
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request on the console
+    share_service_models()
     endpoint: list[str] = []
     publisher = (
         StatisticsPublisher(
