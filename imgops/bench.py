@@ -171,7 +171,7 @@ def batch(
         run_batch_bench,
     )
     from loadtest.bench import bench_inputs
-    from loadtest.local.faults import FaultSpecError
+    from localaws.faults import FaultSpecError
     from monitoring.target import state_dir
 
     try:

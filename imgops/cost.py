@@ -113,7 +113,7 @@ def report(
 def _variants(base: Workload, requested: str, sizing: Path | None) -> list[Workload]:
     """`base` re-priced at other worker sizes, with the duration the sizing run found for each."""
     from loadtest.cost import CostError
-    from loadtest.sizing import Measurement, modeled_duration_ms
+    from sizing.memory import Measurement, modeled_duration_ms
 
     names = [part.strip() for part in requested.split(",") if part.strip()]
     if not names:
@@ -150,7 +150,7 @@ def _template_worker() -> tuple[int, str, str]:
     """The worker's memory size and architecture in the synthesized template (cached after the first synth);
     the CDK app's defaults where it cannot be synthesized here (no Node.js)."""
     from dashboards.template import TemplateError, stack_template
-    from loadtest.sizing import SizingError, worker_spec
+    from sizing.memory import SizingError, worker_spec
 
     try:
         with console.status("Reading the worker's configuration from the synthesized template…"):

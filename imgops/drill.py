@@ -10,11 +10,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from drills.names import ALIASES, CAUSES
 from imgops.errors import command_errors, stderr
-from loadtest.drills.names import ALIASES, CAUSES
 
 if TYPE_CHECKING:
-    from loadtest.drills.framework import DrillOptions, DrillResult
+    from drills.framework import DrillOptions, DrillResult
 
 app = typer.Typer(
     help="Rehearse each alarm's runbook on a time-compressed local stack: the alarm fires, the runbook's "
@@ -36,8 +36,8 @@ def _say(line: str) -> None:
 
 def _run(names: list[str], options: DrillOptions) -> list[DrillResult]:
     """Run the drills on one stack; a failed expectation ends the command with DRILL FAILED and exit 1."""
-    from loadtest.drills.catalogue import find  # the whole local stack: only when drilling
-    from loadtest.drills.framework import DrillFailed, run_drills
+    from drills.catalogue import find  # the whole local stack: only when drilling
+    from drills.framework import DrillFailed, run_drills
 
     with command_errors():
         try:
@@ -48,7 +48,7 @@ def _run(names: list[str], options: DrillOptions) -> list[DrillResult]:
 
 
 def _options(timeout: float, template: Path | None, *, healthy: int = 8, poison: int = 4) -> DrillOptions:
-    from loadtest.drills.framework import DrillOptions
+    from drills.framework import DrillOptions
 
     return DrillOptions(timeout_seconds=timeout, template=template, healthy=healthy, poison=poison)
 

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from imgops.errors import command_errors
-from loadtest.local.faults import parse_rules, read_rules, write_rules
+from localaws.faults import parse_rules, read_rules, write_rules
 from monitoring.target import faults_file
 
 app = typer.Typer(

@@ -215,8 +215,8 @@ def _target(
 ) -> Iterator[LoadTarget]:
     """The stack to load; an embedded one started here writes its output (worker REPORT lines, logs) to
     `stack_log`, if given, rather than into the progress display. Messages go to `out` (default: stdout)."""
-    from loadtest.local.stack import LocalStack, LocalStackOptions
     from loadtest.targets import LoadTarget, aws_load_target
+    from localaws.stack import LocalStack, LocalStackOptions
     from monitoring.target import NoLocalStack, StackInfo, for_local, running_stack
 
     out = out or console
@@ -491,9 +491,9 @@ def sizing(
     from loadtest.corpus import parse_mix, stratified_sample
     from loadtest.cost import load_prices
     from loadtest.runner import new_run_id
-    from loadtest.sizing import CDK_JSON, SizingOptions, apply_to_cdk_json, worker_spec
-    from loadtest.sizing_report import write_sizing
     from loadtest.targets import aws_load_target
+    from sizing.memory import CDK_JSON, SizingOptions, apply_to_cdk_json, worker_spec
+    from sizing.report import write_sizing
 
     sizes = _memory_sizes(memory)
     say = Console(stderr=True, highlight=False) if as_json else console
@@ -536,7 +536,7 @@ def sizing(
             if aws_target is not None:
                 applied.append(_apply_deployed(aws_target.stack, chosen, yes, say))
     if as_json:
-        from loadtest.sizing import power_tuning_json
+        from sizing.memory import power_tuning_json
 
         payload = power_tuning_json(result, strategy.value)
         payload["imgops"]["report"] = str(report)
@@ -553,7 +553,7 @@ def sizing(
 def _apply_deployed(stack: Any, memory_mb: int, yes: bool, say: Console) -> str:
     import sys
 
-    from loadtest.sizing import update_function_memory
+    from sizing.memory import update_function_memory
 
     if not yes:
         if not sys.stdin.isatty():
@@ -579,7 +579,7 @@ def _sizing_progress(say: Console) -> Progress:
 def _local_sizing(
     stack: Any, spec: Any, samples: list[Any], options: Any, prices: Any, corpus_cache: Path, say: Console
 ) -> Any:
-    from loadtest.sizing import LocalSizing
+    from sizing.memory import LocalSizing
 
     run = LocalSizing(stack, spec, samples, options, prices=prices, cache_dir=corpus_cache)
     with _sizing_progress(say) as progress:
@@ -606,7 +606,7 @@ def _aws_sizing(
     """Measured on AWS (REPORT lines); the worst-case floor measured here, against the local stack's AWS."""
     from loadtest.harness import RunOptions
     from loadtest.runner import execute_run
-    from loadtest.sizing import (
+    from sizing.memory import (
         ProbeItem,
         Prober,
         SizingResult,
@@ -679,7 +679,7 @@ def _ms(value: Any) -> str:
 def _print_sizing(result: Any, lead: str, report: Path) -> None:
     from rich import box
 
-    from loadtest.sizing_report import calibration_line, floor_line, megapixels, sample_line
+    from sizing.report import calibration_line, floor_line, megapixels, sample_line
 
     table = result.table
     archs = list(result.options.architectures)

@@ -27,7 +27,7 @@ from monitoring.target import state_file as default_state_file
 from pipeline.resources import QUEUE_VISIBILITY_TIMEOUT_SECONDS, WORKER_TIMEOUT_SECONDS
 
 if TYPE_CHECKING:
-    from loadtest.local.stack import LocalStack, LocalStackOptions
+    from localaws.stack import LocalStack, LocalStackOptions
 
 app = typer.Typer(help="The embedded local AWS (moto) with the pipeline running on it.", no_args_is_help=True)
 console = Console(highlight=False)
@@ -35,7 +35,7 @@ console = Console(highlight=False)
 
 # `imgops local up` is gone this long after Ctrl-C or SIGTERM at the latest: its watchdog then kills what is left
 # and exits FORCED_STOP_EXIT, within FORCED_REAP_SECONDS more. The time budget, from the signal:
-#   LocalStack.stop's own deadline (loadtest.local.stack.STOP_SECONDS)   5 s   exit 0, everything stopped or killed
+#   LocalStack.stop's own deadline (localaws.stack.STOP_SECONDS)   5 s   exit 0, everything stopped or killed
 #   this watchdog                                                         8 s   exit 1; gone by ~9 s
 #   the tests' (tests/e2e/test_ctrl_c_stress.py, test_local_stack.py)    10 s
 # The 3 s between the first two are for the signal to reach the main thread and for the interpreter to exit; the
@@ -97,9 +97,9 @@ class _Stopping:
 def _forced_stop() -> Callable[[], None]:
     """What the watchdog runs: kill every process below this one, remove the environments' cgroups and the state
     file, and exit now. Its modules are imported here, up front (see _Stopping.install)."""
-    from loadtest.local.environment import remove_cgroups
-    from loadtest.local.runtime import descendants, kill_trees
-    from loadtest.local.stack import cgroup_label
+    from localaws.environment import remove_cgroups
+    from localaws.runtime import descendants, kill_trees
+    from localaws.stack import cgroup_label
 
     label = cgroup_label()
 
@@ -195,8 +195,8 @@ def up(
     stopping = _Stopping()
     with contextlib.suppress(KeyboardInterrupt):  # one before the stack existed (importing it): nothing to stop
         stopping.install()
-        from loadtest.local.metrics import DEFAULT_SAMPLE_SECONDS  # the local AWS: only for `up`
-        from loadtest.local.stack import LocalStackOptions
+        from localaws.metrics import DEFAULT_SAMPLE_SECONDS  # the local AWS: only for `up`
+        from localaws.stack import LocalStackOptions
 
         options = LocalStackOptions(
             port=port,
@@ -217,7 +217,7 @@ def up(
 
 def _run_stack(options: LocalStackOptions, stopping: _Stopping) -> None:
     """Start the stack, print how to use it and wait for Ctrl-C; stop it however this ends."""
-    from loadtest.local.stack import LocalStack
+    from localaws.stack import LocalStack
 
     with command_errors():
         stack = LocalStack(options, announce=_announce)
@@ -274,7 +274,7 @@ def status(state_file: StateFile = None) -> None:
 
 
 def _print_info(info: StackInfo, state: Path) -> None:
-    from loadtest.local.web import page_url
+    from localaws.web import page_url
 
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(no_wrap=True)

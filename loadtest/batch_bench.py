@@ -6,7 +6,7 @@ the billed time per image down towards its CPU time at >= 1 vCPU. This measures 
 IMGOPS_WORKER_OVERLAP:
 
 - an embedded AWS (moto's server, in a process of its own, over HTTP) holds a bucket, a table and a topic;
-- the handler runs in a local Lambda execution environment (loadtest.local.environment) configured as the function
+- the handler runs in a local Lambda execution environment (localaws.environment) configured as the function
   at `memory_mb` (default 1,769 MB = 1 vCPU): a cgroup memory cap and a CFS quota of its CPU share; one environment
   per mode, warmed up first (init and the first invocation are Lambda's cold start, not measured);
 - each run uploads `images` fresh copies of the corpus's 12 MP JPEGs and invokes the function once with a batch of
@@ -14,7 +14,7 @@ IMGOPS_WORKER_OVERLAP:
 - per invocation: the duration as the runtime measures it (Lambda's Duration), billed = ceil(duration), the
   environment process's CPU time (all its threads, from /proc: 10 ms ticks), how long its main thread waited for a
   CPU (schedstat run_delay: other load on this machine, or the quota), and Max Memory Used;
-- `latencies`: each request the handler makes first waits as the spec says (loadtest.local.faults' latency hook:
+- `latencies`: each request the handler makes first waits as the spec says (localaws.faults' latency hook:
   `30` for every request, `s3=30,dynamodb=8,sns=20` per service). With none the embedded AWS answers in a
   millisecond or two, far faster than AWS; the default second setting is closer to AWS's in-region first-byte
   times. Neither models S3's transfer time for the 3 MB GET (moto on loopback streams it in a few ms).
@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadtest.local.cgroups import cpu_writable, memory_writable
-from loadtest.local.context import sqs_upload_record
-from loadtest.local.environment import ExecutionEnvironment, FunctionConfig, Outcome
-from loadtest.local.faults import LATENCY_ENV, parse_latency
+from localaws.cgroups import cpu_writable, memory_writable
+from localaws.context import sqs_upload_record
+from localaws.environment import ExecutionEnvironment, FunctionConfig, Outcome
+from localaws.faults import LATENCY_ENV, parse_latency
 from monitoring.target import LOCAL_CREDENTIALS, local_session
 from pipeline.keys import upload_key
 from pipeline.resources import WORKER_BATCH_SIZE, WORKER_TIMEOUT_SECONDS, Env
@@ -59,7 +59,7 @@ class BatchBenchOptions:
     images: int = WORKER_BATCH_SIZE
     runs: int = 5
     memory_mb: int = ONE_VCPU_MB
-    latencies: tuple[str, ...] = DEFAULT_LATENCIES  # loadtest.local.faults.parse_latency specs
+    latencies: tuple[str, ...] = DEFAULT_LATENCIES  # localaws.faults.parse_latency specs
 
     def __post_init__(self) -> None:
         for latency in self.latencies:
@@ -136,7 +136,7 @@ def describe_latency(latency: str) -> str:
 
 @contextlib.contextmanager
 def embedded_aws() -> Iterator[str]:
-    from loadtest.local.moto_process import MotoProcess
+    from localaws.moto_process import MotoProcess
 
     moto = MotoProcess(metrics=False)
     endpoint = moto.start()

@@ -102,7 +102,7 @@ def report_log() -> Path:
 
 
 def faults_file() -> Path:
-    """The fault rules the local stack's workers follow (see loadtest.local.faults)."""
+    """The fault rules the local stack's workers follow (see localaws.faults)."""
     return state_dir() / "faults.json"
 
 
@@ -135,7 +135,7 @@ def running_stack(path: Path | None = None) -> StackInfo:
     path = path or state_file()
     info = read_state(path)
     try:
-        # A path the embedded AWS answers itself (loadtest.local.moto_process.HEALTH_PATH), not an AWS request
+        # A path the embedded AWS answers itself (localaws.moto_process.HEALTH_PATH), not an AWS request
         # (its `/` is S3 ListBuckets); any answer means it runs.
         requests.get(f"{info.endpoint_url.rstrip('/')}/_imgops/health", timeout=2)
     except requests.RequestException:

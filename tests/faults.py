@@ -7,7 +7,7 @@ from typing import Any
 
 from botocore.awsrequest import AWSResponse
 
-from loadtest.local.faults import error_response
+from localaws.faults import error_response
 
 
 def inject_fault(client: Any, operation: str, *, status: int, code: str) -> Callable[[], None]:

@@ -14,9 +14,9 @@ import pytest
 
 from loadtest.corpus import build_corpus, parse_mix, upload_plan
 from loadtest.harness import LoadTest, RunOptions
-from loadtest.local.faults import parse_rules, write_rules
-from loadtest.local.stack import LocalStack, LocalStackOptions
 from loadtest.targets import LoadTarget
+from localaws.faults import parse_rules, write_rules
+from localaws.stack import LocalStack, LocalStackOptions
 from monitoring import dlq
 from monitoring.target import STATE_DIR_ENV, faults_file, for_local, report_log
 from pipeline import store

@@ -34,8 +34,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from loadtest.local.environment import labelled_cgroups, remove_cgroups
-from loadtest.local.stack import cgroup_label
+from localaws.environment import labelled_cgroups, remove_cgroups
+from localaws.stack import cgroup_label
 from monitoring.target import StackInfo, fetch_access_token
 from tests.conftest import jpeg_bytes
 from tests.e2e.conftest import LOCAL_UP_OUTPUT, local_up_output
@@ -45,7 +45,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # ~3.5 minutes serial
 RUNS = int(os.environ.get("IMGOPS_CTRL_C_RUNS", "30"))
 LANES = 2
 # From the signal to `imgops local up` exiting, and to the last process of its group gone: above the stack's own
-# stop deadline (5 s, loadtest.local.stack.STOP_SECONDS) and its watchdog's (8 s, imgops.local.FORCED_STOP_SECONDS).
+# stop deadline (5 s, localaws.stack.STOP_SECONDS) and its watchdog's (8 s, imgops.local.FORCED_STOP_SECONDS).
 STOP_BUDGET_SECONDS = 10.0
 START_TIMEOUT_SECONDS = 90.0
 MOMENTS = ("starting", "idle", "mid-batch", "mid-publish", "alarm-check", "stuck", "unread-output")

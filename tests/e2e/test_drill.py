@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from loadtest.drills.names import CAUSES
+from drills.names import CAUSES
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(960)]  # ~4 minutes of drills; the CLI call may take 900 s
 

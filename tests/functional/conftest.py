@@ -12,8 +12,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from loadtest.local.provision import provision, register_stack
-from loadtest.local.stack import forget_handler_state
+from localaws.provision import provision, register_stack
+from localaws.stack import forget_handler_state
 from monitoring import s3_metrics
 from monitoring.target import StackInfo
 from pipeline import aws

@@ -16,10 +16,10 @@ import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from loadtest.local.api import ApiServer, LocalHttpApi, default_routes
-from loadtest.local.context import LocalLambdaContext
-from loadtest.local.jwt_auth import CognitoJwtVerifier, TokenRejected
-from loadtest.local.provision import create_user
+from localaws.api import ApiServer, LocalHttpApi, default_routes
+from localaws.context import LocalLambdaContext
+from localaws.jwt_auth import CognitoJwtVerifier, TokenRejected
+from localaws.provision import create_user
 from monitoring.target import StackInfo, fetch_access_token
 from pipeline import presign, read_api
 from pipeline.presign import grant_upload

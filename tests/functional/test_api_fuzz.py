@@ -24,9 +24,9 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from loadtest.local.api import ApiServer, LocalHttpApi, Route
-from loadtest.local.context import LocalLambdaContext
-from loadtest.local.jwt_auth import CognitoJwtVerifier
+from localaws.api import ApiServer, LocalHttpApi, Route
+from localaws.context import LocalLambdaContext
+from localaws.jwt_auth import CognitoJwtVerifier
 from monitoring.target import StackInfo, fetch_access_token
 from pipeline import presign, read_api
 from pipeline.imaging import SUPPORTED_CONTENT_TYPES

@@ -33,9 +33,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from werkzeug.serving import make_server
 
-from loadtest.local.api import ApiServer, LocalHttpApi, default_routes
-from loadtest.local.jwt_auth import CognitoJwtVerifier
-from loadtest.local.provision import create_user, provision
+from localaws.api import ApiServer, LocalHttpApi, default_routes
+from localaws.jwt_auth import CognitoJwtVerifier
+from localaws.provision import create_user, provision
 from monitoring.target import StackInfo, fetch_access_token
 from pipeline import presign, read_api, worker
 from pipeline.resources import Env, ResourceNames

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from loadtest.local.moto_process import DYNAMODB_TARGET_PREFIX, MotoProcess
+from localaws.moto_process import DYNAMODB_TARGET_PREFIX, MotoProcess
 
 SIGNED = "AWS4-HMAC-SHA256 Credential=testing/20261205/us-east-1/dynamodb/aws4_request"
 

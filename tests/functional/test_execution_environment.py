@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from loadtest.local.cgroups import memory_writable
-from loadtest.local.environment import ExecutionEnvironment, FunctionConfig
+from localaws.cgroups import memory_writable
+from localaws.environment import ExecutionEnvironment, FunctionConfig
 
 HANDLER = "tests.lambda_handlers.handler"
 
@@ -76,7 +76,7 @@ def test_memory_beyond_the_functions_size_is_an_out_of_memory_kill() -> None:
 
 @pytest.mark.skipif(not memory_writable(), reason="cgroup v1 controllers not writable here")
 def test_the_cpu_share_option_gives_the_environment_lambdas_quota() -> None:
-    from loadtest.local.cgroups import CFS_PERIOD_US, cpu_quota_us
+    from localaws.cgroups import CFS_PERIOD_US, cpu_quota_us
 
     lines: list[str] = []
     function = FunctionConfig("cpu-test", HANDLER, 512, 5)

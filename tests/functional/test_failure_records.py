@@ -21,8 +21,8 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from typer.testing import CliRunner
 
 from imgops import app
-from loadtest.local.context import LocalLambdaContext
-from loadtest.local.runtime import sqs_event
+from localaws.context import LocalLambdaContext
+from localaws.runtime import sqs_event
 from monitoring.images import status_rows
 from monitoring.target import StackInfo
 from pipeline import aws, imaging, labels, store, worker

@@ -10,7 +10,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from loadtest.local.faults import FaultInjector, FaultSpecError, parse_rules, write_rules
+from localaws.faults import FaultInjector, FaultSpecError, parse_rules, write_rules
 from monitoring.target import StackInfo
 
 

@@ -15,8 +15,8 @@ import boto3
 import pytest
 from PIL import Image
 
-from loadtest.local.context import LocalLambdaContext
-from loadtest.local.runtime import sqs_event
+from localaws.context import LocalLambdaContext
+from localaws.runtime import sqs_event
 from monitoring.target import StackInfo
 from pipeline import keys, read_api, store, worker
 from pipeline.resources import WORKER_BATCH_SIZE

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
-from loadtest.local.context import LocalLambdaContext
-from loadtest.local.runtime import sqs_event
+from localaws.context import LocalLambdaContext
+from localaws.runtime import sqs_event
 from monitoring import s3_metrics
 from monitoring.target import StackInfo
 from pipeline import presign, read_api, worker

@@ -20,9 +20,9 @@ import boto3
 import pytest
 from PIL import Image
 
-from loadtest.local.context import LocalLambdaContext
-from loadtest.local.faults import FaultInjector, FaultRule, write_rules
-from loadtest.local.runtime import sqs_event
+from localaws.context import LocalLambdaContext
+from localaws.faults import FaultInjector, FaultRule, write_rules
+from localaws.runtime import sqs_event
 from monitoring.target import StackInfo
 from pipeline import labels, read_api, store, worker
 from pipeline.worker import WorkerDeps
@@ -138,7 +138,7 @@ def test_a_rekognition_fault_leaves_the_thumbnails_done_and_says_why(
     tmp_path: Path,
     notifications: Callable[[], list[dict[str, Any]]],
 ) -> None:
-    """Injected as `imgops faults set rekognition:DetectLabels=1:ThrottlingException` does (loadtest.local.faults)."""
+    """Injected as `imgops faults set rekognition:DetectLabels=1:ThrottlingException` does (localaws.faults)."""
     rules = tmp_path / "faults.json"
     write_rules(rules, [FaultRule("rekognition", "DetectLabels", 1.0, "ThrottlingException")])
     injector = FaultInjector(rules).install(labelled.rekognition.meta.events)  # type: ignore[union-attr]

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from loadtest.local.stack import LocalStack, LocalStackOptions
+from localaws.stack import LocalStack, LocalStackOptions
 from monitoring.target import StackInfo
 from pipeline import presign
 from tests.functional.test_iam import api_event, lambda_context

@@ -20,10 +20,10 @@ from typer.testing import CliRunner
 from werkzeug.test import Client
 
 from imgops.monitoring import app as monitoring_app
-from loadtest.local.api import Route
-from loadtest.local.context import LocalLambdaContext
-from loadtest.local.jwt_auth import CognitoJwtVerifier
-from loadtest.local.metrics import (
+from localaws.api import Route
+from localaws.context import LocalLambdaContext
+from localaws.jwt_auth import CognitoJwtVerifier
+from localaws.metrics import (
     LAMBDA_NAMESPACE,
     BacklogAge,
     MetricBuffer,
@@ -42,9 +42,9 @@ from loadtest.local.metrics import (
     sqs_message_size,
     table_uses,
 )
-from loadtest.local.moto_process import HEALTH_PATH, MeteredMotoServer, MotoProcess
-from loadtest.local.runtime import RuntimeConfig, in_process, invoke
-from loadtest.local.stack import MeteredHttpApi, scheduled_event
+from localaws.moto_process import HEALTH_PATH, MeteredMotoServer, MotoProcess
+from localaws.runtime import RuntimeConfig, in_process, invoke
+from localaws.stack import MeteredHttpApi, scheduled_event
 from monitoring import s3_metrics
 from monitoring.target import StackInfo, fetch_access_token, running_stack
 from pipeline.resources import ResourceNames

@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from dashboards.template import Resolver, stack_template
-from loadtest.local.provision import NOT_CREATED, local_policy, physical_ids_for, provision, register_stack
+from localaws.provision import NOT_CREATED, local_policy, physical_ids_for, provision, register_stack
 from monitoring.target import StackInfo, deployed_target
 from pipeline.resources import ResourceNames, StackOutputs
 
@@ -37,7 +37,7 @@ def test_every_resource_type_is_created_or_listed_as_emulated(
     built: tuple[dict[str, Any], StackInfo, Resolver],
 ) -> None:
     template, _, _ = built
-    from loadtest.local.provision import _Builder
+    from localaws.provision import _Builder
 
     created = set(_Builder._ORDER)
     kinds = {r["Type"] for r in template["Resources"].values()}

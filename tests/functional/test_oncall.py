@@ -84,7 +84,7 @@ def test_redrive_failing_half_way_loses_and_duplicates_nothing(stack: StackInfo,
     sends = {"count": 0}
 
     def fail_after_three(**_: Any) -> Any:
-        from loadtest.local.faults import error_response
+        from localaws.faults import error_response
 
         sends["count"] += 1
         return error_response("sqs", "InternalError") if sends["count"] > 3 else None

@@ -13,8 +13,8 @@ from typing import Any
 import boto3
 import pytest
 
-from loadtest.local.context import LocalLambdaContext
-from loadtest.local.runtime import sqs_event
+from localaws.context import LocalLambdaContext
+from localaws.runtime import sqs_event
 from monitoring.target import StackInfo
 from pipeline import imaging, labels, store, worker
 from pipeline.overlap import BUDGET_SHARE, HeldBytes

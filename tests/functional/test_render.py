@@ -28,7 +28,7 @@ from dashboards.render import (
 )
 from dashboards.template import LOCAL_API_ID, PhysicalIds, Resolver, TemplateError, stack_template
 from imgops.dashboards import app as dashboards_app
-from loadtest.local.provision import provision, register_stack
+from localaws.provision import provision, register_stack
 from monitoring import s3_metrics
 from monitoring.target import StackInfo
 from pipeline.resources import ResourceNames

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, cast
 import boto3
 import pytest
 
-from loadtest.local.context import LocalLambdaContext
+from localaws.context import LocalLambdaContext
 from monitoring import s3_metrics
 from monitoring.target import StackInfo
 

@@ -12,8 +12,9 @@ import pytest
 
 from dashboards.template import stack_template
 from loadtest.corpus import CorpusImage
-from loadtest.local.cgroups import cpu_writable, memory_writable
-from loadtest.sizing import (
+from localaws.cgroups import cpu_writable, memory_writable
+from monitoring.target import StackInfo, for_local
+from sizing.memory import (
     CALIBRATION_QUOTAS,
     ProbeItem,
     Prober,
@@ -24,7 +25,6 @@ from loadtest.sizing import (
     worker_spec,
     worst_case_floor,
 )
-from monitoring.target import StackInfo, for_local
 from tests.conftest import jpeg_bytes
 
 capped = pytest.mark.skipif(not memory_writable(), reason="cgroup v1 memory controller not writable here")

@@ -10,9 +10,9 @@ import pytest
 
 from dashboards.template import stack_template
 from loadtest.corpus import CorpusImage
-from loadtest.local.cgroups import memory_writable
-from loadtest.sizing import ProbeItem, Prober, Scratch, WorkerSpec, scratch_resources, worker_spec
+from localaws.cgroups import memory_writable
 from monitoring.target import StackInfo, for_local
+from sizing.memory import ProbeItem, Prober, Scratch, WorkerSpec, scratch_resources, worker_spec
 from tests.conftest import jpeg_bytes
 
 

@@ -15,8 +15,8 @@ from werkzeug.test import Client
 from werkzeug.wrappers import Response
 
 from dashboards.web import LOCAL_PATH, OUTPUT_KEY, PAGE_FILES
-from loadtest.local.moto_process import MotoProcess, MotoStartError
-from loadtest.local.web import PageServer, allow_page_origin, page_origins, page_url
+from localaws.moto_process import MotoProcess, MotoStartError
+from localaws.web import PageServer, allow_page_origin, page_origins, page_url
 from monitoring.target import StackInfo
 from pipeline.resources import StackOutputs
 

@@ -11,8 +11,8 @@ import boto3
 import pytest
 from PIL import Image
 
-from loadtest.local.context import LocalLambdaContext
-from loadtest.local.runtime import sqs_event
+from localaws.context import LocalLambdaContext
+from localaws.runtime import sqs_event
 from monitoring.target import StackInfo
 from pipeline import store, worker
 from pipeline.worker import WorkerDeps
@@ -187,7 +187,7 @@ def test_deleted_original_fails_with_a_reason(stack: StackInfo, s3: Any, sqs: An
 
 
 def test_poison_message_reaches_the_dlq_after_max_receives(moto_endpoint: str, unique_prefix: str) -> None:
-    from loadtest.local.provision import provision
+    from localaws.provision import provision
     from pipeline.resources import QUEUE_MAX_RECEIVE_COUNT, ResourceNames
 
     stack = provision(ResourceNames(unique_prefix), endpoint_url=moto_endpoint, visibility_timeout=0)

@@ -15,9 +15,9 @@ import boto3
 import pytest
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from loadtest.local.context import LocalLambdaContext
-from loadtest.local.faults import error_response
-from loadtest.local.runtime import sqs_event
+from localaws.context import LocalLambdaContext
+from localaws.faults import error_response
+from localaws.runtime import sqs_event
 from monitoring.target import StackInfo
 from pipeline import aws, imaging, store, worker
 from pipeline.overlap import HeldBytes, budget_bytes

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
+from drills.catalogue import DRILLS
+from drills.framework import alarm_slugs
+from drills.names import ALIASES, CAUSES
 from imgops import app
-from loadtest.drills.catalogue import DRILLS
-from loadtest.drills.framework import alarm_slugs
-from loadtest.drills.names import ALIASES, CAUSES
 from tests.infrastructure.conftest import Synthesized
 
 

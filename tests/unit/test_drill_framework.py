@@ -12,10 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from dashboards.alarms import AlarmDefinition, Evaluation
+from drills import framework
+from drills.framework import Drill, DrillFailed, DrillOptions, DrillResult, Session
 from imgops import app
-from loadtest.drills import framework
-from loadtest.drills.framework import Drill, DrillFailed, DrillOptions, DrillResult, Session
-from loadtest.local.faults import FaultInjector, FaultSpecError, parse_rules, write_rules
+from localaws.faults import FaultInjector, FaultSpecError, parse_rules, write_rules
 
 DEFINITION = AlarmDefinition(
     name="drill-dlq-not-empty",

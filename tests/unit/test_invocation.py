@@ -11,7 +11,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from loadtest.local.faults import error_response
+from localaws.faults import error_response
 from pipeline.invocation import RESERVE_SHARE, Invocation, longest_backoff
 from pipeline.overlap import Abandoned, HeldBytes
 

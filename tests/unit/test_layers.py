@@ -1,4 +1,6 @@
-"""The architecture as the imports see it: pipeline ← monitoring ← dashboards ← loadtest ← imgops (the CLI).
+"""The architecture as the imports see it: pipeline ← monitoring ← dashboards ← localaws (the local AWS) ←
+loadtest ← sizing ← drills ← imgops (the CLI). sizing and drills both stand on loadtest and import nothing of
+each other; their order is only a convention.
 
 Every import counts, including those inside functions and under TYPE_CHECKING: a lazy import is still a
 dependency, only a later one.
@@ -13,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-LAYERS = ("pipeline", "monitoring", "dashboards", "loadtest", "imgops")
+LAYERS = ("pipeline", "monitoring", "dashboards", "localaws", "loadtest", "sizing", "drills", "imgops")
 
 
 def modules() -> dict[str, Path]:
@@ -99,4 +101,7 @@ def test_the_graph_is_read() -> None:
     assert "pipeline.keys" in GRAPH["pipeline.worker"]
     assert "monitoring.target" in GRAPH["dashboards.template"]
     assert "dashboards.widgets" in GRAPH["dashboards.drawing"]
+    assert "localaws.provision" in GRAPH["localaws.stack"]
+    assert "loadtest.corpus" in GRAPH["sizing.memory"]
+    assert "localaws.stack" in GRAPH["drills.framework"]
     assert len(GRAPH) > 60

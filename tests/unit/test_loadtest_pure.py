@@ -12,7 +12,6 @@ import pytest
 from loadtest.corpus import CorpusError, CorpusImage, allocate, parse_mix, upload_plan
 from loadtest.cost import Workload, compare, cost_breakdown, load_prices
 from loadtest.reports import parse_report
-from loadtest.sizing import Measurement, SizingError, invocation_cost, modeled_duration_ms, recommend, sizing_table
 from loadtest.summary import (
     decode_histograms,
     encode_histograms,
@@ -21,6 +20,7 @@ from loadtest.summary import (
     merge_histograms,
     percentiles,
 )
+from sizing.memory import Measurement, SizingError, invocation_cost, modeled_duration_ms, recommend, sizing_table
 
 PRICES = load_prices("us-east-1")
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from imgops import local
-from loadtest.local.moto_process import MotoProcess
-from loadtest.local.runtime import join_all, left
-from loadtest.local.stack import STOP_SECONDS, LocalStack, LocalStackOptions
+from localaws.moto_process import MotoProcess
+from localaws.runtime import join_all, left
+from localaws.stack import STOP_SECONDS, LocalStack, LocalStackOptions
 
 # Scheduling noise allowed on a loaded machine (two cores, a suite running beside).
 SLACK_SECONDS = 0.5

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from loadtest.local.faults import FaultSpecError, parse_latency
+from localaws.faults import FaultSpecError, parse_latency
 from pipeline.overlap import HeldBytes, budget_bytes
 from pipeline.resources import Env
 from pipeline.settings import Settings, SettingsError

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from loadtest.local.moto_process import DYNAMODB_TARGET_PREFIX, ServiceMeter
+from localaws.moto_process import DYNAMODB_TARGET_PREFIX, ServiceMeter
 
 
 class Overlap:

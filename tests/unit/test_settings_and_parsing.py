@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from loadtest.local.runtime import report_line, sqs_event
+from localaws.runtime import report_line, sqs_event
 from pipeline.keys import image_id_for, owner_of
 from pipeline.resources import QUEUE_VISIBILITY_TIMEOUT_SECONDS, WORKER_TIMEOUT_SECONDS, Env
 from pipeline.settings import Settings, SettingsError

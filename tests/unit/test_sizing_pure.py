@@ -14,7 +14,8 @@ import pytest
 from dashboards import config
 from dashboards.config import AppConfig
 from loadtest.corpus import DEFAULT_MIX, parse_mix, square_side, stratified_counts
-from loadtest.sizing import (
+from pipeline.resources import WORKER_MAX_PIXELS, WORKER_MEMORY_MB
+from sizing.memory import (
     Observation,
     SizingError,
     SizingOptions,
@@ -31,8 +32,7 @@ from loadtest.sizing import (
     with_basis,
     worker_spec,
 )
-from loadtest.sizing_probe import probe_error
-from pipeline.resources import WORKER_MAX_PIXELS, WORKER_MEMORY_MB
+from sizing.probe import probe_error
 
 
 def test_the_sample_has_every_kind_in_proportion_with_a_minimum() -> None:

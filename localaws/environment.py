@@ -3,8 +3,8 @@
 Lambda runs a function in execution environments: a process that imports the handler once (init) and then
 serves invocations one at a time, inside the function's memory (and CPU share), stopped at the function's
 timeout. This module does the same on this machine: `ExecutionEnvironment` starts `python -m
-loadtest.local.environment` with the function's environment variables, in a cgroup capped at its memory size
-(`loadtest.local.cgroups`), talks to it over a pipe (one JSON line per invocation), ends an invocation that
+localaws.environment` with the function's environment variables, in a cgroup capped at its memory size
+(`localaws.cgroups`), talks to it over a pipe (one JSON line per invocation), ends an invocation that
 outlives the timeout by killing the process — `Task timed out after N seconds`, as Lambda reports it — and
 recognises an out-of-memory kill. Whatever the handler prints comes back line by line to `on_output`
 (the runtime sends it to the console and to CloudWatch Logs).
@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadtest.local.cgroups import CPU_ROOT, MEMORY_ROOT, Cgroup
-from loadtest.local.context import LocalLambdaContext, peak_rss_kb, reset_peak_rss
+from localaws.cgroups import CPU_ROOT, MEMORY_ROOT, Cgroup
+from localaws.context import LocalLambdaContext, peak_rss_kb, reset_peak_rss
 
 # Lambda's init phase gets 10 s; a slow local machine gets some slack on top.
 INIT_TIMEOUT_SECONDS = 30.0
@@ -204,7 +204,7 @@ class ExecutionEnvironment:
         arguments = [
             sys.executable,
             "-m",
-            "loadtest.local.environment",
+            "localaws.environment",
             self.function.handler,
             self.function.name,
             str(command_read),
@@ -319,7 +319,7 @@ def _serve(handler_path: str, function_name: str, commands_fd: int, results_fd: 
     for procs in cgroups:
         with open(procs, "w", encoding="ascii") as handle:  # noqa: PTH123 - a cgroup control file
             handle.write(str(os.getpid()))
-    from loadtest.local.faults import install_from_environment
+    from localaws.faults import install_from_environment
 
     install_from_environment()
     module_name, _, function = handler_path.rpartition(".")

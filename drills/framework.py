@@ -31,9 +31,9 @@ from dashboards import alarms
 from dashboards.template import template_for
 from loadtest.corpus import CorpusImage, build_corpus, parse_mix, upload_plan
 from loadtest.harness import LoadTest, RunOptions
-from loadtest.local.faults import parse_rules, write_rules
-from loadtest.local.stack import LocalStack, LocalStackOptions
 from loadtest.targets import LoadTarget
+from localaws.faults import parse_rules, write_rules
+from localaws.stack import LocalStack, LocalStackOptions
 from monitoring import dlq
 from monitoring.target import STATE_DIR_ENV, StackInfo, Target, faults_file, for_local, state_dir
 from pipeline import store
@@ -384,7 +384,7 @@ def run_drills(
 def _faults_reach_the_api() -> None:
     """The local API's handlers run in this process: hook `imgops faults` into the clients they create, as the
     workers' execution environments do, so a drill can break the API's dependencies too."""
-    from loadtest.local.faults import install_from_environment
+    from localaws.faults import install_from_environment
     from pipeline import aws
 
     aws.forget_clients()
@@ -394,7 +394,7 @@ def _faults_reach_the_api() -> None:
 @contextmanager
 def _api_log(path: Path) -> Iterator[None]:
     """The local API's own log (a failing handler's traceback) goes to the drill's log, not the console."""
-    logger = logging.getLogger("loadtest.local.api")
+    logger = logging.getLogger("localaws.api")
     handler = logging.FileHandler(path, encoding="utf-8")
     previous = logger.propagate
     logger.addHandler(handler)

@@ -7,7 +7,7 @@ namespaces (real CloudWatch rejects them: this module is for local endpoints onl
 - `AWS/Lambda` (FunctionName), one datum each per invocation, like AWS: Invocations 1, Errors 0/1 (an unhandled
   exception, or running past the timeout Lambda would have enforced; returned `batchItemFailures` are not errors),
   Duration ms, Throttles 0 (1 for an invocation refused by the function's reserved concurrency, see
-  loadtest/local/runtime.py; a busy pool otherwise just polls later), ConcurrentExecutions =
+  localaws/runtime.py; a busy pool otherwise just polls later), ConcurrentExecutions =
   invocations of the function running at that moment, this one included. Per-invocation 0/1 values matter: the
   dashboards graph `Average` of Errors and Throttles as rates.
 - `AWS/SQS` (QueueName), sampled every minute like AWS, for the work queue and the DLQ:
@@ -23,7 +23,7 @@ namespaces (real CloudWatch rejects them: this module is for local endpoints onl
   them sent, so the workers report each message's size on its first receipt and the sampler publishes the
   interval's statistics (count, sum, min, max) with its sample.
 - `AWS/ApiGateway` (ApiId, Stage) per request: Count, 4xx/5xx (0/1), Latency and IntegrationLatency ms.
-- `AWS/DynamoDB` and `AWS/SNS`, observed by the embedded AWS itself (loadtest/local/moto_process.py) in the
+- `AWS/DynamoDB` and `AWS/SNS`, observed by the embedded AWS itself (localaws/moto_process.py) in the
   requests it serves, aggregated per second (`StatisticsPublisher`). DynamoDB, data-plane operations: per
   (TableName, Operation) SuccessfulRequestLatency, SystemErrors, ThrottledRequests; per TableName
   ConsumedRead/WriteCapacityUnits (approximated from the item sizes in the request and response bodies by

@@ -18,8 +18,8 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from loadtest.local.context import LocalLambdaContext
-from loadtest.local.jwt_auth import CognitoJwtVerifier, TokenRejected
+from localaws.context import LocalLambdaContext
+from localaws.jwt_auth import CognitoJwtVerifier, TokenRejected
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -192,7 +192,7 @@ def _json(status: int, body: dict[str, Any]) -> Response:
 
 
 class ApiServer:
-    """The local API on 127.0.0.1 in a background thread; `app` may wrap it (loadtest.local.web.PageServer)."""
+    """The local API on 127.0.0.1 in a background thread; `app` may wrap it (localaws.web.PageServer)."""
 
     def __init__(self, app: LocalHttpApi | WSGIApplication, port: int = 0) -> None:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access-log line per request

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from loadtest.local.context import sqs_upload_record
+from localaws.context import sqs_upload_record
 
 SPAWNED_AT_ENV = "IMGOPS_SIZING_SPAWNED_AT"
 FAILED_INVOCATION_EXIT = 3
@@ -91,14 +91,12 @@ def run_probe(
     """Run the probe on `job` ({"bucket", "invocations": [{"key", "etag", "image", "kind", "warmup"}, ...],
     "timeout_seconds", "memory_mb"}) in the cgroups whose `cgroup.procs` files are given. `oom_killed`: a callable
     saying whether the cgroup's OOM killer struck (the parent owns the cgroup)."""
-    return _spawn(["-m", "loadtest.sizing_probe"], json.dumps(job), environment, cgroup_procs, timeout, oom_killed)
+    return _spawn(["-m", "sizing.probe"], json.dumps(job), environment, cgroup_procs, timeout, oom_killed)
 
 
 def run_spin(iterations: int, *, cgroup_procs: Sequence[str] = ()) -> tuple[float, float]:
     """A fixed CPU-bound loop in the cgroups given: (CPU ms, wall ms)."""
-    run = _spawn(
-        ["-m", "loadtest.sizing_probe", "--spin", str(iterations)], "", dict(os.environ), cgroup_procs, 300, None
-    )
+    run = _spawn(["-m", "sizing.probe", "--spin", str(iterations)], "", dict(os.environ), cgroup_procs, 300, None)
     if not run.rows:
         raise RuntimeError(f"the calibration loop failed: {run.error}")
     return float(run.rows[0]["cpu_ms"]), float(run.rows[0]["wall_ms"])
@@ -175,7 +173,7 @@ def main() -> None:
     results = _results_channel()
     job = json.loads(sys.stdin.read())
     # Lambda's init phase: the runtime starts and the handler module is imported.
-    from loadtest.local.context import LocalLambdaContext, peak_rss_kb, reset_peak_rss
+    from localaws.context import LocalLambdaContext, peak_rss_kb, reset_peak_rss
     from pipeline.worker import handler
 
     results.write(json.dumps({"init_ms": _since_spawn_ms()}) + "\n")

@@ -4,7 +4,7 @@
 `dashboards.web.LOCAL_PATH`, with the security headers CloudFront adds; every other request goes on to the local
 API unchanged (and unmetered: on AWS the page is CloudFront's traffic, not the API's). The page and the API then
 share an origin, so the API needs no CORS locally; Cognito and S3 are moto's, another origin. Cognito's CORS is the
-stack's own (loadtest/local/cors.py, allowing `page_origins` only); S3 applies the bucket's CORS rules. The
+stack's own (localaws/cors.py, allowing `page_origins` only); S3 applies the bucket's CORS rules. The
 upload bucket's rule allows the CloudFront page's origin, which does not exist locally: `allow_page_origin`
 puts the local page's origin in its place.
 """

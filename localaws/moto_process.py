@@ -2,7 +2,7 @@
 
 In front of moto's WSGI app sits `ServiceMeter`, which does two things moto does not:
 
-- It publishes what DynamoDB and SNS publish on AWS (AWS/DynamoDB, AWS/SNS; see loadtest/local/metrics.py for
+- It publishes what DynamoDB and SNS publish on AWS (AWS/DynamoDB, AWS/SNS; see localaws/metrics.py for
   the names, dimensions and approximations) from the requests it serves: the request and response bodies of
   DynamoDB calls (`X-Amz-Target: DynamoDB_20120810.<Operation>`) and SNS `Publish`/`PublishBatch` calls.
   Observations are aggregated in memory and sent by a daemon thread (StatisticsPublisher) to this same server's
@@ -18,7 +18,7 @@ In front of moto's WSGI app sits `ServiceMeter`, which does two things moto does
   one GIL anyway, so the lock costs next to nothing; S3 (which copies its key store before iterating) and SQS (whose
   ReceiveMessage may long-poll for 20 s) are not serialized.
 
-In front of both sits `CognitoCors` (loadtest/local/cors.py): the browser's CORS preflights to Cognito are answered
+In front of both sits `CognitoCors` (localaws/cors.py): the browser's CORS preflights to Cognito are answered
 by the stack, for the origins the parent allows (`MotoProcess.allow_origins`), whatever moto's release does with them.
 """
 
@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from loadtest.local.cors import CognitoCors
-from loadtest.local.metrics import (
+from localaws.cors import CognitoCors
+from localaws.metrics import (
     DEFAULT_FLUSH_SECONDS,
     DYNAMODB_NAMESPACE,
     SNS_NAMESPACE,
@@ -435,7 +435,7 @@ class MotoProcess:
         return self.endpoint_url
 
     def allow_origins(self, origins: Iterable[str], timeout: float = 10.0) -> None:
-        """Let these browser origins call the embedded Cognito (the local page's: loadtest.local.web)."""
+        """Let these browser origins call the embedded Cognito (the local page's: localaws.web)."""
         self._parent_conn.send((ALLOW_ORIGINS, sorted(origins)))
         if not self._parent_conn.poll(timeout) or self._parent_conn.recv() != ALLOW_ORIGINS:
             raise MotoStartError(f"the embedded AWS (moto) did not take the page's origins within {timeout:.0f} s")

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from loadtest.report import _png
-from loadtest.sizing import DEATHS, SizingResult, power_tuning_json
+from sizing.memory import DEATHS, SizingResult, power_tuning_json
 
 
 def megapixels(pixels: Any) -> str:

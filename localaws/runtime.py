@@ -2,12 +2,12 @@
 
 Each poller process long-polls the queue with the mapping's batch size, reads the function's configuration
 from the (local) Lambda API before each invocation, and runs the real handler in an execution environment
-built from it (`loadtest.local.environment`: memory cap, timeout, environment variables; a changed
+built from it (`localaws.environment`: memory cap, timeout, environment variables; a changed
 configuration gets a fresh environment, as on AWS). It deletes only the messages that did not come back in
 `batchItemFailures`, and writes the function's log lines — START, the handler's output, Lambda's own
 timeout and out-of-memory lines, END and an AWS-format REPORT line — to the console (or the stack log) and
 to the function's CloudWatch Logs group, so one parser serves local and deployed runs. It also publishes the
-`AWS/Lambda` metrics Lambda would (see loadtest/local/metrics.py), batched from a background thread.
+`AWS/Lambda` metrics Lambda would (see localaws/metrics.py), batched from a background thread.
 """
 
 from __future__ import annotations
@@ -31,15 +31,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from loadtest.local.context import LocalLambdaContext, peak_rss_kb
-from loadtest.local.environment import (
+from localaws.context import LocalLambdaContext, peak_rss_kb
+from localaws.environment import (
     ExecutionEnvironment,
     FunctionConfig,
     Outcome,
     remove_cgroups,
     set_subreaper,
 )
-from loadtest.local.metrics import (
+from localaws.metrics import (
     DEFAULT_FLUSH_SECONDS,
     LAMBDA_NAMESPACE,
     MetricBuffer,

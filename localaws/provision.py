@@ -131,7 +131,7 @@ def local_outputs(template: Mapping[str, Any], info: StackInfo) -> dict[str, str
     outputs[StackOutputs.API_URL] = info.api_url
     if "ThumbnailCdnDomain" in outputs:
         outputs["ThumbnailCdnDomain"] = f"{info.endpoint_url}/{info.processed_bucket}"
-    if WEB_PAGE_OUTPUT in outputs:  # the local API serves the page (loadtest.local.web)
+    if WEB_PAGE_OUTPUT in outputs:  # the local API serves the page (localaws.web)
         outputs[WEB_PAGE_OUTPUT] = f"{info.api_url.rstrip('/')}{WEB_PAGE_PATH}"
     return outputs
 

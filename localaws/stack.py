@@ -1,7 +1,7 @@
 """`imgops local up`: the embedded AWS, the pipeline's resources, the local API and the worker runtime.
 
 It also stands in for what AWS runs around the code: CloudWatch metrics the services publish (worker, API,
-queues; see loadtest/local/metrics.py) and the EventBridge schedule of the bucket-metrics Lambda.
+queues; see localaws/metrics.py) and the EventBridge schedule of the bucket-metrics Lambda.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from dashboards.template import LOCAL_API_ID
-from loadtest.local.api import ApiServer, LocalHttpApi, Route, default_routes
-from loadtest.local.context import LocalLambdaContext
-from loadtest.local.environment import become_subreaper
-from loadtest.local.faults import FAULTS_FILE_ENV
-from loadtest.local.jwt_auth import CognitoJwtVerifier
-from loadtest.local.metrics import (
+from localaws.api import ApiServer, LocalHttpApi, Route, default_routes
+from localaws.context import LocalLambdaContext
+from localaws.environment import become_subreaper
+from localaws.faults import FAULTS_FILE_ENV
+from localaws.jwt_auth import CognitoJwtVerifier
+from localaws.metrics import (
     API_NAMESPACE,
     DEFAULT_FLUSH_SECONDS,
     DEFAULT_SAMPLE_SECONDS,
@@ -38,10 +38,10 @@ from loadtest.local.metrics import (
     metered,
     metrics_client_config,
 )
-from loadtest.local.moto_process import MotoProcess
-from loadtest.local.provision import provision, register_stack
-from loadtest.local.runtime import RuntimeConfig, WorkerPool, left, stop_signals_blocked
-from loadtest.local.web import PageServer, allow_page_origin, page_origins, page_url
+from localaws.moto_process import MotoProcess
+from localaws.provision import provision, register_stack
+from localaws.runtime import RuntimeConfig, WorkerPool, left, stop_signals_blocked
+from localaws.web import PageServer, allow_page_origin, page_origins, page_url
 from monitoring.target import (
     LOCAL_CREDENTIALS,
     StackInfo,
@@ -67,13 +67,13 @@ API_HANDLER_TIMEOUT_SECONDS = 29
 # it 3 s more, for the signal to reach the main thread and the interpreter to exit; the tests allow 10 s in all.
 STOP_SECONDS = 5.0
 # Of which the embedded AWS's share is the last 40 % (2 s): the workers' last logs and metrics go to it before it
-# stops. The workers' share ends with their kill (loadtest.local.runtime.KILL_SECONDS).
+# stops. The workers' share ends with their kill (localaws.runtime.KILL_SECONDS).
 MOTO_STOP_SHARE = 0.4
 
 
 def cgroup_label(pid: int | None = None) -> str:
     """The label in the cgroup names of the execution environments of the stack running in process `pid` (default:
-    this one); see loadtest.local.environment.cgroup_name."""
+    this one); see localaws.environment.cgroup_name."""
     return f"up{pid or os.getpid()}"
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-# Alarm slug -> the cause its drill creates; loadtest.drills.catalogue runs them (one drill per alarm).
+# Alarm slug -> the cause its drill creates; drills.catalogue runs them (one drill per alarm).
 CAUSES: dict[str, str] = {
     "dlq-not-empty": "DynamoDB throttles every retry: uploads park in the DLQ",
     "queue-oldest-message-age": "the worker's trigger disabled: nobody polls",

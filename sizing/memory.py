@@ -2,7 +2,7 @@
 
 Locally (`LocalSizing`), against temporary resources of its own on the local stack (a bucket, a table and a
 topic, removed afterwards: the pipeline's own are never touched), the real worker handler runs in a probe process
-(loadtest.sizing_probe) over a sample stratified by the load-test mix:
+(sizing.probe) over a sample stratified by the load-test mix:
 
 - once with no caps: CPU time, wall time and peak RSS per image, from which the duration at each size is
   *modeled* (`modeled_duration_ms`: CPU time x max(1, 1,769 MB / memory) + the measured waiting time);
@@ -42,12 +42,12 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from loadtest.corpus import CorpusImage, SampleImage, hungry_candidates, hungry_image
-from loadtest.local.cgroups import Cgroup, cpu_quota_us, cpu_writable, memory_writable
-from loadtest.sizing_probe import ProbeRun, run_probe, run_spin
+from localaws.cgroups import Cgroup, cpu_quota_us, cpu_writable, memory_writable
 from monitoring.target import LOCAL_CREDENTIALS, Target
 from pipeline.errors import ImgopsError
 from pipeline.keys import image_id_for, upload_key
 from pipeline.resources import SUPPORTED_CONTENT_TYPES, Env
+from sizing.probe import ProbeRun, run_probe, run_spin
 
 if TYPE_CHECKING:
     from loadtest.runner import RunResult

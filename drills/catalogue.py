@@ -14,7 +14,7 @@ from typing import Any
 
 import requests
 
-from loadtest.drills.framework import (
+from drills.framework import (
     ALARM_PERIOD_SECONDS,
     ALARM_WAIT_SECONDS,
     BUCKET_METRICS_EVERY_SECONDS,
@@ -26,9 +26,9 @@ from loadtest.drills.framework import (
     expect,
     wait_for,
 )
-from loadtest.drills.names import ALIASES, CAUSES
-from loadtest.local.provision import create_user
+from drills.names import ALIASES, CAUSES
 from loadtest.targets import LoadTarget
+from localaws.provision import create_user
 from monitoring import dlq
 from pipeline.resources import Env
 
@@ -38,7 +38,7 @@ READS_DENIED = "dynamodb:GetItem=1:AccessDeniedException"
 DYNAMODB_DENIED = "dynamodb:*=1:AccessDeniedException"
 # How long a cause must last for a 3-of-3 alarm: three compressed periods and some.
 SUSTAIN_SECONDS = 3 * ALARM_PERIOD_SECONDS + 4
-# A poller's long-poll wait (loadtest.local.runtime.RuntimeConfig.poll_wait_seconds) and some.
+# A poller's long-poll wait (localaws.runtime.RuntimeConfig.poll_wait_seconds) and some.
 POLL_SECONDS = 1.5
 
 
