@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from localaws.cgroups import CPU_ROOT, MEMORY_ROOT, Cgroup
+from localaws.cgroups import Cgroup, cgroup_parents
 from localaws.context import LocalLambdaContext, peak_rss_kb, reset_peak_rss
 
 # Lambda's init phase gets 10 s; a slow local machine gets some slack on top.
@@ -44,10 +44,8 @@ def cgroup_name(function_name: str, label: str) -> str:
 
 
 def labelled_cgroups(label: str) -> list[Path]:
-    """The cgroup folders (memory and CPU) of environments created with `label`."""
-    return sorted(
-        folder for root in (MEMORY_ROOT, CPU_ROOT) for folder in root.glob(f"imgops-*-{label}-*") if folder.is_dir()
-    )
+    """The cgroup folders (memory and CPU; v1 or v2) of environments created with `label`."""
+    return sorted(folder for root in cgroup_parents() for folder in root.glob(f"imgops-*-{label}-*") if folder.is_dir())
 
 
 def remove_cgroups(label: str, timeout: float = 2.0) -> list[Path]:
@@ -289,7 +287,7 @@ class ExecutionEnvironment:
     def _cgroup_procs(self) -> list[str]:
         if self.cgroup is None:
             return []
-        return [str(folder / "cgroup.procs") for folder in (self.cgroup.memory, self.cgroup.cpu) if folder]
+        return self.cgroup.procs_files()
 
     def _read_result(self, timeout: float) -> dict[str, Any] | None:
         """The next JSON line from the environment, or None on timeout or EOF."""

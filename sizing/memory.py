@@ -15,6 +15,8 @@ topic, removed afterwards: the pipeline's own are never touched), the real worke
   Sizes it kills (or whose modeled duration on it exceeds the function's timeout) are never recommended; for
   each of them, the pixel cap that would fit is estimated from a linear fit of peak memory against pixels
   (three sizes of the hungry input, no caps) and then verified under that size's real memory cap.
+  Where no memory cap can be created (neither cgroup v1 nor v2: `localaws.cgroups.detect`), nothing can be
+  proven about any size, so sizing refuses at once with `NO_CAPS` and why, rather than recommend from the model.
 
 A machine calibration runs first: a fixed CPU-bound loop at CFS quotas of 100, 50 and 25 %, whose wall-time
 ratios say how this machine's throttling compares with the linear share the model assumes.
@@ -42,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from loadtest.corpus import CorpusImage, SampleImage, hungry_candidates, hungry_image
-from localaws.cgroups import Cgroup, cpu_quota_us, cpu_writable, memory_writable
+from localaws.cgroups import Cgroup, cpu_quota_us, cpu_writable, detect, memory_writable
 from monitoring.target import LOCAL_CREDENTIALS, Target
 from pipeline.errors import ImgopsError
 from pipeline.keys import image_id_for, upload_key
@@ -72,6 +74,25 @@ WORKER_MEMORY_CONTEXT = "imgops:worker-memory-mb"  # dashboards.config.WORKER_ME
 
 class SizingError(ImgopsError, RuntimeError):
     pass
+
+
+# Without a memory cap the worst accepted input cannot be run under any size: no size is proven to survive it, and
+# an uncapped peak RSS is no proof (a cap also charges page cache, kernel memory and tmpfs, and only it kills).
+NO_CAPS = (
+    "no memory cap available here (cgroup v1 or v2): no size is recommended that the worst accepted input "
+    "was not proven to survive"
+)
+
+
+def no_caps_reason() -> str:
+    """Why sizing recommends nothing here, in one line: NO_CAPS and why each cgroup hierarchy is unusable."""
+    return f"{NO_CAPS} ({detect().reason})"
+
+
+def require_memory_caps() -> None:
+    """Refuse before any work where no memory cap can be created: every recommendation would be unproven."""
+    if not memory_writable():
+        raise SizingError(no_caps_reason())
 
 
 # --- The worker as the template defines it ----------------------------------------------------------------------
@@ -467,8 +488,8 @@ class Prober:
         else:
             group = Cgroup.create("sizing", memory_mb=memory_mb, cpu_share=cpu_share)
             if group is None:
-                raise SizingError("cgroup memory caps are not available here")
-            procs = [str(folder / "cgroup.procs") for folder in (group.memory, group.cpu) if folder is not None]
+                raise SizingError(no_caps_reason())
+            procs = group.procs_files()
             try:
                 run = run_probe(
                     job, environment=self.environment, cgroup_procs=procs, timeout=bound, oom_killed=group.oom_killed
@@ -540,8 +561,7 @@ def calibrate(
             if group is None or group.cpu is None:
                 return []
             try:
-                procs = [str(folder / "cgroup.procs") for folder in (group.memory, group.cpu) if folder is not None]
-                cpu, wall = run_spin(iterations, cgroup_procs=procs)
+                cpu, wall = run_spin(iterations, cgroup_procs=group.procs_files())
             finally:
                 group.remove()
             if quota not in timings or wall / cpu < timings[quota][1] / timings[quota][0]:
@@ -633,7 +653,9 @@ def worst_case_floor(
 ) -> FloorResult:
     """Find the hungriest accepted input, fit its peak memory against pixels, run it at the pixel cap under each
     memory cap (ascending; sizes above the first survivor are implied), and for each size that dies find the
-    pixel cap that fits it (the fit's estimate, verified under the real cap). `1 + 3 + 2 x sizes` steps."""
+    pixel cap that fits it (the fit's estimate, verified under the real cap). `1 + 3 + 2 x sizes` steps.
+    Refused at once where no memory cap can be created (the floor is what the caps prove)."""
+    require_memory_caps()
     on_step("Worst case: measuring every accepted format and mode…")
     candidates = [
         hungry_image(name, CANDIDATE_PIXELS, cache_dir=cache_dir, max_bytes=spec.max_upload_bytes)
@@ -814,6 +836,7 @@ class LocalSizing:
         self.invocations = invocations
         self.prices = prices
         self.cache_dir = cache_dir
+        require_memory_caps()  # the recommendation is withheld, not made from the model alone
         self.capped = memory_writable()
         sizes = len(options.sizes)
         self.steps = len(CALIBRATION_QUOTAS) * cpu_writable() + 1
