@@ -18,8 +18,10 @@ In front of moto's WSGI app sits `ServiceMeter`, which does two things moto does
   one GIL anyway, so the lock costs next to nothing; S3 (which copies its key store before iterating) and SQS (whose
   ReceiveMessage may long-poll for 20 s) are not serialized.
 
-In front of both sits `CognitoCors` (localaws/cors.py): the browser's CORS preflights to Cognito are answered
-by the stack, for the origins the parent allows (`MotoProcess.allow_origins`), whatever moto's release does with them.
+In front of it, `DescribedStacks` (localaws/cloudformation.py) answers CloudFormation's DescribeStacks for the
+stacks the parent publishes (`MotoProcess.publish_stack`), without importing moto's CloudFormation. In front of
+all, `CognitoCors` (localaws/cors.py): the browser's CORS preflights to Cognito are answered by the stack, for the
+origins the parent allows (`MotoProcess.allow_origins`), whatever moto's release does with them.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+from localaws.cloudformation import DescribedStack, DescribedStacks
 from localaws.cors import CognitoCors
 from localaws.metrics import (
     DEFAULT_FLUSH_SECONDS,
@@ -66,6 +69,7 @@ HEALTH_PATH = "/_imgops/health"
 # What the parent says to the server's process over their pipe.
 STOP = "stop"
 ALLOW_ORIGINS = "allow-origins"
+PUBLISH_STACK = "publish-stack"
 DYNAMODB_TARGET_PREFIX = "DynamoDB_20120810."
 # Bodies larger than this pass through unobserved (DynamoDB items are at most 400 KB; SNS messages 256 KB).
 MAX_OBSERVED_BODY_BYTES = 2 * 1024 * 1024
@@ -333,7 +337,8 @@ class MeteredMotoServer:
         from moto.moto_server.werkzeug_app import MotoRequestHandler
         from werkzeug.serving import make_server
 
-        self.cors = CognitoCors(ServiceMeter(_dispatcher(), publisher))
+        self.stacks = DescribedStacks(ServiceMeter(_dispatcher(), publisher))
+        self.cors = CognitoCors(self.stacks)
         self._server = make_server("127.0.0.1", port, self.cors, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
 
@@ -389,6 +394,9 @@ def _serve(
             if isinstance(message, tuple) and message[0] == ALLOW_ORIGINS:
                 server.cors.allow(message[1])
                 conn.send(ALLOW_ORIGINS)
+            elif isinstance(message, tuple) and message[0] == PUBLISH_STACK:
+                server.stacks.publish(message[1])
+                conn.send(PUBLISH_STACK)
     if publisher is not None:
         publisher.close(timeout=5)  # while the server still takes the last PutMetricData
     server.stop()
@@ -439,6 +447,12 @@ class MotoProcess:
         self._parent_conn.send((ALLOW_ORIGINS, sorted(origins)))
         if not self._parent_conn.poll(timeout) or self._parent_conn.recv() != ALLOW_ORIGINS:
             raise MotoStartError(f"the embedded AWS (moto) did not take the page's origins within {timeout:.0f} s")
+
+    def publish_stack(self, stack: DescribedStack, timeout: float = 10.0) -> None:
+        """Let DescribeStacks find `stack` (its outputs) on the embedded AWS (localaws.cloudformation)."""
+        self._parent_conn.send((PUBLISH_STACK, stack))
+        if not self._parent_conn.poll(timeout) or self._parent_conn.recv() != PUBLISH_STACK:
+            raise MotoStartError(f"the embedded AWS (moto) did not take the stack's outputs within {timeout:.0f} s")
 
     def stop(self, timeout: float = 10.0, *, kill_reserve: float = 0.5) -> bool:
         """Ask the server to stop; kill it if it has not `kill_reserve` seconds before `timeout` (it ignores SIGTERM,

@@ -20,8 +20,9 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from dashboards.template import LOCAL_API_ID
+from dashboards.template import LOCAL_API_ID, stack_template
 from localaws.api import ApiServer, LocalHttpApi, Route, default_routes
+from localaws.cloudformation import DescribedStack
 from localaws.context import LocalLambdaContext
 from localaws.environment import become_subreaper
 from localaws.faults import FAULTS_FILE_ENV
@@ -39,7 +40,7 @@ from localaws.metrics import (
     metrics_client_config,
 )
 from localaws.moto_process import MotoProcess
-from localaws.provision import provision, register_stack
+from localaws.provision import local_outputs, provision
 from localaws.runtime import RuntimeConfig, WorkerPool, left, stop_signals_blocked
 from localaws.web import PageServer, allow_page_origin, page_origins, page_url
 from monitoring.target import (
@@ -271,7 +272,16 @@ class LocalStack:
         allow_page_origin(info, self._api.url)
         self._moto.allow_origins(page_origins(self._api.url))  # Cognito's CORS (sign-in) for the page alone
         info = replace(info, api_url=self._api.url)
-        register_stack(info)  # `--stack-name <prefix>-pipeline` finds this stack as it finds a deployed one
+        # `--stack-name <prefix>-pipeline` finds this stack as it finds a deployed one (localaws.cloudformation).
+        template = stack_template(options.prefix)
+        self._moto.publish_stack(
+            DescribedStack.create(
+                f"{options.prefix}-pipeline",
+                info.region,
+                str(template.get("Description", "")),
+                local_outputs(template, info),
+            )
+        )
         self._workers = WorkerPool(
             RuntimeConfig(
                 queue_url=info.queue_url,
