@@ -613,10 +613,13 @@ def _aws_sizing(
         aws_sizing,
         mark_floor,
         recommend,
+        require_memory_caps,
         sample_summary,
         scratch_resources,
         worst_case_floor,
     )
+
+    require_memory_caps()  # before any batch runs on AWS: the floor is measured here, under caps, or not at all
 
     count = options.invocations or len(samples)
     plan = [samples[i % len(samples)].image for i in range(count)]

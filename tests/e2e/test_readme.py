@@ -1,4 +1,5 @@
-"""Every command README.md shows, taken from README.md itself and run exactly as written (issue #9).
+"""Every command README.md (and localaws/README.md, DOCS) shows, taken from the docs themselves and run exactly as
+written (issue #9).
 
 The commands are read from the README on every run, so an edit there cannot escape this file:
 
@@ -52,6 +53,8 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).parents[2]
 README = REPO / "README.md"
+# Read with the README: the other docs whose `imgops …` commands this file parses and runs (runbooks/: test_runbooks).
+DOCS = (README, REPO / "localaws" / "README.md")
 VENV_BIN = REPO / ".venv" / "bin"
 BASH = shutil.which("bash") or "/bin/bash"
 ROOT = typer.main.get_command(imgops.app)
@@ -127,7 +130,7 @@ PLACEHOLDERS = ("[", "]", "…", "|", "<", ">")
 
 
 def readme() -> str:
-    return README.read_text(encoding="utf-8")
+    return "\n\n".join(doc.read_text(encoding="utf-8") for doc in DOCS)
 
 
 def fenced_blocks(lang: str) -> list[str]:
