@@ -29,7 +29,18 @@ def figures(data: dict[str, object]) -> list[str]:
         f"{round((user + system) / 60)} CPU-minutes",
         f"({round(user):,} s user, {round(system)} s system)",
         *(f"{name} ({round(seconds / 60)} min" for name, seconds in longest.items()),
+        *spread(data),
     ]
+
+
+def spread(data: dict[str, object]) -> list[str]:
+    """The range of every recorded run's total time, and how many runs it covers."""
+    runs = data.get("runs")
+    if not isinstance(runs, list) or not runs:
+        return []
+    totals = [float(run["total_seconds"]) for run in runs]
+    fastest, slowest = minutes_seconds(min(totals)), minutes_seconds(max(totals))
+    return [f"{len(runs)} such runs took {fastest} to {slowest} in all"]
 
 
 def test_the_readmes_suite_time_is_the_measured_one() -> None:
