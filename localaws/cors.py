@@ -12,11 +12,10 @@ upload bucket's rules as S3 does. Requests without an `Origin` (the SDKs) pass t
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-StartResponse = Callable[..., Any]
-WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+from localaws.wsgi import StartResponse, WsgiApp
 
 ROOT_PATH = "/"  # Cognito's (and every JSON-protocol AWS service's) endpoint
 ALLOWED_METHODS = ("POST",)
