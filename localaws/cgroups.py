@@ -27,9 +27,6 @@ from pathlib import Path
 
 ROOT_ENV = "IMGOPS_CGROUP_ROOT"
 DEFAULT_ROOT = Path("/sys/fs/cgroup")
-# cgroup v1's hierarchies on this machine (where `IMGOPS_CGROUP_ROOT` is unset).
-MEMORY_ROOT = DEFAULT_ROOT / "memory"
-CPU_ROOT = DEFAULT_ROOT / "cpu"
 # Lambda: 1,769 MB of memory = one vCPU-second per second.
 MB_PER_VCPU = 1769
 CFS_PERIOD_US = 100_000

@@ -837,10 +837,10 @@ class LocalSizing:
         self.prices = prices
         self.cache_dir = cache_dir
         require_memory_caps()  # the recommendation is withheld, not made from the model alone
-        self.capped = memory_writable()
+        self.capped = memory_writable()  # always, past require_memory_caps: every size below runs under a cap
         sizes = len(options.sizes)
         self.steps = len(CALIBRATION_QUOTAS) * cpu_writable() + 1
-        self.steps += (1 + len(FIT_FRACTIONS) + 2 * sizes + sizes) * self.capped
+        self.steps += 1 + len(FIT_FRACTIONS) + 2 * sizes + sizes
 
     def _warmup(self) -> ProbeItem:
         """The first invocation of every environment (the cold one): the sample's smallest image."""
@@ -877,18 +877,13 @@ class LocalSizing:
             baseline = measurements_of(baseline_run)
             invocations += [{**row, "memory_mb": None, "capped": False} for row in baseline_run.rows]
             modeled_by_size = {size: self._modeled(baseline_run, size) for size in options.sizes}
-            floor = (
-                worst_case_floor(prober, self.spec, options.sizes, self._warmup(), self.cache_dir, on_step)
-                if self.capped
-                else None
-            )
+            floor = worst_case_floor(prober, self.spec, options.sizes, self._warmup(), self.cache_dir, on_step)
             measured: dict[int, ProbeRun | None] = {}
             for size in options.sizes:
-                dies = floor is not None and floor.by_size[size]["outcome"] != "survives"
-                if not self.capped or (dies and not options.measure_below_floor):
+                dies = floor.by_size[size]["outcome"] != "survives"
+                if dies and not options.measure_below_floor:
                     measured[size] = None
-                    if self.capped:
-                        on_step(f"{size} MB: below the floor, modeled only")
+                    on_step(f"{size} MB: below the floor, modeled only")
                     continue
                 on_step(f"{size} MB: the sample under a {size} MB cap and {cpu_quota_us(size) / 1000:.0f} % CPU…")
                 run = prober.run(self._items(), memory_mb=size, cpu_share=True)
@@ -1012,7 +1007,7 @@ class LocalSizing:
                 if options.measure_below_floor
                 else "; sizes the worst case kills are modeled only (--measure-below-floor measures them too)."
             )
-            if self.capped and cpu_writable()
+            if cpu_writable()
             else "Measured: NOT available (cgroup controllers not writable here): durations are modeled only.",
             "Modeled: CPU time with no caps x max(1, 1769 MB / memory) + the I/O wait (wall time less CPU time "
             "less time spent waiting for a CPU); assumes a Lambda vCPU is as fast as this machine's core "
