@@ -58,7 +58,7 @@ from localaws.metrics import (
     sns_publish_observations,
 )
 from localaws.wsgi import StartResponse, WsgiApp, body_length, credential_scope, form_fields, read_body, read_whole
-from pipeline.aws import new_session, shared_loader
+from pipeline.aws import shared_loader
 from pipeline.errors import ImgopsError
 
 if TYPE_CHECKING:
@@ -244,7 +244,9 @@ def deliveries(topic_arn: str, message: str, attributes: Mapping[str, Any]) -> t
 
 def _cloudwatch_connector(endpoint_url: str) -> Callable[[str], CloudWatchClient]:
     def connect(region: str) -> CloudWatchClient:
-        client: CloudWatchClient = new_session().client(
+        import boto3
+
+        client: CloudWatchClient = boto3.session.Session().client(
             "cloudwatch",
             region_name=region,
             endpoint_url=endpoint_url,
@@ -287,9 +289,9 @@ def _dispatcher() -> WsgiApp:
 def share_service_models() -> None:
     """Every botocore session in this process shares one loader of service models and endpoints (shared_loader).
 
-    moto makes a session of its own (its backends ask it for each service's regions, which parses all of
-    botocore's endpoints.json, ~0.4 s of CPU) and so does the metrics publisher; once is enough. For the server's
-    process only: it changes botocore for everything in the process, moto's sessions included."""
+    moto makes sessions of its own (one parses all of botocore's endpoints.json, ~0.4 s of CPU, when the
+    CloudFormation the stack's outputs live in is first used) and so does the metrics publisher; once is enough.
+    For the server's process only: it changes botocore for everything in the process."""
     import botocore.session
 
     botocore.session.create_loader = lambda *args, **kwargs: shared_loader()

@@ -236,14 +236,12 @@ class LocalStack:
         os.environ.update(LOCAL_CREDENTIALS)
         with stop_signals_blocked():  # Ctrl-C reaches moto's process too: it must not die of it while starting
             endpoint = self._moto.start()
-        template = stack_template(options.prefix)  # read once: the resources and the outputs below
         info = provision(
             ResourceNames(options.prefix),
             endpoint_url=endpoint,
             region=options.region,
             visibility_timeout=options.visibility_timeout_seconds,
             worker_timeout=options.worker_timeout_seconds,
-            template=template,
         )
         environment = {
             **info.handler_environment(),
@@ -275,6 +273,7 @@ class LocalStack:
         self._moto.allow_origins(page_origins(self._api.url))  # Cognito's CORS (sign-in) for the page alone
         info = replace(info, api_url=self._api.url)
         # `--stack-name <prefix>-pipeline` finds this stack as it finds a deployed one (localaws.cloudformation).
+        template = stack_template(options.prefix)
         self._moto.publish_stack(
             DescribedStack.create(
                 f"{options.prefix}-pipeline",
