@@ -11,16 +11,21 @@ it parses AWS's; every other CloudFormation call, and a DescribeStacks for anoth
 
 from __future__ import annotations
 
+import io
+import re
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
-from localaws.wsgi import StartResponse, WsgiApp, body_length, credential_scope, form_fields, read_body
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
+_CLOUDFORMATION_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/(?P<region>[a-z0-9-]+)/cloudformation/")
 _MAX_FORM_BYTES = 64 * 1024  # a DescribeStacks is a few hundred bytes; a larger body is not one
 ACCOUNT = "123456789012"  # moto's default account, which every ARN of the local stack carries
 
@@ -79,15 +84,21 @@ class DescribedStacks:
             self._stacks[(stack.region, stack.name)] = stack
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        scope = credential_scope(environ)
-        if scope is None or scope[1] != "cloudformation" or environ.get("REQUEST_METHOD") != "POST":
+        scope = _CLOUDFORMATION_SCOPE.search(str(environ.get("HTTP_AUTHORIZATION", "")))
+        if scope is None or environ.get("REQUEST_METHOD") != "POST":
             return self._app(environ, start_response)
-        if not 0 < body_length(environ) <= _MAX_FORM_BYTES:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
             return self._app(environ, start_response)
-        form = form_fields(read_body(environ))  # moto reads the body again if the call goes on
+        if not 0 < length <= _MAX_FORM_BYTES:
+            return self._app(environ, start_response)
+        body = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(body)  # moto reads it again if the call goes on
+        form = {key: values[-1] for key, values in parse_qs(body.decode("utf-8", "replace")).items()}
         if form.get("Action") != "DescribeStacks":
             return self._app(environ, start_response)
-        region = scope[0]
+        region = scope.group("region")
         with self._lock:
             name = form.get("StackName")
             if name is None:  # every stack: ours (moto holds none of the local stack's)

@@ -12,10 +12,11 @@ upload bucket's rules as S3 does. Requests without an `Origin` (the SDKs) pass t
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from localaws.wsgi import StartResponse, WsgiApp
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 ROOT_PATH = "/"  # Cognito's (and every JSON-protocol AWS service's) endpoint
 ALLOWED_METHODS = ("POST",)

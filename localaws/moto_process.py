@@ -27,6 +27,7 @@ origins the parent allows (`MotoProcess.allow_origins`), whatever moto's release
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import multiprocessing
@@ -42,6 +43,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 from localaws.cloudformation import DescribedStack, DescribedStacks
 from localaws.cors import CognitoCors
@@ -57,7 +59,6 @@ from localaws.metrics import (
     sns_message_size,
     sns_publish_observations,
 )
-from localaws.wsgi import StartResponse, WsgiApp, body_length, credential_scope, form_fields, read_body, read_whole
 from pipeline.aws import shared_loader
 from pipeline.errors import ImgopsError
 
@@ -74,10 +75,14 @@ DYNAMODB_TARGET_PREFIX = "DynamoDB_20120810."
 MAX_OBSERVED_BODY_BYTES = 2 * 1024 * 1024
 DEFAULT_REGION = "us-east-1"
 MAX_REMEMBERED_HOSTS = 1024
+_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/(?P<region>[a-z0-9-]+)/(?P<service>[a-z0-9-]+)/")
 _ERROR_CODE = re.compile(rb"<Code>([^<]+)</Code>")
 _BATCH_ENTRY_ID = re.compile(r"PublishBatchRequestEntries\.member\.\d+\.Id")
 # moto answers a Publish whose fan-out hits a missing queue with these; SNS would count a failed notification.
 _DELIVERY_ERRORS = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 class MotoStartError(ImgopsError, RuntimeError):
@@ -103,7 +108,7 @@ class ServiceMeter:
             return self._serve(environ, start_response)
         with self._dynamodb:  # see the module's docstring; the answer is read whole before the lock is let go
             result = self._serve(environ, start_response)
-            return result if isinstance(result, list) else [read_whole(result)]
+            return result if isinstance(result, list) else _read_whole(result)
 
     def _serve(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         observed = self._observed_kind(environ) if self._publisher is not None else None
@@ -114,18 +119,24 @@ class ServiceMeter:
     @staticmethod
     def _observed_kind(environ: Mapping[str, Any]) -> str | None:
         """ "dynamodb:<Operation>" or "sns" for requests worth reading; None for everything else (S3 uploads...)."""
-        if not 0 < body_length(environ) <= MAX_OBSERVED_BODY_BYTES or environ.get("REQUEST_METHOD") != "POST":
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return None
+        if not 0 < length <= MAX_OBSERVED_BODY_BYTES or environ.get("REQUEST_METHOD") != "POST":
             return None
         target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
         if target.startswith(DYNAMODB_TARGET_PREFIX):
             return "dynamodb:" + target.removeprefix(DYNAMODB_TARGET_PREFIX)
-        scope = credential_scope(environ)
-        if scope is not None and scope[1] == "sns":
+        scope = _CREDENTIAL_SCOPE.search(str(environ.get("HTTP_AUTHORIZATION", "")))
+        if scope is not None and scope.group("service") == "sns":
             return "sns"
         return None
 
     def _serve_observed(self, kind: str, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        body = read_body(environ)  # moto reads it again
+        length = int(environ["CONTENT_LENGTH"])
+        body = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(body)  # moto reads it again
         status: list[int] = []
 
         def capture(status_line: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -134,7 +145,13 @@ class ServiceMeter:
             return start_response(status_line, headers, exc_info) if exc_info else start_response(status_line, headers)
 
         started = time.perf_counter()
-        answer = read_whole(self._app(environ, capture))
+        result = self._app(environ, capture)
+        try:
+            answer = b"".join(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
         latency_ms = (time.perf_counter() - started) * 1000
         with contextlib.suppress(Exception):  # metrics must never fail a request
             self._observe(kind, environ, body, status[0] if status else 500, answer, latency_ms)
@@ -144,8 +161,8 @@ class ServiceMeter:
         self, kind: str, environ: Mapping[str, Any], body: bytes, status: int, answer: bytes, latency_ms: float
     ) -> None:
         assert self._publisher is not None
-        scope = credential_scope(environ)
-        region = scope[0] if scope is not None else DEFAULT_REGION
+        scope = _CREDENTIAL_SCOPE.search(str(environ.get("HTTP_AUTHORIZATION", "")))
+        region = scope.group("region") if scope is not None else DEFAULT_REGION
         if kind.startswith("dynamodb:"):
             request = json.loads(body or b"{}")
             response = json.loads(answer or b"{}") if answer.startswith(b"{") else {}
@@ -160,7 +177,17 @@ class ServiceMeter:
             )
             self._publisher.observe(region, DYNAMODB_NAMESPACE, observations)
             return
-        self._publisher.observe(region, SNS_NAMESPACE, sns_observations(form_fields(body), status, answer))
+        form = {key: values[-1] for key, values in parse_qs(body.decode("utf-8", "replace")).items()}
+        self._publisher.observe(region, SNS_NAMESPACE, sns_observations(form, status, answer))
+
+
+def _read_whole(result: Iterable[bytes]) -> list[bytes]:
+    try:
+        return [b"".join(result)]
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
 
 
 def sns_observations(form: Mapping[str, str], status: int, answer: bytes) -> list[Observation]:
@@ -177,7 +204,13 @@ def sns_observations(form: Mapping[str, str], status: int, answer: bytes) -> lis
     if action == "Publish":
         entries = [("", form)]
     else:
-        prefixes = sorted({key.split(".Id", 1)[0] for key in form if _BATCH_ENTRY_ID.fullmatch(key)})
+        prefixes = sorted(
+            {
+                key.split(".Id", 1)[0]
+                for key in form
+                if re.fullmatch(r"PublishBatchRequestEntries\.member\.\d+\.Id", key)
+            }
+        )
         entries = [(prefix + ".", form) for prefix in prefixes]
     observations: list[Observation] = []
     for prefix, fields in entries:
