@@ -30,6 +30,7 @@ from typing import Any
 from dashboards import alarms
 from dashboards.template import template_for
 from loadtest.corpus import CorpusImage, build_corpus, parse_mix, upload_plan
+from loadtest.corpus import default_cache_dir as corpus_cache_dir
 from loadtest.harness import LoadTest, RunOptions
 from loadtest.targets import LoadTarget
 from localaws.faults import parse_rules, write_rules
@@ -170,7 +171,7 @@ class Session:
         self._mark = 0
         self.uploaded: list[str] = []  # this drill's image ids: each must end DONE
         mix = parse_mix("jpeg1080=1")
-        cache = options.corpus_cache or state_dir() / "corpus"
+        cache = options.corpus_cache or corpus_cache_dir()
         self._mix = mix
         self._files = build_corpus(mix=mix, count=4, seed=11, cache_dir=cache)
         self._seed = 0

@@ -46,7 +46,7 @@ def thumbnails(
     ] = 1,
     markdown: Annotated[bool, typer.Option("--markdown", help="Also print the table as Markdown.")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write every timing to this JSON file.")] = None,
-    cache_dir: Annotated[Path | None, typer.Option(help="Corpus cache (default: ~/.imgops/corpus).")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Corpus cache (default: ~/.cache/imgops/corpus).")] = None,
     kind: Annotated[str, typer.Option(help=f"Input kind: {KIND_HELP}.")] = "jpeg12mp",
     output_format: Annotated[str, typer.Option(help=f"Thumbnails' format policy: {FORMAT_HELP}.")] = "auto",
 ) -> None:
@@ -61,7 +61,7 @@ def thumbnails(
         bench_table,
         run_bench,
     )
-    from monitoring.target import state_dir
+    from loadtest.corpus import default_cache_dir as corpus_cache_dir
 
     if kind not in INPUT_KINDS:
         raise typer.BadParameter(f"expected one of {', '.join(INPUT_KINDS)}", param_hint="--kind")
@@ -69,7 +69,7 @@ def thumbnails(
         raise typer.BadParameter(f"expected one of {', '.join(OUTPUT_FORMATS)}", param_hint="--output-format")
     with command_errors():
         with console.status(f"Preparing {images} {kind} input(s) (generated once, then cached)…"):
-            files = bench_inputs(kind, count=images, seed=seed, cache_dir=cache_dir or state_dir() / "corpus")
+            files = bench_inputs(kind, count=images, seed=seed, cache_dir=cache_dir or corpus_cache_dir())
         options = BenchOptions(repeat=repeat, vips_threads=vips_threads, output_format=output_format)
         with console.status(f"Timing {', '.join(APPROACHES)}: {images} images x {repeat}, one process each…"):
             try:
@@ -158,7 +158,7 @@ def batch(
     seed: Annotated[int, typer.Option(help="Corpus seed: the same seed gives the same bytes.")] = 7,
     markdown: Annotated[bool, typer.Option("--markdown", help="Also print the table as Markdown.")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write every invocation to this JSON file.")] = None,
-    cache_dir: Annotated[Path | None, typer.Option(help="Corpus cache (default: ~/.imgops/corpus).")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Corpus cache (default: ~/.cache/imgops/corpus).")] = None,
 ) -> None:
     """Billed ms per image for one SQS batch of 12 MP JPEGs, the worker one record at a time vs overlapped
     (IMGOPS_WORKER_OVERLAP), in a local execution environment on an embedded AWS."""
@@ -171,8 +171,8 @@ def batch(
         run_batch_bench,
     )
     from loadtest.bench import bench_inputs
+    from loadtest.corpus import default_cache_dir as corpus_cache_dir
     from localaws.faults import FaultSpecError
-    from monitoring.target import state_dir
 
     try:
         options = BatchBenchOptions(
@@ -185,7 +185,7 @@ def batch(
         raise typer.BadParameter(str(exc), param_hint="--latency") from None
     with command_errors():
         with console.status(f"Preparing {images} jpeg12mp input(s) (generated once, then cached)…"):
-            files = bench_inputs("jpeg12mp", count=images, seed=seed, cache_dir=cache_dir or state_dir() / "corpus")
+            files = bench_inputs("jpeg12mp", count=images, seed=seed, cache_dir=cache_dir or corpus_cache_dir())
         with console.status("Starting the embedded AWS…") as status:
             try:
                 result = run_batch_bench(files, options, on_step=status.update)

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from imgops.errors import command_errors, stderr
 from loadtest.corpus import DEFAULT_MIX
-from monitoring.target import state_dir
+from loadtest.corpus import default_cache_dir as corpus_cache_dir
 
 if TYPE_CHECKING:
     from loadtest.harness import RunOptions
@@ -35,10 +35,6 @@ class TargetKind(StrEnum):
     aws = "aws"
 
 
-def default_cache_dir() -> Path:
-    return state_dir() / "corpus"
-
-
 Mix = Annotated[str, typer.Option(help="Share of each kind: jpeg12mp, jpeg1080, png (alpha), webp, heic12mp, avif.")]
 Seed = Annotated[int, typer.Option(help="Seed: the same seed and mix give the same bytes.")]
 CorpusSize = Annotated[
@@ -52,7 +48,7 @@ def corpus(
     seed: Seed = 7,
     corpus_size: CorpusSize = 24,
     cache_dir: Annotated[
-        Path | None, typer.Option(help="Where generated files are kept [default: ~/.imgops/corpus].")
+        Path | None, typer.Option(help="Where generated files are kept [default: ~/.cache/imgops/corpus].")
     ] = None,
 ) -> None:
     """Generate (or find cached) the upload corpus and list it."""
@@ -60,7 +56,7 @@ def corpus(
 
     with command_errors():
         images = build_corpus(
-            mix=parse_mix(mix), count=corpus_size, seed=seed, cache_dir=cache_dir or default_cache_dir()
+            mix=parse_mix(mix), count=corpus_size, seed=seed, cache_dir=cache_dir or corpus_cache_dir()
         )
     folders = {image.path.parent for image in images}
     table = Table("file", "kind", "size", "bytes", "EXIF orientation")
@@ -153,7 +149,7 @@ def run(
         typer.Option(min=1, max=64, help="Worker processes if an embedded stack is started [default: cores]."),
     ] = None,
     out: Annotated[Path, typer.Option(help="Runs are written to OUT/<run id>/.")] = Path("runs"),
-    cache_dir: Annotated[Path | None, typer.Option(help="Corpus cache [default: ~/.imgops/corpus].")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Corpus cache [default: ~/.cache/imgops/corpus].")] = None,
 ) -> None:
     """Push IMAGES uploads through the pipeline; print a summary and write a run folder with report.html.
 
@@ -184,7 +180,7 @@ def run(
         )
         weights = parse_mix(mix)
         with out_console.status("Preparing the corpus (generated once, then cached)…"):
-            files = build_corpus(mix=weights, count=corpus_size, seed=seed, cache_dir=cache_dir or default_cache_dir())
+            files = build_corpus(mix=weights, count=corpus_size, seed=seed, cache_dir=cache_dir or corpus_cache_dir())
         plan = upload_plan(files, weights, count, seed)
         run_id = new_run_id()  # now: an embedded stack writes its log into the run folder from the start
         stack_log = out / run_id / STACK_LOG
@@ -475,7 +471,7 @@ def sizing(
     ] = None,
     yes: Annotated[bool, typer.Option("--yes", help="With --apply --target aws: do not ask.")] = False,
     out: Annotated[Path, typer.Option(help="Results go to OUT/sizing-<id>/.")] = Path("runs"),
-    cache_dir: Annotated[Path | None, typer.Option(help="Corpus cache [default: ~/.imgops/corpus].")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Corpus cache [default: ~/.cache/imgops/corpus].")] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a Power Tuning-shaped result (progress goes to stderr).")
     ] = False,
@@ -500,7 +496,7 @@ def sizing(
     with command_errors():
         prices = load_prices(region)
         weights = parse_mix(mix)
-        corpus_cache = cache_dir or default_cache_dir()
+        corpus_cache = cache_dir or corpus_cache_dir()
         with say.status("Preparing the sample (generated once, then cached)…"):
             samples = stratified_sample(mix=weights, count=sample, seed=seed, cache_dir=corpus_cache)
         if len(samples) > sample:
@@ -754,7 +750,7 @@ def selfcheck(
     mix: Mix = DEFAULT_MIX,
     seed: Seed = 7,
     corpus_size: CorpusSize = 24,
-    cache_dir: Annotated[Path | None, typer.Option(help="Corpus cache [default: ~/.imgops/corpus].")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Corpus cache [default: ~/.cache/imgops/corpus].")] = None,
 ) -> None:
     """How fast the harness alone can push uploads: against a do-nothing loopback sink instead of AWS."""
     from loadtest.corpus import build_corpus, parse_mix, upload_plan
@@ -764,7 +760,7 @@ def selfcheck(
 
     with command_errors():
         weights = parse_mix(mix)
-        files = build_corpus(mix=weights, count=corpus_size, seed=seed, cache_dir=cache_dir or default_cache_dir())
+        files = build_corpus(mix=weights, count=corpus_size, seed=seed, cache_dir=cache_dir or corpus_cache_dir())
         plan = upload_plan(files, weights, images, seed)
         with UploadSink() as sink:
             options = RunOptions(concurrency=concurrency, wait_for_results=False)
@@ -895,7 +891,7 @@ def locust_run(
         bool, typer.Option("--print", help="Print the master and worker commands instead of running them.")
     ] = False,
     out: Annotated[Path, typer.Option(help="Runs are written to OUT/<run id>/.")] = Path("runs"),
-    cache_dir: Annotated[Path | None, typer.Option(help="Corpus cache [default: ~/.imgops/corpus].")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Corpus cache [default: ~/.cache/imgops/corpus].")] = None,
 ) -> None:
     """Scale out on Locust: a master and WORKERS worker processes run the same user flow (presign, presigned POST,
     completion from the SNS topic); the run folder and report.html are written as by `run`.

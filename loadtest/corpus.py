@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -45,6 +46,16 @@ KINDS: dict[str, Kind] = {
     "avif": Kind(2000, 1500, "AVIF", "image/avif", "avif"),  # a web/Android photo
 }
 PHONE_KINDS = frozenset({"jpeg12mp", "heic12mp"})  # held upright now and then: EXIF orientation 6 or 8
+CACHE_ENV = "IMGOPS_CORPUS_CACHE"
+
+
+def default_cache_dir() -> Path:
+    """Where generated corpora are kept: the user's cache directory, not a stack's state (IMGOPS_STATE_DIR), so
+    every stack, run and test on the machine generates a corpus once (the default one takes ~17 s of CPU)."""
+    configured = os.environ.get(CACHE_ENV)
+    if configured:
+        return Path(configured)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "imgops" / "corpus"
 
 
 class CorpusError(ImgopsError, ValueError):
@@ -180,8 +191,15 @@ def build_corpus(*, mix: dict[str, float], count: int, seed: int, cache_dir: Pat
     folder.mkdir(parents=True, exist_ok=True)
     images = list(_generate(mix, count, seed, folder))
     entries = [{**asdict(image), "path": image.path.name} for image in images]
-    manifest.write_text(json.dumps(entries, indent=1), encoding="utf-8")
+    _write_whole(manifest, json.dumps(entries, indent=1).encode())  # last: it says every file is there
     return images
+
+
+def _write_whole(path: Path, data: bytes) -> None:
+    """Readers never see half a file: two processes may generate the same corpus at once (same bytes)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(data)
+    temporary.replace(path)
 
 
 def _generate(mix: dict[str, float], count: int, seed: int, folder: Path) -> Iterator[CorpusImage]:
@@ -191,7 +209,7 @@ def _generate(mix: dict[str, float], count: int, seed: int, folder: Path) -> Ite
         for index in range(kind_count):
             data, orientation = render(kind_name, index, seed, sources)
             path = folder / f"{kind_name}-{index:03d}.{kind.extension}"
-            path.write_bytes(data)
+            _write_whole(path, data)
             yield CorpusImage(path, kind_name, kind.content_type, kind.width, kind.height, len(data), orientation)
 
 
@@ -338,9 +356,7 @@ def hungry_image(kind_name: str, pixels: int, *, cache_dir: Path, max_bytes: int
                 f"{max_bytes:,}-byte limit"
             )
         folder.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        temporary.write_bytes(data)
-        temporary.replace(path)
+        _write_whole(path, data)
     return CorpusImage(path, kind.name, kind.content_type, side, side, path.stat().st_size, 1)
 
 

@@ -37,12 +37,13 @@ from locust.env import Environment
 from locust.runners import STATE_STOPPED, STATE_STOPPING, MasterRunner, WorkerRunner
 
 from loadtest.corpus import DEFAULT_MIX, CorpusImage, build_corpus, parse_mix, upload_plan
+from loadtest.corpus import default_cache_dir as corpus_cache_dir
 from loadtest.harness import CompletionListener, Completions, ImageRecord, RunState, UploadError, records_as_rows
 from loadtest.runner import read_reports, report_log_offset, write_run
 from loadtest.summary import decode_histograms, encode_histograms, histograms_from_frame, merge_histograms
 from loadtest.targets import LoadTarget, aws_load_target
 from loadtest.thresholds import ThresholdSet, load_file
-from monitoring.target import for_local, running_stack, state_dir
+from monitoring.target import for_local, running_stack
 
 log = logging.getLogger("imgops.locust")
 DRAIN_MESSAGE = "imgops_drain"
@@ -61,7 +62,7 @@ def _arguments(parser: Any) -> None:
     add("--imgops-mix", default=DEFAULT_MIX, help="Share of each image kind.")
     add("--imgops-seed", type=int, default=7, help="Corpus seed (each worker adds its index to the plan's).")
     add("--imgops-corpus-size", type=int, default=24, help="Distinct files generated.")
-    add("--imgops-cache-dir", default="", help="Corpus cache [default: ~/.imgops/corpus].")
+    add("--imgops-cache-dir", default="", help="Corpus cache [default: ~/.cache/imgops/corpus].")
     add("--imgops-max-images", type=int, default=0, help="Uploads in all (split across workers); 0: no limit.")
     add("--imgops-pacing", type=float, default=0.0, help="Seconds between one user's upload starts (0: closed).")
     add("--imgops-drain-timeout", type=float, default=120.0, help="Wait this long for outstanding results.")
@@ -86,7 +87,7 @@ class Book:
         total = int(getattr(options, "imgops_max_images", 0) or 0)
         self.quota = total // workers + (1 if index < total % workers else 0) if total else 0
         weights = parse_mix(options.imgops_mix)
-        cache = Path(options.imgops_cache_dir) if options.imgops_cache_dir else state_dir() / "corpus"
+        cache = Path(options.imgops_cache_dir) if options.imgops_cache_dir else corpus_cache_dir()
         files = build_corpus(mix=weights, count=options.imgops_corpus_size, seed=options.imgops_seed, cache_dir=cache)
         self.plan = upload_plan(files, weights, self.quota or OPEN_ENDED_PLAN, options.imgops_seed + index)
         self.payloads = {image.path: image.path.read_bytes() for image in set(self.plan)}

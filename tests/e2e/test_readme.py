@@ -44,7 +44,7 @@ import typer
 from PIL import Image
 from typer.core import TyperGroup
 
-import imgops
+import imgops.cli
 from monitoring.target import StackInfo
 from tests.e2e.conftest import kill, wait_for_state_file
 
@@ -57,7 +57,7 @@ README = REPO / "README.md"
 DOCS = (README, REPO / "localaws" / "README.md")
 VENV_BIN = REPO / ".venv" / "bin"
 BASH = shutil.which("bash") or "/bin/bash"
-ROOT = typer.main.get_command(imgops.app)
+ROOT = typer.main.get_command(imgops.cli.app)
 
 # The README's ```bash blocks, each recognised by a command only it contains, in the order a user follows them.
 MAIN_JOB = "imgops loadtest run"

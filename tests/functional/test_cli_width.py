@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from imgops import app
+from imgops.cli import app
 
 
 def commands(command: Any, path: list[str]) -> Iterator[tuple[list[str], Any]]:

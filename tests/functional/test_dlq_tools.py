@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from imgops import app
+from imgops.cli import app
 from monitoring import dlq
 from monitoring.target import StackInfo
 from pipeline import store, worker

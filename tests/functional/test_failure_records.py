@@ -20,7 +20,7 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from typer.testing import CliRunner
 
-from imgops import app
+from imgops.cli import app
 from localaws.context import LocalLambdaContext
 from localaws.runtime import sqs_event
 from monitoring.images import status_rows

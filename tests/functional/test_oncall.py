@@ -12,7 +12,7 @@ import pytest
 from botocore.config import Config
 from typer.testing import CliRunner
 
-from imgops import app
+from imgops.cli import app
 from monitoring import dlq
 from monitoring.target import StackInfo
 from pipeline import store, worker

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from dashboards import scenarios
 from dashboards.template import stack_template
-from imgops import app
+from imgops.cli import app
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,12 @@ import pytest
 import typer
 from typer.core import TyperGroup
 
-import imgops
+import imgops.cli
 
 if TYPE_CHECKING:
     from typer._click import Command
 
-ROOT = typer.main.get_command(imgops.app)
+ROOT = typer.main.get_command(imgops.cli.app)
 DUMMY = "1"  # a valid string, path, integer and float alike; required arguments are ids, rules and the like
 
 

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from drills.catalogue import DRILLS
 from drills.framework import alarm_slugs
 from drills.names import ALIASES, CAUSES
-from imgops import app
+from imgops.cli import app
 from tests.infrastructure.conftest import Synthesized
 
 

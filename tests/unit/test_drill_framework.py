@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from dashboards.alarms import AlarmDefinition, Evaluation
 from drills import framework
 from drills.framework import Drill, DrillFailed, DrillOptions, DrillResult, Session
-from imgops import app
+from imgops.cli import app
 from localaws.faults import FaultInjector, FaultSpecError, parse_rules, write_rules
 
 DEFINITION = AlarmDefinition(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from imgops import app
+from imgops.cli import app
 
 RUNBOOKS = Path(__file__).resolve().parents[2] / "runbooks"
 PAGES = sorted(p for p in RUNBOOKS.glob("*.md") if p.name != "README.md")
