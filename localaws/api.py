@@ -35,6 +35,15 @@ _TEXT_MEDIA_TYPES = frozenset({"", "application/json", "application/xml", "appli
 _TEXT_SUFFIXES = ("+json", "+xml")
 
 
+# The API's handlers run in this process, invoked from the server's threads; on AWS each execution environment
+# takes one event at a time, and the handlers rely on it: Powertools' resolvers keep the current event in a class
+# attribute, one for the whole process. Run side by side, a presign read a read's event (400 "content_type is
+# required" in the 1,000-image main job), a read a presign's (500), and a grant could name another user's folder
+# (tests/functional/test_api.py). So invocations take turns, as in one execution environment; each takes a few
+# milliseconds, and the token check and the body read stay outside.
+_ONE_INVOCATION_AT_A_TIME = threading.Lock()
+
+
 @dataclass(frozen=True)
 class Route:
     method: str
@@ -105,7 +114,8 @@ class LocalHttpApi:
             return _json(401, {"message": "Unauthorized"})
         event = http_api_event(request, route_key=str(route_key), path_parameters=dict(path_parameters), claims=claims)
         try:
-            result = route.handler(event, LocalLambdaContext.create(route.function_name, timeout_seconds=29))
+            with _ONE_INVOCATION_AT_A_TIME:
+                result = route.handler(event, LocalLambdaContext.create(route.function_name, timeout_seconds=29))
             return _integration_response(result)
         except Exception:
             # What API Gateway answers when the integration fails; the traceback stays in the server log.

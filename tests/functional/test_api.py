@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -241,3 +243,46 @@ def test_local_api_end_to_end_authorization(stack: StackInfo, local_api: str) ->
     unknown_route = requests.get(f"{local_api}/nope", headers={"Authorization": f"Bearer {token}"}, timeout=10)
     assert (own.status_code, foreign.status_code, unknown_route.status_code) == (200, 404, 404)
     assert own.json()["status"] == "PROCESSING"
+
+
+def test_concurrent_calls_each_get_their_own_event(stack: StackInfo, local_api: str) -> None:
+    """Two users' uploads and reads at once, from many threads, as the load test and the upload page make them.
+
+    Powertools keeps the resolver's current event in a class attribute (one per process): the local API once ran
+    invocations side by side in its threads, and a presign then read a read's event (400 "content_type is required"
+    in the 1,000-image main job) or a read a presign's (500), and a grant could name the other user's folder."""
+    cognito = boto3.client("cognito-idp")
+    create_user(cognito, stack.user_pool_id, "trent", "Trent-pass-123!")
+    tokens = {stack.demo_sub: fetch_access_token(stack), "trent": fetch_access_token(stack, "trent", "Trent-pass-123!")}
+    subs = {sub: jwt.decode(token, options={"verify_signature": False})["sub"] for sub, token in tokens.items()}
+    table = boto3.resource("dynamodb").Table(stack.images_table)
+    image_id = str(uuid.uuid4())
+    table.put_item(Item={"imageId": image_id, "userId": stack.demo_sub, "status": "PROCESSING", "sourceVersion": "x"})
+
+    def call(turn: int) -> str | None:
+        user = stack.demo_sub if turn % 2 else "trent"
+        headers = {"Authorization": f"Bearer {tokens[user]}"}
+        with requests.Session() as session:
+            for _ in range(15):
+                if turn % 3 == 0 and user == stack.demo_sub:
+                    answer = session.get(f"{local_api}/images/{image_id}", headers=headers, timeout=30)
+                    if answer.status_code != 200 or answer.json().get("imageId") != image_id:
+                        return f"read: {answer.status_code} {answer.text[:120]}"
+                    continue
+                answer = session.post(
+                    f"{local_api}/uploads", json={"content_type": "image/png"}, headers=headers, timeout=30
+                )
+                if answer.status_code != 201:
+                    return f"presign: {answer.status_code} {answer.text[:120]}"
+                if not answer.json()["file_path"].startswith(f"user-uploads/{subs[user]}/"):
+                    return f"{user} was granted {answer.json()['file_path']}"
+        return None
+
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns often: the server's too, as on a loaded machine
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            problems = [problem for problem in pool.map(call, range(16)) if problem]
+    finally:
+        sys.setswitchinterval(switching)
+    assert problems == []
