@@ -290,9 +290,16 @@ class Session:
         return str((store.get(self.table, image_id) or {}).get("status", "MISSING"))
 
     def wait_done(self, image_ids: Sequence[str], timeout: float | None = None) -> None:
+        """DONE and notified: the worker's last write to the item. A fault a drill injects right after DONE alone
+        could still fail that write (the DynamoDB denial sent a finished image to the DLQ on a busy machine)."""
+
+        def finished(image_id: str) -> bool:
+            item = store.get(self.table, image_id) or {}
+            return item.get("status") == "DONE" and bool(item.get("notified_at"))
+
         wait_for(
-            f"{len(image_ids)} image(s) to be DONE",
-            lambda: all(self.status(i) == "DONE" for i in image_ids),
+            f"{len(image_ids)} image(s) to be DONE and notified",
+            lambda: all(finished(i) for i in image_ids),
             timeout or self.options.timeout_seconds,
         )
 
