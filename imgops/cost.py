@@ -110,6 +110,36 @@ def report(
         console.print(view)
 
 
+@app.command()
+def capacity(
+    region: Annotated[str, typer.Option(help="Price table region.")] = "us-east-1",
+    prices_file: Annotated[Path | None, typer.Option("--prices", help="A price table JSON of the same shape.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """What the capacity metrics cost per month by bucket size and write rate: counted from S3's events
+    (with a daily reconciliation from S3 Inventory) against listing the buckets every 5 minutes."""
+    from loadtest.capacity_cost import scale_table
+    from loadtest.cost import CostError, load_prices
+
+    with command_errors():
+        try:
+            prices = load_prices(region, prices_file)
+            frame = scale_table(prices)
+        except (CostError, KeyError) as exc:
+            stderr.print(f"[red]error:[/red] the price table has no {exc} (see loadtest/prices)")
+            raise typer.Exit(1) from None
+    if as_json:
+        rows = json.loads(frame.to_json(orient="records"))
+        typer.echo(json.dumps({"prices_valid_as_of": prices.get("valid_as_of"), "rows": rows}, indent=2))
+        return
+    table = Table("objects", "events/s", "$/month, events", "$/month, listing", title="Capacity metrics")
+    for row in frame.itertuples():
+        listing = f"{row.listing_usd_month:,.2f}" + ("" if row.listing_completes else " (never completes)")
+        table.add_row(f"{row.objects:,}", f"{row.events_per_second:,g}", f"{row.events_usd_month:,.2f}", listing)
+    console.print(table)
+    console.print(f"[dim]prices: {prices.get('region')} valid as of {prices.get('valid_as_of')}[/dim]")
+
+
 def _variants(base: Workload, requested: str, sizing: Path | None) -> list[Workload]:
     """`base` re-priced at other worker sizes, with the duration the sizing run found for each."""
     from loadtest.cost import CostError

@@ -71,6 +71,20 @@ class ResourceNames:
         return f"{self.prefix}-images"
 
     @property
+    def capacity_table(self) -> str:
+        """Key records and counters of the buckets' objects (monitoring.capacity)."""
+        return f"{self.prefix}-capacity"
+
+    @property
+    def capacity_queue(self) -> str:
+        """The buckets' object events on their way to the capacity counter."""
+        return f"{self.prefix}-capacity-events"
+
+    @property
+    def capacity_dead_letter_queue(self) -> str:
+        return f"{self.prefix}-capacity-events-dlq"
+
+    @property
     def notifications_topic(self) -> str:
         return f"{self.prefix}-image-events"
 
@@ -102,6 +116,8 @@ class Env:
     PROCESSED_BUCKET = "IMGOPS_PROCESSED_BUCKET"
     IMAGES_TABLE = "IMGOPS_IMAGES_TABLE"
     TOPIC_ARN = "IMGOPS_TOPIC_ARN"
+    CAPACITY_TABLE = "IMGOPS_CAPACITY_TABLE"
+    CAPACITY_SHARDS = "IMGOPS_CAPACITY_SHARDS"  # counter shards per bucket (monitoring.capacity; only ever raised)
     THUMBNAIL_SIZES = "IMGOPS_THUMBNAIL_SIZES"
     MAX_PIXELS = "IMGOPS_MAX_PIXELS"
     MAX_UPLOAD_BYTES = "IMGOPS_MAX_UPLOAD_BYTES"

@@ -38,6 +38,7 @@ from dashboards.constructs.s3_metrics import scan_budget_seconds
 from monitoring.s3_metrics import (
     BUCKET_DIMENSION,
     BUCKET_SIZE_BYTES,
+    LIST_KEYS_PER_SECOND,
     NAMESPACE,
     NUMBER_OF_OBJECTS,
     PREFIX_DIMENSION,
@@ -67,8 +68,6 @@ API_MAX_5XX_RATE = 0.05
 # ~$12/month of originals at S3 Standard: far above the expected volume, so crossing it means runaway
 # uploads or missing clean-up, and a budget conversation.
 UPLOAD_BUCKET_MAX_BYTES = 500 * 2**30
-# ListObjectsV2 returns 1,000 keys per call in roughly 0.1-0.2 s in-region; assume the slow end.
-LIST_KEYS_PER_SECOND = 5_000
 # The worker writes this many thumbnails per upload, so the processed bucket lists this many times as long.
 THUMBNAILS_PER_UPLOAD = 3
 # Alarm while a scan still has room: at half of what one run can list in its time budget.

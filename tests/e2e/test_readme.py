@@ -83,7 +83,13 @@ RUN_ON_THE_LOCAL_STACK = (
 # The README shows these in a shell where `eval "$(imgops local env)"` ran (the deployed-stack path, locally).
 AFTER_LOCAL_ENV = ("imgops loadtest run --target aws --stack-name imgops-pipeline --images 20",)
 # quick, no earlier state
-RUN_HERE = ("imgops loadtest selfcheck", "imgops dashboards synth", "imgops alarms test", "imgops dashboards bundle")
+RUN_HERE = (
+    "imgops loadtest selfcheck",
+    "imgops dashboards synth",
+    "imgops alarms test",
+    "imgops dashboards bundle",
+    "imgops cost capacity",
+)
 NOT_RUN = {
     "imgops bench thumbnails --kind png --output-format auto --repeat 3": "benchmark: timing loops over the alpha PNGs",
     "imgops loadtest locust --workers 2": "tests/e2e/test_locust.py runs a headless master and 2 workers",
@@ -115,6 +121,7 @@ EXPECTED_OUTPUT = {
     "imgops loadtest selfcheck": "2000 of 2000 uploads",
     "imgops dashboards synth": "2 dashboards, 10 alarms",
     "imgops dashboards bundle": "all load",
+    "imgops cost capacity": "Capacity metrics",
     "imgops local status": "HTTP API",
     "imgops dlq purge --yes": "nothing removed",  # the new stack's DLQ is empty
 }

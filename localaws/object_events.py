@@ -1,0 +1,140 @@
+"""S3's object events as AWS delivers them to EventBridge, made by the local stack.
+
+moto's own S3 events differ from AWS's in ways a consumer can come to rely on (../shared/FACTS.md): they carry no
+`sequencer`, a delete carries the object's size, and each is delivered once, in order. A capacity counter tested
+on those would pass here and miscount on AWS. So the events made here have what AWS gives and no more:
+
+- `Object Created` with the key, size, eTag and a sequencer; `Object Deleted` with the key and a sequencer only,
+  `reason` `DeleteObject` or `Lifecycle Expiration`;
+- sequencers that grow for each key (one counter for the whole process, in hex, of varying length as S3's are);
+- delivery at least once and out of order on demand (`Mischief`): duplicates, events held back and sent later,
+  and (for the reconciler's tests only) events lost.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import threading
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pipeline.errors import ImgopsError
+
+ACCOUNT = "123456789012"
+DELETE_REASON = "DeleteObject"
+LIFECYCLE_REASON = "Lifecycle Expiration"
+
+
+class MischiefError(ImgopsError, ValueError):
+    pass
+
+
+class Sequencers:
+    """Ever-growing sequencers, in upper-case hex. Their length grows now and then (S3's are 16 to 18 digits and are
+    compared after right-padding): a consumer that compares them as plain strings or numbers gets some wrong."""
+
+    def __init__(self, start: int = 0x5F0000000000000) -> None:
+        self._next = itertools.count(start)
+        self._lock = threading.Lock()
+
+    def next(self) -> str:
+        with self._lock:
+            value = next(self._next)
+        text = f"{value:X}"
+        # Right-padding with zeros leaves the order as it is: add some, as S3 sometimes sends longer ones.
+        return text + "0" * (value % 3)
+
+
+def object_created(
+    bucket: str, key: str, size: int, etag: str, sequencer: str, when: datetime, reason: str = "PutObject"
+) -> dict[str, Any]:
+    return _event(
+        "Object Created", bucket, when, {"key": key, "size": size, "etag": etag, "sequencer": sequencer}, reason
+    )
+
+
+def object_deleted(
+    bucket: str, key: str, sequencer: str, when: datetime, reason: str = DELETE_REASON
+) -> dict[str, Any]:
+    detail = _event("Object Deleted", bucket, when, {"key": key, "sequencer": sequencer}, reason)
+    detail["detail"]["deletion-type"] = "Permanently Deleted"
+    return detail
+
+
+def _event(detail_type: str, bucket: str, when: datetime, obj: dict[str, Any], reason: str) -> dict[str, Any]:
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": detail_type,
+        "source": "aws.s3",
+        "account": ACCOUNT,
+        "time": when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": "us-east-1",
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {"version": "0", "bucket": {"name": bucket}, "object": obj, "reason": reason},
+    }
+
+
+@dataclass(frozen=True)
+class Mischief:
+    """How delivery misbehaves, each a probability per event: sent twice, held back (sent after later ones), lost."""
+
+    duplicate: float = 0.0
+    reorder: float = 0.0
+    drop: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str) -> Mischief:
+        """`duplicate=0.2,reorder=0.3` (any of duplicate, reorder, drop; each from 0 to 1)."""
+        values: dict[str, float] = {}
+        for part in filter(None, (piece.strip() for piece in text.split(","))):
+            name, _, number = part.partition("=")
+            if name not in ("duplicate", "reorder", "drop"):
+                raise MischiefError(f"{name!r} is not one of duplicate, reorder, drop (in {text!r})")
+            try:
+                values[name] = float(number)
+            except ValueError:
+                raise MischiefError(f"{part!r}: {number!r} is not a number") from None
+            if not 0.0 <= values[name] <= 1.0:
+                raise MischiefError(f"{part!r}: a probability is from 0 to 1")
+        return cls(**values)
+
+
+@dataclass
+class Delivery:
+    """Passes events on with `mischief`: `send` returns what goes out now, `flush` what was held back."""
+
+    mischief: Mischief = field(default_factory=Mischief)
+    rng: random.Random = field(default_factory=random.Random)
+    held: list[dict[str, Any]] = field(default_factory=list)
+    lost: int = 0
+
+    def send(self, events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for event in events:
+            if self.rng.random() < self.mischief.drop:
+                self.lost += 1
+                continue
+            copies = 2 if self.rng.random() < self.mischief.duplicate else 1
+            for _ in range(copies):
+                (self.held if self.rng.random() < self.mischief.reorder else out).append(event)
+        if self.held and self.rng.random() < 0.5:  # some of what was held goes out behind newer events
+            release = self.rng.randrange(len(self.held) + 1)
+            out += self.held[:release]
+            del self.held[:release]
+        return out
+
+    def flush(self) -> list[dict[str, Any]]:
+        out, self.held = self.held, []
+        self.rng.shuffle(out)
+        return out
+
+
+def message_body(event: dict[str, Any]) -> str:
+    """What EventBridge hands an SQS target: the event, as JSON."""
+    return json.dumps(event)
