@@ -109,7 +109,7 @@ def deliver(store: CapacityStore, events: list[dict[str, Any]], mischief: Mischi
     return delivery.lost
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(operations=OPERATIONS, seed=st.integers(0, 2**32 - 1), shards=st.integers(1, 4))
 def test_counters_equal_the_listing_whatever_the_delivery(
     world: dict[str, Any], operations: list[tuple[str, str, int]], seed: int, shards: int
@@ -124,7 +124,7 @@ def test_counters_equal_the_listing_whatever_the_delivery(
     assert store.counters(bucket) == listing(world["s3"], bucket)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(operations=OPERATIONS, seed=st.integers(0, 2**32 - 1))
 def test_lost_events_are_drift_that_one_reconciliation_removes(
     world: dict[str, Any], operations: list[tuple[str, str, int]], seed: int
