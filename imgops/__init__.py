@@ -10,5 +10,7 @@ from __future__ import annotations
 
 def main() -> None:
     from imgops.cli import app
+    from localaws import service_models
 
+    service_models.install()  # botocore's models read parsed from the user's cache: every command makes clients
     app()

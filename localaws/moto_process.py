@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+from localaws import service_models
 from localaws.cloudformation import DescribedStack, DescribedStacks
 from localaws.cors import CognitoCors
 from localaws.metrics import (
@@ -370,6 +371,7 @@ def _serve(
             os.dup2(log.fileno(), sys.stdout.fileno())
             os.dup2(log.fileno(), sys.stderr.fileno())
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request on the console
+    service_models.install()
     share_service_models()
     endpoint: list[str] = []
     publisher = (

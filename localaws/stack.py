@@ -21,6 +21,7 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from dashboards.template import LOCAL_API_ID, stack_template
+from localaws import service_models
 from localaws.api import ApiServer, LocalHttpApi, Route, default_routes
 from localaws.cloudformation import DescribedStack
 from localaws.context import LocalLambdaContext
@@ -234,6 +235,7 @@ class LocalStack:
         if options.log_file is not None:
             options.log_file.parent.mkdir(parents=True, exist_ok=True)
         os.environ.update(LOCAL_CREDENTIALS)
+        service_models.install()  # the clients provisioning, the API and the schedules make
         with stop_signals_blocked():  # Ctrl-C reaches moto's process too: it must not die of it while starting
             endpoint = self._moto.start()
         info = provision(
