@@ -60,6 +60,7 @@ from localaws.metrics import (
     sns_message_size,
     sns_publish_observations,
 )
+from localaws.object_events import ACCOUNT, ObjectEventTap, Route
 from pipeline.aws import shared_loader
 from pipeline.errors import ImgopsError
 
@@ -71,6 +72,8 @@ HEALTH_PATH = "/_imgops/health"
 STOP = "stop"
 ALLOW_ORIGINS = "allow-origins"
 PUBLISH_STACK = "publish-stack"
+ROUTE_OBJECT_EVENTS = "route-object-events"
+EXPIRE_OBJECTS = "expire-objects"
 DYNAMODB_TARGET_PREFIX = "DynamoDB_20120810."
 # Bodies larger than this pass through unobserved (DynamoDB items are at most 400 KB; SNS messages 256 KB).
 MAX_OBSERVED_BODY_BYTES = 2 * 1024 * 1024
@@ -388,6 +391,7 @@ def _serve(
         conn.send(("error", str(exc)))
         return
     endpoint.append(server.url)
+    taps = ObjectEventTap()
     conn.send(("ok", server.url))
     if publisher is not None:
         publisher.start()
@@ -399,6 +403,12 @@ def _serve(
             elif isinstance(message, tuple) and message[0] == PUBLISH_STACK:
                 server.stacks.publish(message[1])
                 conn.send(PUBLISH_STACK)
+            elif isinstance(message, tuple) and message[0] == ROUTE_OBJECT_EVENTS:
+                taps.install()  # only once some bucket's events are wanted: moto's hook stays as it is until then
+                taps.route(message[1], message[2])
+                conn.send(ROUTE_OBJECT_EVENTS)
+            elif isinstance(message, tuple) and message[0] == EXPIRE_OBJECTS:
+                conn.send((EXPIRE_OBJECTS, taps.expire(ACCOUNT, message[1], message[2])))
     if publisher is not None:
         publisher.close(timeout=5)  # while the server still takes the last PutMetricData
     server.stop()
@@ -455,6 +465,20 @@ class MotoProcess:
         self._parent_conn.send((PUBLISH_STACK, stack))
         if not self._parent_conn.poll(timeout) or self._parent_conn.recv() != PUBLISH_STACK:
             raise MotoStartError(f"the embedded AWS (moto) did not take the stack's outputs within {timeout:.0f} s")
+
+    def route_object_events(self, buckets: Iterable[str], route: Route, timeout: float = 10.0) -> None:
+        """Send these buckets' object changes to a queue as S3 sends them to EventBridge (localaws.object_events)."""
+        self._parent_conn.send((ROUTE_OBJECT_EVENTS, sorted(buckets), route))
+        if not self._parent_conn.poll(timeout) or self._parent_conn.recv() != ROUTE_OBJECT_EVENTS:
+            raise MotoStartError(f"the embedded AWS (moto) did not take the event routes within {timeout:.0f} s")
+
+    def expire(self, bucket: str, keys: Iterable[str], timeout: float = 30.0) -> int:
+        """Expire objects as a lifecycle rule would (their events say so); returns how many existed."""
+        self._parent_conn.send((EXPIRE_OBJECTS, bucket, list(keys)))
+        answer = self._parent_conn.recv() if self._parent_conn.poll(timeout) else None
+        if not isinstance(answer, tuple) or answer[0] != EXPIRE_OBJECTS:
+            raise MotoStartError(f"the embedded AWS (moto) did not expire the objects within {timeout:.0f} s")
+        return int(answer[1])
 
     def stop(self, timeout: float = 10.0, *, kill_reserve: float = 0.5) -> bool:
         """Ask the server to stop; kill it if it has not `kill_reserve` seconds before `timeout` (it ignores SIGTERM,

@@ -138,3 +138,115 @@ class Delivery:
 def message_body(event: dict[str, Any]) -> str:
     """What EventBridge hands an SQS target: the event, as JSON."""
     return json.dumps(event)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a bucket's object events go: an SQS queue of the embedded AWS, delivered with `mischief`."""
+
+    queue_name: str
+    region: str
+    mischief: Mischief = field(default_factory=Mischief)
+    max_delay_seconds: int = 5  # a held-back event waits this long at most (SQS DelaySeconds)
+
+
+class ObjectEventTap:
+    """In the embedded AWS's process: every object change moto's S3 makes becomes an AWS-shaped event on a queue.
+
+    It wraps moto's own notification hook (`moto.s3.notifications.send_event`, called for every put, POST, copy,
+    completed multipart upload and delete, whatever the request), so nothing is inferred from HTTP requests. One
+    difference stays: moto reports a completed multipart upload as a Put and then a CompleteMultipartUpload (AWS
+    sends the second only); counted from events, that is an overwrite with the same size.
+    Only the buckets routed here are watched; moto's own notifications (the worker's queue) go on as before.
+    Reordering is SQS's own: a held-back event is sent with a delay."""
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self.sequencers = Sequencers()
+        self._routes: dict[str, Route] = {}
+        self._rng = rng or random.Random()
+        self._lock = threading.Lock()
+        self._expiring = threading.local()  # expire() is deleting: the events say Lifecycle Expiration
+        self._original: Any = None
+
+    def route(self, buckets: Iterable[str], route: Route) -> None:
+        with self._lock:
+            self._routes.update(dict.fromkeys(buckets, route))
+
+    def install(self) -> None:
+        from moto.s3 import notifications
+
+        if self._original is not None:
+            return
+        self._original = notifications.send_event
+
+        def send_event(account_id: str, event_name: Any, bucket: Any, key: Any) -> None:
+            self._original(account_id, event_name, bucket, key)
+            self.observe(account_id, str(getattr(event_name, "value", event_name)), bucket.name, key)
+
+        notifications.send_event = send_event
+
+    def uninstall(self) -> None:
+        from moto.s3 import notifications
+
+        if self._original is not None:
+            notifications.send_event = self._original
+            self._original = None
+
+    def observe(self, account_id: str, event_name: str, bucket: str, key: Any) -> None:
+        route = self._routes.get(bucket)
+        if route is None or key is None:
+            return
+        now = datetime.now(UTC)
+        if event_name.startswith("s3:ObjectCreated:"):
+            created_by = _REASONS.get(event_name.rsplit(":", 1)[-1], "PutObject")
+            etag = str(getattr(key, "etag", "")).strip('"')
+            event = object_created(bucket, key.name, int(key.size), etag, self.sequencers.next(), now, created_by)
+        elif event_name.startswith("s3:ObjectRemoved:Delete") and not event_name.endswith("MarkerCreated"):
+            removed_by = LIFECYCLE_REASON if getattr(self._expiring, "active", False) else DELETE_REASON
+            event = object_deleted(bucket, key.name, self.sequencers.next(), now, removed_by)
+        else:
+            return  # tagging, restores, ACLs: no change to what the bucket holds
+        self._send(account_id, route, event)
+
+    def expire(self, account_id: str, bucket: str, keys: Iterable[str]) -> int:
+        """What a lifecycle rule does when its day comes: the objects go, and their events say `Lifecycle
+        Expiration` (moto runs no lifecycle rules). Returns how many of `keys` existed."""
+        from moto.s3.models import s3_backends
+
+        backend = s3_backends[account_id]["global"]
+        expired = 0
+        self._expiring.active = True
+        try:
+            for name in keys:
+                if backend.get_bucket(bucket).keys.get(name) is None:
+                    continue
+                backend.delete_object(bucket, name)
+                expired += 1
+        finally:
+            self._expiring.active = False
+        return expired
+
+    def _send(self, account_id: str, route: Route, event: dict[str, Any]) -> None:
+        from moto.sqs.models import sqs_backends
+
+        mischief = route.mischief
+        with self._lock:
+            if self._rng.random() < mischief.drop:
+                return
+            copies = 2 if self._rng.random() < mischief.duplicate else 1
+            delays = [
+                self._rng.randint(1, route.max_delay_seconds) if self._rng.random() < mischief.reorder else 0
+                for _ in range(copies)
+            ]
+        queues = sqs_backends[account_id][route.region]
+        for delay in delays:
+            queues.send_message(route.queue_name, message_body(event), delay_seconds=delay)
+
+
+# How S3 names the request that created an object (EventBridge's `reason`), by moto's event verb.
+_REASONS = {
+    "Put": "PutObject",
+    "Post": "PostObject",
+    "Copy": "CopyObject",
+    "CompleteMultipartUpload": "CompleteMultipartUpload",
+}
