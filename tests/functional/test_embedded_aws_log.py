@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,10 @@ def test_a_request_moto_fails_on_is_logged_in_the_stack_log(tmp_path: Path, capf
             headers={"X-Amz-Target": DYNAMODB_TARGET_PREFIX + "GetItem", "Authorization": SIGNED},
             timeout=10,
         )
+        # werkzeug logs the traceback after it has sent the 500: wait for it before stopping the server.
+        deadline = time.monotonic() + 10
+        while "Traceback" not in log.read_text(encoding="utf-8") and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
         moto.stop()
     console = capfd.readouterr()
