@@ -27,7 +27,7 @@ TUTORIAL_TARGET = 3.0
 
 @app.callback()
 def _group() -> None:
-    """Subcommands: thumbnails, batch."""
+    """Subcommands: thumbnails, batch, capacity."""
 
 
 # Kept in step with loadtest.bench.INPUT_KINDS and pipeline.resources.OUTPUT_FORMATS (checked by a test), so that
@@ -210,3 +210,27 @@ def batch(
         typer.echo("\n".join(lines))
     if json_out is not None:
         json_out.write_text(json.dumps(as_json(result), indent=1), encoding="utf-8")
+
+
+@app.command()
+def capacity(
+    events: Annotated[int, typer.Option(min=1, max=1_000_000, help="Object events to apply.")] = 2000,
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Events per counter invocation.")] = 10,
+    shards: Annotated[int, typer.Option(min=1, max=1000, help="Counter shards per bucket.")] = 8,
+    owners: Annotated[int, typer.Option(min=1, max=100_000, help="Uploaders the events are spread over.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Object events per second the capacity counter applies, against the embedded AWS's DynamoDB."""
+    from loadtest.capacity_bench import run
+
+    with command_errors(), console.status(f"applying {events:,} events in batches of {batch_size}…"):
+        result = run(events=events, batch_size=batch_size, shards=shards, owners=owners)
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    table = Table("events", "batch", "shards", "owners", "seconds", "events/s", "transactions", "retries")
+    table.add_row(
+        f"{result.events:,}", str(result.batch_size), str(result.shards), str(result.owners),
+        f"{result.seconds:.1f}", f"{result.events_per_second:,.0f}", f"{result.transactions:,}", str(result.retries),
+    )  # fmt: skip
+    console.print(table)

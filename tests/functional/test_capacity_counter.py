@@ -184,3 +184,11 @@ def test_the_publisher_publishes_what_a_complete_scan_would_without_listing(worl
     assert ("NumberOfObjects", (("BucketName", bucket),)) in published
     assert ("BucketSizeBytes", (("BucketName", bucket), ("Prefix", f"user-uploads/{OWNERS[0]}/"))) in published
     assert ("NumberOfObjects", (("BucketName", bucket), ("Prefix", "processed/"))) in published
+
+
+def test_the_benchmark_applies_every_event_in_its_batches() -> None:
+    from loadtest.capacity_bench import run
+
+    result = run(events=30, batch_size=10, shards=2, owners=3)
+    assert (result.events, result.transactions <= 3, result.retries) == (30, True, 0)
+    assert result.events_per_second > 0
