@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from localaws import service_models
+from localaws import dynamodb_transactions, service_models
 from localaws.cloudformation import DescribedStack, DescribedStacks
 from localaws.cors import CognitoCors
 from localaws.metrics import (
@@ -375,6 +375,7 @@ def _serve(
             os.dup2(log.fileno(), sys.stderr.fileno())
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request on the console
     service_models.install()
+    dynamodb_transactions.install()
     share_service_models()
     endpoint: list[str] = []
     publisher = (
