@@ -1,12 +1,12 @@
 """How many object events per second the capacity counter applies here: monitoring.capacity.CapacityStore against
 the embedded AWS's DynamoDB (moto, in its own process, over HTTP), with a batch size and a shard count to vary.
 
-A local figure, and a low one: moto's DynamoDB is pure Python, serves one request at a time here
-(localaws.moto_process), and its TransactWriteItems deep-copies the whole table once per item of the transaction
-(to roll back), so each batch costs more as the table grows. Measured 2026-12-06: 2,000 events, batches of 10,
-8 shards, 50 owners: 10 events/s (`imgops bench capacity --json`). On AWS a partition takes 1,000 write units a
-second and the counter's functions scale out with the queue; the local stack needs transactions that back up only
-the items they touch before it can count a 50,000-object bucket from events.
+A local figure: moto's DynamoDB is pure Python and serves one request at a time here (localaws.moto_process).
+moto's own TransactWriteItems deep-copied the whole table once per item of the transaction, so each batch cost
+more as the table grew: 2,000 events, batches of 10, 8 shards, 50 owners ran at 10 events/s. With the embedded
+AWS backing up only the items a transaction names (localaws.dynamodb_transactions) the same run applies 242
+events/s (2026-12-06, `imgops bench capacity --events 2000 --json`, this 2-core VM, idle). On AWS a partition
+takes 1,000 write units a second and the counter's functions scale out with the queue.
 """
 
 from __future__ import annotations
