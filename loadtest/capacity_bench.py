@@ -22,7 +22,7 @@ import boto3
 
 from localaws.moto_process import MotoProcess
 from localaws.object_events import Sequencers, message_body, object_created, object_deleted
-from monitoring.capacity import PARTITION_KEY, SORT_KEY, CapacityStore, parse_message
+from monitoring.capacity import CapacityStore, create_table, parse_message
 
 
 @dataclass(frozen=True)
@@ -70,15 +70,7 @@ def run(*, events: int, batch_size: int, shards: int, owners: int) -> CapacityBe
             aws_access_key_id="testing", aws_secret_access_key="testing",  # noqa: S106 - the embedded AWS's
         )  # fmt: skip
         table = f"capacity-bench-{uuid.uuid4().hex[:8]}"
-        client.create_table(
-            TableName=table,
-            AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in (PARTITION_KEY, SORT_KEY)],
-            KeySchema=[
-                {"AttributeName": PARTITION_KEY, "KeyType": "HASH"},
-                {"AttributeName": SORT_KEY, "KeyType": "RANGE"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(client, table)
         store = CapacityStore(client, table, shards=shards)
         transactions = retries = 0
         started = time.perf_counter()

@@ -74,6 +74,22 @@ _ADJUSTED = "adjusted#"  # the reconciler's corrections, per owner
 _RECORD_SK = "-"
 
 
+def create_table(client: DynamoDBClient, name: str) -> None:
+    """The capacity table as the stack has it (on demand; TTL on TTL_ATTRIBUTE is the stack's to set)."""
+    client.create_table(
+        TableName=name,
+        AttributeDefinitions=[
+            {"AttributeName": PARTITION_KEY, "AttributeType": "S"},
+            {"AttributeName": SORT_KEY, "AttributeType": "S"},
+        ],
+        KeySchema=[
+            {"AttributeName": PARTITION_KEY, "KeyType": "HASH"},
+            {"AttributeName": SORT_KEY, "KeyType": "RANGE"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
 class CapacityError(ImgopsError, ValueError):
     """An event the counter cannot read: its message is named in the error (it goes to the dead-letter queue)."""
 

@@ -26,9 +26,8 @@ from localaws.object_events import (
 )
 from monitoring.capacity import (
     BUCKET_TOTAL,
-    PARTITION_KEY,
-    SORT_KEY,
     CapacityStore,
+    create_table,
     drift,
     parse_message,
     truth_from_listing,
@@ -43,15 +42,7 @@ OWNERS = [str(uuid.UUID(int=n)) for n in range(1, 4)]
 def world(moto_endpoint: str) -> dict[str, Any]:
     name = f"capacity-{uuid.uuid4().hex[:8]}"
     dynamodb = boto3.client("dynamodb")
-    dynamodb.create_table(
-        TableName=name,
-        AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in (PARTITION_KEY, SORT_KEY)],
-        KeySchema=[
-            {"AttributeName": PARTITION_KEY, "KeyType": "HASH"},
-            {"AttributeName": SORT_KEY, "KeyType": "RANGE"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_table(dynamodb, name)
     return {"table": name, "dynamodb": dynamodb, "s3": boto3.client("s3"), "sequencers": Sequencers()}
 
 

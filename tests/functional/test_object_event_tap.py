@@ -18,7 +18,7 @@ import requests
 
 from localaws.moto_process import MotoProcess
 from localaws.object_events import ACCOUNT, Mischief, ObjectEventTap, Route
-from monitoring.capacity import PARTITION_KEY, SORT_KEY, CapacityStore, EventKind, parse_message, truth_from_listing
+from monitoring.capacity import CapacityStore, EventKind, create_table, parse_message, truth_from_listing
 
 OWNER = str(uuid.UUID(int=42))
 
@@ -37,15 +37,7 @@ def place(moto_endpoint: str) -> dict[str, Any]:
     s3, sqs, dynamodb = boto3.client("s3"), boto3.client("sqs"), boto3.client("dynamodb")
     s3.create_bucket(Bucket=name)
     queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
-    dynamodb.create_table(
-        TableName=name,
-        AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in (PARTITION_KEY, SORT_KEY)],
-        KeySchema=[
-            {"AttributeName": PARTITION_KEY, "KeyType": "HASH"},
-            {"AttributeName": SORT_KEY, "KeyType": "RANGE"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_table(dynamodb, name)
     return {"bucket": name, "queue_url": queue_url, "s3": s3, "sqs": sqs, "store": CapacityStore(dynamodb, name)}
 
 
