@@ -104,6 +104,13 @@ class Mischief:
                 raise MischiefError(f"{part!r}: a probability is from 0 to 1")
         return cls(**values)
 
+    def copies(self, rng: random.Random) -> list[bool]:
+        """What becomes of one event: a copy per entry (none: lost; two: sent twice), each True if held back."""
+        if rng.random() < self.drop:
+            return []
+        count = 2 if rng.random() < self.duplicate else 1
+        return [rng.random() < self.reorder for _ in range(count)]
+
 
 @dataclass
 class Delivery:
@@ -117,12 +124,10 @@ class Delivery:
     def send(self, events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for event in events:
-            if self.rng.random() < self.mischief.drop:
-                self.lost += 1
-                continue
-            copies = 2 if self.rng.random() < self.mischief.duplicate else 1
-            for _ in range(copies):
-                (self.held if self.rng.random() < self.mischief.reorder else out).append(event)
+            copies = self.mischief.copies(self.rng)
+            self.lost += not copies
+            for held in copies:
+                (self.held if held else out).append(event)
         if self.held and self.rng.random() < 0.5:  # some of what was held goes out behind newer events
             release = self.rng.randrange(len(self.held) + 1)
             out += self.held[:release]
@@ -229,14 +234,10 @@ class ObjectEventTap:
     def _send(self, account_id: str, route: Route, event: dict[str, Any]) -> None:
         from moto.sqs.models import sqs_backends
 
-        mischief = route.mischief
         with self._lock:
-            if self._rng.random() < mischief.drop:
-                return
-            copies = 2 if self._rng.random() < mischief.duplicate else 1
             delays = [
-                self._rng.randint(1, route.max_delay_seconds) if self._rng.random() < mischief.reorder else 0
-                for _ in range(copies)
+                self._rng.randint(1, route.max_delay_seconds) if held else 0
+                for held in route.mischief.copies(self._rng)
             ]
         queues = sqs_backends[account_id][route.region]
         for delay in delays:

@@ -56,6 +56,8 @@ SEQUENCER_WIDTH = 64
 TOMBSTONE_SECONDS = 14 * 24 * 3600
 # The journal serves reconciliations of snapshots up to this old (S3 Inventory: daily, first report within 48 h).
 JOURNAL_SECONDS = 4 * 24 * 3600
+# Events may carry a time slightly ahead of the counter's clock.
+JOURNAL_SLACK_SECONDS = 300
 DEFAULT_SHARDS = 8
 # TransactWriteItems takes at most 100 items: one record per key, plus the counters and journal entries the chunk
 # changes (at most two owners' and one bucket's counter per event, and as many journal entries).
@@ -155,9 +157,9 @@ def parse_message(body: str) -> list[ObjectEvent]:
             return _from_eventbridge(message)
         if "Records" in message:
             return [event for record in message["Records"] if (event := _from_record(record)) is not None]
+    except CapacityError:
+        raise
     except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, CapacityError):
-            raise
         raise CapacityError(f"not an S3 event ({type(exc).__name__}: {exc})") from None
     if message.get("Event") == "s3:TestEvent":
         return []
@@ -327,18 +329,18 @@ class CapacityStore:
         writes: list[TransactWriteItemTypeDef] = []
         for (bucket, key), record in changes.records.items():
             item: dict[str, AttributeValueTypeDef] = {
-                "pk": {"S": f"{_RECORD}{bucket}#{key}"},
-                "sk": {"S": _RECORD_SK},
+                PARTITION_KEY: {"S": f"{_RECORD}{bucket}#{key}"},
+                SORT_KEY: {"S": _RECORD_SK},
                 "seq": {"S": record.sequencer},
                 "present": {"BOOL": record.present},
                 "size": {"N": str(record.size)},
             }
             if not record.present:
-                item["expires"] = {"N": str(now + TOMBSTONE_SECONDS)}
+                item[TTL_ATTRIBUTE] = {"N": str(now + TOMBSTONE_SECONDS)}
             put: PutTypeDef = {"TableName": self.table, "Item": item}
             before = current.get((bucket, key))
             if before is None:
-                put["ConditionExpression"] = "attribute_not_exists(pk)"
+                put["ConditionExpression"] = f"attribute_not_exists({PARTITION_KEY})"
             else:  # unchanged since it was read: otherwise another counter got there first, and this one reads again
                 put["ConditionExpression"] = "seq = :read"
                 put["ExpressionAttributeValues"] = {":read": {"S": before.sequencer}}
@@ -360,12 +362,12 @@ class CapacityStore:
         }
         expression = "ADD objects :objects, #bytes :bytes"
         if expires is not None:
-            expression += " SET expires = :expires"
+            expression += f" SET {TTL_ATTRIBUTE} = :expires"
             values[":expires"] = {"N": str(expires)}
         return {
             "Update": {
                 "TableName": self.table,
-                "Key": {"pk": {"S": pk}, "sk": {"S": sk}},
+                "Key": {PARTITION_KEY: {"S": pk}, SORT_KEY: {"S": sk}},
                 "UpdateExpression": expression,
                 "ExpressionAttributeNames": {"#bytes": "bytes"},
                 "ExpressionAttributeValues": values,
@@ -376,14 +378,16 @@ class CapacityStore:
         """The key records, read consistently (what the condition of the write will check)."""
         wanted = {f"{_RECORD}{bucket}#{key}": (bucket, key) for bucket, key in keys}
         found: dict[tuple[str, str], KeyRecord | None] = dict.fromkeys(wanted.values())
-        pending: list[dict[str, AttributeValueTypeDef]] = [{"pk": {"S": pk}, "sk": {"S": _RECORD_SK}} for pk in wanted]
+        pending: list[dict[str, AttributeValueTypeDef]] = [
+            {PARTITION_KEY: {"S": pk}, SORT_KEY: {"S": _RECORD_SK}} for pk in wanted
+        ]
         while pending:
             batch, pending = pending[:100], pending[100:]
             request: Any = {self.table: {"Keys": batch, "ConsistentRead": True}}
             while request:
                 answer = self.client.batch_get_item(RequestItems=request)
                 for item in answer.get("Responses", {}).get(self.table, []):
-                    found[wanted[item["pk"]["S"]]] = KeyRecord(
+                    found[wanted[item[PARTITION_KEY]["S"]]] = KeyRecord(
                         sequencer=item["seq"]["S"], present=item["present"]["BOOL"], size=int(item["size"]["N"])
                     )
                 request = answer.get("UnprocessedKeys") or None
@@ -396,7 +400,7 @@ class CapacityStore:
         totals: dict[str, Totals] = defaultdict(Totals)
         for pk in [f"{_COUNTER}{bucket}#{shard:03d}" for shard in range(self.shards)] + [f"{_ADJUSTED}{bucket}"]:
             for item in self._query(pk):
-                totals[item["sk"]["S"]] += _totals(item)
+                totals[item[SORT_KEY]["S"]] += _totals(item)
         totals[BUCKET_TOTAL] += Totals()  # an empty bucket has a total too
         return {owner: value for owner, value in totals.items() if owner == BUCKET_TOTAL or value != Totals()}
 
@@ -410,7 +414,7 @@ class CapacityStore:
             for shard in range(self.shards):
                 pk = f"{_JOURNAL}{bucket}#{day:%Y%m%d}#{shard:03d}"
                 for item in self._query(pk, after=f"{after}#~"):  # '~' sorts after every owner of that second
-                    owner = item["sk"]["S"].split("#", 1)[1]
+                    owner = item[SORT_KEY]["S"].split("#", 1)[1]
                     totals[owner] = totals.get(owner, Totals()) - _totals(item)
             day += timedelta(days=1)
         return totals
@@ -418,12 +422,12 @@ class CapacityStore:
     def _query(self, pk: str, *, after: str | None = None) -> Iterator[dict[str, Any]]:
         kwargs: dict[str, Any] = {
             "TableName": self.table,
-            "KeyConditionExpression": "pk = :pk",
+            "KeyConditionExpression": f"{PARTITION_KEY} = :pk",
             "ExpressionAttributeValues": {":pk": {"S": pk}},
             "ConsistentRead": True,
         }
         if after is not None:
-            kwargs["KeyConditionExpression"] += " AND sk > :after"
+            kwargs["KeyConditionExpression"] += f" AND {SORT_KEY} > :after"
             kwargs["ExpressionAttributeValues"][":after"] = {"S": after}
         while True:
             page = self.client.query(**kwargs)
@@ -447,7 +451,7 @@ class CapacityStore:
             try:
                 self.client.update_item(
                     TableName=self.table,
-                    Key={"pk": {"S": f"{_ADJUSTED}{bucket}"}, "sk": {"S": owner}},
+                    Key={PARTITION_KEY: {"S": f"{_ADJUSTED}{bucket}"}, SORT_KEY: {"S": owner}},
                     UpdateExpression="ADD objects :objects, #bytes :bytes SET #snapshot = :snapshot",
                     ConditionExpression="attribute_not_exists(#snapshot) OR #snapshot < :snapshot",
                     ExpressionAttributeNames={"#bytes": "bytes", "#snapshot": "snapshot"},
@@ -463,10 +467,6 @@ class CapacityStore:
                 continue
             corrected += 1
         return corrected
-
-
-# Events may carry a time slightly ahead of the counter's clock.
-JOURNAL_SLACK_SECONDS = 300
 
 
 def _totals(item: Mapping[str, Any]) -> Totals:
