@@ -118,7 +118,7 @@ def capacity(
 ) -> None:
     """What the capacity metrics cost per month by bucket size and write rate: counted from S3's events
     (with a daily reconciliation from S3 Inventory) against listing the buckets every 5 minutes."""
-    from loadtest.capacity_cost import scale_table
+    from loadtest.capacity_cost import listing_cell, scale_table
     from loadtest.cost import CostError, load_prices
 
     with command_errors():
@@ -134,7 +134,7 @@ def capacity(
         return
     table = Table("objects", "events/s", "$/month, events", "$/month, listing", title="Capacity metrics")
     for row in frame.itertuples():
-        listing = f"{row.listing_usd_month:,.2f}" + ("" if row.listing_completes else " (never completes)")
+        listing = listing_cell(row.listing_usd_month, completes=bool(row.listing_completes))
         table.add_row(f"{row.objects:,}", f"{row.events_per_second:,g}", f"{row.events_usd_month:,.2f}", listing)
     console.print(table)
     console.print(f"[dim]prices: {prices.get('region')} valid as of {prices.get('valid_as_of')}[/dim]")

@@ -98,10 +98,15 @@ def scale_table(prices: dict[str, Any], design: EventsDesign | None = None) -> p
     return pd.DataFrame(rows)
 
 
+def listing_cell(usd_month: float, *, completes: bool) -> str:
+    """The listing design's monthly cost, and whether a listing can complete at all."""
+    return f"{usd_month:,.2f}" + ("" if completes else " (never completes)")
+
+
 def markdown(frame: pd.DataFrame) -> str:
     """The scale table as the README shows it (tests/unit/test_capacity_cost.py holds the README to it)."""
     lines = ["| objects | events/s | $/month, from events | $/month, listing every 5 min |", "|---:|---:|---:|---|"]
     for row in frame.itertuples():
-        listing = f"{row.listing_usd_month:,.2f}" + ("" if row.listing_completes else " (never completes)")
+        listing = listing_cell(row.listing_usd_month, completes=bool(row.listing_completes))
         lines.append(f"| {row.objects:,} | {row.events_per_second:,g} | {row.events_usd_month:,.2f} | {listing} |")
     return "\n".join(lines)
