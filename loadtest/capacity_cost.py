@@ -98,7 +98,7 @@ def scale_table(prices: dict[str, Any], design: EventsDesign | None = None) -> p
     return pd.DataFrame(rows)
 
 
-def listing_cell(usd_month: float, *, completes: bool) -> str:
+def listing_cell(usd_month: object, *, completes: bool) -> str:
     """The listing design's monthly cost, and whether a listing can complete at all."""
     return f"{usd_month:,.2f}" + ("" if completes else " (never completes)")
 
