@@ -1,4 +1,4 @@
-"""The capacity metrics' cost model, and the README's table and figures held to it."""
+"""The capacity metrics' cost model, and docs/capacity.md's table and figures held to it."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from loadtest.capacity_cost import (
 )
 from loadtest.cost import SECONDS_PER_MONTH, load_prices
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+CAPACITY_DOC = Path(__file__).resolve().parents[2] / "docs" / "capacity.md"
 
 
 def test_listing_grows_with_what_is_stored_and_stops_completing() -> None:
@@ -34,9 +34,9 @@ def test_events_grow_with_what_changes() -> None:
     assert 90 < busy / small < 110  # 100 times the events: ~100 times the cost
 
 
-def test_the_readme_shows_the_table_and_figures_the_model_gives() -> None:
+def test_the_doc_shows_the_table_and_figures_the_model_gives() -> None:
     prices = load_prices()
-    text = README.read_text(encoding="utf-8")
+    text = CAPACITY_DOC.read_text(encoding="utf-8")
     assert markdown(scale_table(prices)) in text
     assert len(scale_table(prices)) == 3 * len(BUCKET_SIZES)
     writes = events_cost_per_month(10**9, 10_000.0, prices)["DynamoDB writes"]

@@ -1,5 +1,6 @@
-"""README › Tests states the suite's measured time: each figure there is rendered from benchmarks/suite.json (the
-run's command, date, commit and machine are in the file), so the prose cannot drift from the measurement."""
+"""The docs state the suite's measured time: docs/testing.md › How long the suite takes in full, the README's two
+commands in short. Each figure there is rendered from benchmarks/suite.json (the run's command, date, commit and
+machine are in the file), so the prose cannot drift from the measurement."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ def minutes_seconds(seconds: float) -> str:
 
 
 def figures(data: dict[str, object]) -> list[str]:
-    """The phrases README › Tests must contain, as the data says them."""
+    """The phrases docs/testing.md › How long the suite takes must contain, as the data says them."""
     longest = data["longest_seconds"]
     assert isinstance(longest, dict)
     user, system = float(data["cpu_user_seconds"]), float(data["cpu_system_seconds"])  # type: ignore[arg-type]
@@ -43,9 +44,41 @@ def spread(data: dict[str, object]) -> list[str]:
     return [f"{len(runs)} such runs took {fastest} to {slowest} in all"]
 
 
-def test_the_readmes_suite_time_is_the_measured_one() -> None:
+def section(path: Path, heading: str) -> str:
+    """The text under `heading` up to the next heading of the same or a higher level, whitespace normalised."""
+    level = heading.split(" ", 1)[0]
+    text = path.read_text(encoding="utf-8").split(f"\n{heading}\n", 1)[1]
+    ends = [text.find(f"\n{'#' * depth} ") for depth in range(1, len(level) + 1)]
+    end = min((index for index in ends if index >= 0), default=len(text))
+    return " ".join(text[:end].split())
+
+
+def readme_figures(data: dict[str, object]) -> list[str]:
+    """The phrases the README's two commands must contain: the main job's time in the suite and the suite's time."""
+    longest = data["longest_seconds"]
+    assert isinstance(longest, dict)
+    return [
+        f"the main job took {round(float(longest['main job']) / 60)} min",
+        str(data["date"]),
+        f"it took {minutes_seconds(float(data['total_seconds']))} on a fresh clone "  # type: ignore[arg-type]
+        f"at commit {data['commit']}",
+        *(figure.replace(" in all", "") for figure in spread(data)),
+    ]
+
+
+def load() -> dict[str, object]:
     data = json.loads((ROOT / "benchmarks" / "suite.json").read_text(encoding="utf-8"))
-    tests_section = (ROOT / "README.md").read_text(encoding="utf-8").split("## Tests", 1)[1].split("\n## ", 1)[0]
-    text = " ".join(tests_section.split())
-    missing = [figure for figure in figures(data) if figure not in text]
-    assert missing == [], f"README › Tests disagrees with benchmarks/suite.json: {missing}"
+    assert isinstance(data, dict)
+    return data
+
+
+def test_the_testing_docs_suite_time_is_the_measured_one() -> None:
+    text = section(ROOT / "docs" / "testing.md", "## How long the suite takes")
+    missing = [figure for figure in figures(load()) if figure not in text]
+    assert missing == [], f"docs/testing.md › How long the suite takes disagrees with benchmarks/suite.json: {missing}"
+
+
+def test_the_readmes_two_commands_state_the_measured_times() -> None:
+    text = section(ROOT / "README.md", "## Two commands")
+    missing = [figure for figure in readme_figures(load()) if figure not in text]
+    assert missing == [], f"README › Two commands disagrees with benchmarks/suite.json: {missing}"
