@@ -1,6 +1,6 @@
 """`imgops bench batch` as a user runs it: both modes measured in a real execution environment, a table per
 latency setting within 80 columns; a bad --latency is refused with a message. Figures are not asserted here
-(speed is measured in benchmarks, README › Benchmarks)."""
+(speed is measured in benchmarks, docs/benchmarks.md)."""
 
 from __future__ import annotations
 

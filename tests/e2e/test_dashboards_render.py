@@ -7,7 +7,7 @@ that stays empty must be one of `EXPECTED_EMPTY`, for the reason given there.
 
 A handful of images is enough: which graphs have data depends on every path being taken (presign, upload, the
 S3 event, the worker, DynamoDB, SNS, the read API, the queue sampler, the bucket scan), not on volume; 4 keep
-the test under a minute on two cores. The README's figure is for `imgops loadtest run --images 200`.
+the test under a minute on two cores. docs/local-stack.md's figure is for `imgops loadtest run --images 200`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Every drill as on-call runs it, on one local stack (`imgops drill all`): each alarm fires, its runbook brings
-it back to OK, nothing is lost. Their time (~4 minutes here) is reported, not asserted: README › On call."""
+it back to OK, nothing is lost. Their time (~4 minutes here) is reported, not asserted: runbooks/README.md › A drill
+per alarm."""
 
 from __future__ import annotations
 

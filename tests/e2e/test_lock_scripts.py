@@ -1,7 +1,8 @@
-"""The lock's scripts as README.md shows them: `bash scripts/relock …` and `bash scripts/canary`, run verbatim.
+"""The lock's scripts as the docs show them (docs/testing.md, read through test_readme.DOCS): `bash scripts/relock …`
+and `bash scripts/canary`, run verbatim.
 
 Both run the test suite themselves, so they are run here with an environment variable that narrows what they test
-(IMGOPS_RELOCK_TESTS=0, IMGOPS_CANARY_TESTS=…), never with other words than the README's. relock runs in a copy of
+(IMGOPS_RELOCK_TESTS=0, IMGOPS_CANARY_TESTS=…), never with other words than the docs'. relock runs in a copy of
 the repository's lock inputs, so the committed lock is not touched. Both reach PyPI (uv resolves the newest releases).
 """
 
@@ -25,7 +26,7 @@ TIMEOUT = 600
 
 
 def shown(script: str) -> list[str]:
-    """The README's inline commands that run `script`."""
+    """The docs' inline commands that run `script`."""
     spans = (" ".join(span.split()) for span in INLINE_CODE.findall(FENCE.sub("", readme())))
     return list(dict.fromkeys(span for span in spans if span.startswith(f"bash {script}")))
 
