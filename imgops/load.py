@@ -751,6 +751,7 @@ def selfcheck(
     seed: Seed = 7,
     corpus_size: CorpusSize = 24,
     cache_dir: Annotated[Path | None, typer.Option(help="Corpus cache [default: ~/.cache/imgops/corpus].")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """How fast the harness alone can push uploads: against a do-nothing loopback sink instead of AWS."""
     from loadtest.corpus import build_corpus, parse_mix, upload_plan
@@ -769,11 +770,25 @@ def selfcheck(
     elapsed = max(1e-9, (state.finished or time.time()) - state.started)
     sent = counts.get("SENT", 0)
     megabytes = sum(r.bytes_in for r in state.records if r.status == "SENT") / 1e6
-    console.print(
-        f"harness self-check: {sent} of {images} uploads in {elapsed:.2f} s = "
-        f"[bold]{sent / elapsed:.0f} uploads/s[/bold]"
-        f", {megabytes / elapsed:.0f} MB/s ({concurrency} in flight; errors {counts.get('UPLOAD_ERROR', 0)})"
-    )
+    if as_json:
+        import json
+
+        result = {
+            "uploads": images,
+            "sent": sent,
+            "errors": counts.get("UPLOAD_ERROR", 0),
+            "concurrency": concurrency,
+            "seconds": round(elapsed, 3),
+            "uploads_per_s": round(sent / elapsed, 1),
+            "mb_per_s": round(megabytes / elapsed, 1),
+        }
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        console.print(
+            f"harness self-check: {sent} of {images} uploads in {elapsed:.2f} s = "
+            f"[bold]{sent / elapsed:.0f} uploads/s[/bold]"
+            f", {megabytes / elapsed:.0f} MB/s ({concurrency} in flight; errors {counts.get('UPLOAD_ERROR', 0)})"
+        )
     if counts.get("UPLOAD_ERROR"):
         raise typer.Exit(1)
 

@@ -1,6 +1,6 @@
 """The architecture as the imports see it: pipeline ← monitoring ← dashboards ← localaws (the local AWS) ←
-loadtest ← sizing ← drills ← imgops (the CLI). sizing and drills both stand on loadtest and import nothing of
-each other; their order is only a convention.
+loadtest ← sizing ← drills ← imgops (the CLI) ← benchmarks (the docs' measured figures: it runs the CLI). sizing
+and drills both stand on loadtest and import nothing of each other; their order is only a convention.
 
 Every import counts, including those inside functions and under TYPE_CHECKING: a lazy import is still a
 dependency, only a later one.
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-LAYERS = ("pipeline", "monitoring", "dashboards", "localaws", "loadtest", "sizing", "drills", "imgops")
+LAYERS = ("pipeline", "monitoring", "dashboards", "localaws", "loadtest", "sizing", "drills", "imgops", "benchmarks")
 
 
 def modules() -> dict[str, Path]:

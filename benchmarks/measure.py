@@ -1,0 +1,294 @@
+"""Re-measure a documented benchmark: run its command exactly as the docs show it (plus the flags that capture its
+output), keep what the docs cite in benchmarks/<name>.json with the command, date, commit and machine, then render
+the docs from it. One step, so the prose cannot keep an old figure beside new data.
+
+The run folders the measurements write go to runs/ (not committed); `cost` prices the newest `closed-loop` and
+`sizing` runs there, as a user would after running both.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.figures import DATA_DIR, ROOT, FiguresError, docs, render_all
+
+RUNS = ROOT / "runs"
+Extract = Callable[[Path, str], dict[str, Any]]  # (work folder, stdout) -> {"figures": ..., "table": ...}
+
+
+@dataclass(frozen=True)
+class Measurement:
+    name: str
+    what: str
+    command: str  # exactly as the docs show it
+    capture: tuple[str, ...]  # flags added to capture its output; "{work}" is the measurement's folder
+    extract: Extract
+
+
+def markdown_rows(text: str) -> dict[str, Any]:
+    """The first Markdown table in a command's output, as columns and rows."""
+    lines = [line.strip() for line in text.splitlines() if line.strip().startswith("|")]
+    if len(lines) < 2:
+        raise FiguresError("the command printed no Markdown table")
+    cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+    return {"columns": cells[0], "rows": [row for row in cells[2:] if row != cells[0]]}
+
+
+def _summary(work: Path) -> tuple[dict[str, Any], Path]:
+    folders = sorted(path.parent for path in (work / "runs").glob("*/summary.json"))
+    if not folders:
+        raise FiguresError(f"the run wrote no summary.json under {work / 'runs'}")
+    folder = folders[-1]
+    return json.loads((folder / "summary.json").read_text(encoding="utf-8")), folder
+
+
+def _keep(folder: Path) -> str:
+    """Move a run folder to runs/ (where `cost` and users find it); returns its path from the repository root."""
+    RUNS.mkdir(exist_ok=True)
+    target = RUNS / folder.name
+    if not target.exists():
+        folder.rename(target)
+    return str(target.relative_to(ROOT))
+
+
+def _per_kind_processing_p50(folder: Path) -> dict[str, float]:
+    by_kind: dict[str, list[float]] = {}
+    with (folder / "images.csv").open(encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            if row["status"] == "DONE" and row["processing_ms"]:
+                by_kind.setdefault(row["kind"], []).append(float(row["processing_ms"]))
+    return {kind: round(statistics.median(values)) for kind, values in sorted(by_kind.items())}
+
+
+def _run_figures(work: Path, _stdout: str) -> dict[str, Any]:
+    summary, folder = _summary(work)
+    latency, worker, counts = summary["latency_ms"], summary["worker"], summary["counts"]
+    done, failed = counts.get("DONE", 0), counts.get("FAILED", 0)
+    figures = {
+        "run": _keep(folder),
+        "images": summary["images"],
+        "done": done,
+        "failed": failed,
+        "lost": summary["images"] - done - failed,
+        "seconds": summary["duration_s"],
+        "throughput": summary["throughput_images_per_s"],
+        "upload_rate": summary["upload_images_per_s"],
+        "upload_mb_per_s": summary["upload_mb_per_s"],
+        "presign_p50_ms": latency["presign"]["p50"],
+        "upload_p50_ms": latency["upload"]["p50"],
+        "processing_p50_ms": latency["processing"]["p50"],
+        "processing_p99_ms": latency["processing"]["p99"],
+        "e2e_p50_ms": latency["end to end"]["p50"],
+        "e2e_p90_ms": latency["end to end"]["p90"],
+        "e2e_p99_ms": latency["end to end"]["p99"],
+        "invocations": worker["invocations"],
+        "invocation_p50_ms": worker["duration_ms"]["p50"],
+        "billed_ms_per_image": worker["billed_ms_per_image"],
+        "memory_size_mb": worker["memory_size_mb"],
+        "max_memory_used_mb": worker["max_memory_used_mb"],
+        "cost_per_1000": summary["cost_per_1000_images_usd"],
+    }
+    figures |= {f"processing_p50_ms_{kind}": ms for kind, ms in _per_kind_processing_p50(RUNS / folder.name).items()}
+    return {"figures": figures}
+
+
+def _selfcheck(_work: Path, stdout: str) -> dict[str, Any]:
+    return {"figures": json.loads(stdout)}
+
+
+def _thumbnails(work: Path, stdout: str) -> dict[str, Any]:
+    approaches = {entry["name"]: entry for entry in json.loads((work / "thumbnails.json").read_text())}
+    imgops, tutorial = approaches["imgops"], approaches["tutorial"]
+    ratio = statistics.median(tutorial["times_ms"]) / statistics.median(imgops["times_ms"])
+    cpu_ratio = statistics.median(tutorial["cpu_ms"]) / statistics.median(imgops["cpu_ms"])
+    figures = {"imgops_ms": statistics.median(imgops["times_ms"]), "tutorial_ratio": ratio, "cpu_ratio": cpu_ratio}
+    return {"figures": figures, "table": markdown_rows(stdout)}
+
+
+def _batch(work: Path, stdout: str) -> dict[str, Any]:
+    document = json.loads((work / "batch.json").read_text())
+    rows = {(row["latency"], row["mode"]): row for row in document["results"]}
+    figures: dict[str, Any] = {"load_average": round(document["load_average"][0], 1)}
+    for (latency, mode), row in rows.items():
+        key = "none" if latency in ("none", "0", "") else "aws_like"
+        figures[f"{key}_{mode}_billed_ms"] = row["billed_ms_per_image"]
+    for key in ("none", "aws_like"):
+        sequential, overlapped = figures.get(f"{key}_sequential_billed_ms"), figures.get(f"{key}_overlapped_billed_ms")
+        if sequential and overlapped:
+            figures[f"{key}_ratio"] = overlapped / sequential
+    return {"figures": figures, "table": markdown_rows(stdout)}
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.0f}"
+
+
+def _sizing(work: Path, _stdout: str) -> dict[str, Any]:
+    paths = sorted((work / "runs").glob("sizing-*/sizing.json"))
+    if not paths:
+        raise FiguresError("sizing wrote no sizing.json")
+    document = json.loads(paths[-1].read_text(encoding="utf-8"))
+    arch = document["architecture"]
+    rows = []
+    for row in document["table"]:
+        error = row.get("model_error_pct")
+        measured = row.get("measured_p50_ms")
+        rows.append([
+            row["memory_mb"],
+            "–" if measured is None else f"{_ms(measured)}/{_ms(row.get('measured_p95_ms'))}",
+            f"{_ms(row['modeled_p50_ms'])}/{_ms(row['modeled_p95_ms'])}",
+            "–" if error is None else f"{error:+.0f} %".replace("-", "−"),
+            f"{row.get('measured_cost_' + arch) or row['modeled_cost_' + arch]:.8f}".rstrip("0"),
+            "OOM" if row.get("worst_case") in ("OOM", "killed") else "survives",
+        ])  # fmt: skip
+    floor = document["floor"] or {}
+    picks = document["recommendations_mb"]
+    figures = {
+        "run": _keep(paths[-1].parent),
+        "architecture": arch,
+        "sample": ", ".join(f"{entry['kind']} {entry['count']}" for entry in document["sample"]),
+        "images": sum(entry["count"] for entry in document["sample"]),
+        "cost_mb": picks["cost"],
+        "speed_mb": picks["speed"],
+        "balanced_mb": picks["balanced"],
+        "worst_kind": floor.get("kind", "–"),
+        "worst_pixels": floor.get("pixels", 0),
+        "worst_peak_mb": floor.get("peak_mb_uncapped", 0.0),
+        "floor_mb": floor.get("floor_mb", 0),
+    }
+    columns = ["memory MB", "measured p50/p95 ms", "modeled p50/p95 ms", "model error", "$ per image", "worst input"]
+    return {"figures": figures, "table": {"columns": columns, "rows": rows}}
+
+
+def _cost(_work: Path, stdout: str) -> dict[str, Any]:
+    document = json.loads(stdout)
+    compare = document["compare"]
+    total = compare.get("Total") or compare.get("total") or {}
+    columns = list(total)
+    figures = {
+        "prices_as_of": document["prices_valid_as_of"],
+        "region": document["region"],
+        "architecture": document["architecture"],
+        "run_label": columns[0] if columns else "",
+        "run_total": total.get(columns[0], 0.0) if columns else 0.0,
+        "recommended_label": columns[1] if len(columns) > 1 else "",
+        "recommended_total": total.get(columns[1], 0.0) if len(columns) > 1 else 0.0,
+        "other_label": columns[2] if len(columns) > 2 else "",
+        "other_total": total.get(columns[2], 0.0) if len(columns) > 2 else 0.0,
+        "storage": document["breakdown"]["S3 storage (first month)"]["per_1000_images"],
+        "puts": document["breakdown"]["S3 PUT"]["per_1000_images"],
+    }
+    return {"figures": figures}
+
+
+def _newest(pattern: str) -> str:
+    found = sorted(RUNS.glob(pattern))
+    if not found:
+        raise FiguresError(f"no run folder runs/{pattern}: measure closed-loop and sizing first")
+    return str(found[-1].relative_to(ROOT))
+
+
+MEASUREMENTS = {
+    m.name: m
+    for m in (
+        Measurement(
+            "closed-loop", "2,000 images as fast as 16 uploads in flight allow", "imgops loadtest run --images 2000",
+            ("--out", "{work}/runs"), _run_figures,
+        ),
+        Measurement(
+            "steady-state", "an open loop below capacity", "imgops loadtest run --images 300 --rate 4",
+            ("--out", "{work}/runs"), _run_figures,
+        ),
+        Measurement(
+            "upload-path", "the upload path alone (presign + POST), no waiting for the worker",
+            "imgops loadtest run --images 1000 --no-wait --mix webp=1 --concurrency 32",
+            ("--out", "{work}/runs"), _run_figures,
+        ),
+        Measurement(
+            "selfcheck", "the load generator alone, against a loopback sink", "imgops loadtest selfcheck",
+            ("--json",), _selfcheck,
+        ),
+        Measurement(
+            "thumbnails", "three JPEG thumbnails from 12 MP phone JPEGs, per approach",
+            "imgops bench thumbnails --images 6 --repeat 10", ("--json", "{work}/thumbnails.json", "--markdown"),
+            _thumbnails,
+        ),
+        Measurement(
+            "batch", "billed time per image of one SQS batch, sequential against overlapped",
+            "imgops bench batch --runs 7 --markdown", ("--json", "{work}/batch.json"), _batch,
+        ),
+        Measurement(
+            "sizing", "the worker's memory sizing on a fresh local stack", "imgops loadtest sizing",
+            ("--out", "{work}/runs"), _sizing,
+        ),
+        Measurement(
+            "cost", "cost per 1,000 images: the closed-loop run, re-priced at the sizing run's pick and at 1,792 MB",
+            "imgops cost report --run {closed_loop} --sizing {sizing} --compare recommended,1792", ("--json",), _cost,
+        ),
+    )
+}  # fmt: skip
+
+
+def _git(*args: str) -> str:
+    git = shutil.which("git")
+    if git is None:
+        raise FiguresError("git is needed to record the commit a figure was measured on")
+    return subprocess.run([git, *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()  # noqa: S603
+
+
+def commit() -> str:
+    """The short commit, marked when tracked files differ from it (a figure of code nobody can check out)."""
+    return _git("rev-parse", "--short", "HEAD") + ("+uncommitted" if _git("status", "--porcelain", "-uno") else "")
+
+
+def machine() -> str:
+    memory_kb = next(
+        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal:")
+    )
+    return (
+        f"{os.cpu_count()} vCPU, {memory_kb / 2**20:.0f} GiB, {platform.system()} {platform.machine()}, "
+        f"Python {platform.python_version()}; load average {os.getloadavg()[0]:.1f} at the start"
+    )
+
+
+def measure(name: str) -> Path:
+    """Run measurement `name`, write benchmarks/<name>.json, render the docs; returns the data file."""
+    measurement = MEASUREMENTS[name]
+    command = measurement.command
+    if "{closed_loop}" in command:
+        command = command.format(closed_loop=_newest("2*Z"), sizing=_newest("sizing-*"))
+    started_on, revision, host = datetime.date.today().isoformat(), commit(), machine()
+    with tempfile.TemporaryDirectory(prefix=f"imgops-{name}-") as folder:
+        work = Path(folder)
+        argv = [*shlex.split(command), *(arg.format(work=work) for arg in measurement.capture)]
+        imgops = Path(sys.executable).with_name("imgops")
+        result = subprocess.run([str(imgops), *argv[1:]], cwd=ROOT, capture_output=True, text=True)  # noqa: S603
+        if result.returncode != 0:
+            raise FiguresError(f"`{command}` exited {result.returncode}:\n{result.stderr[-2000:]}")
+        extracted = measurement.extract(work, result.stdout)
+    data = {
+        "what": measurement.what,
+        "command": command,
+        "date": started_on,
+        "commit": revision,
+        "machine": host,
+        **extracted,
+    }
+    path = DATA_DIR / f"{name}.json"
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    render_all(docs())
+    return path
