@@ -152,6 +152,9 @@ class WebPage(Construct):
             log_group=log_group,
             role=role,
             prune=True,
+            # The bucket is destroyed with the stack, and CloudFormation deletes only empty buckets: the deployment,
+            # deleted first (it depends on the bucket), removes the files it wrote (CDK's default keeps them).
+            retain_on_delete=False,
         )
         handler = self._deployment_handler()
         cfn_handler = cast("lambda_.CfnFunction", handler.node.default_child)

@@ -105,6 +105,19 @@ def test_the_deployment_ships_the_page_and_a_config_from_the_stacks_outputs(synt
     assert len(config_assets) == 1
 
 
+def test_the_page_bucket_can_be_destroyed_with_the_stack(synthesized: Synthesized) -> None:
+    """CloudFormation deletes only an empty bucket: the deployment (deleted before the bucket it depends on) must
+    delete the files it wrote, or `cdk destroy` stops at the page's bucket."""
+    web = synthesized.stack.web
+    bucket = synthesized.resources("AWS::S3::Bucket")[resolve(synthesized, web.bucket.bucket_name)["Ref"]]
+    assert bucket["DeletionPolicy"] == "Delete"
+    assert "VersioningConfiguration" not in bucket["Properties"]  # no old versions left behind by the deletion
+    [deployment] = synthesized.resources("Custom::CDKBucketDeployment").values()
+    assert deployment["Properties"]["RetainOnDelete"] is False
+    # A Ref to the bucket: CloudFormation deletes the deployment first.
+    assert deployment["Properties"]["DestinationBucketName"] == resolve(synthesized, web.bucket.bucket_name)
+
+
 def test_the_deployment_handler_is_named_and_logs_to_its_own_group(synthesized: Synthesized) -> None:
     [handler] = [
         f["Properties"]
