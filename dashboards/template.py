@@ -1,7 +1,7 @@
 """The synthesized CloudFormation template: the one definition of the stack that the tools read.
 
 Rendering the dashboards, `imgops alarms check` and the drills all start here: `stack_template` synthesizes the
-CDK app in-process (no bundling, no cdk-nag: neither changes a resource's properties) once per app source and
+CDK app in a child process (no bundling, no cdk-nag: neither changes a resource's properties) once per app source and
 context, and keeps the result in a cache folder so later calls take milliseconds; `Resolver` turns the
 template's tokens (Ref, Fn::GetAtt, Fn::Join, Fn::Sub, ...) into one deployment's physical names.
 """

@@ -427,7 +427,7 @@ def _bombs(include_slow: bool) -> list[HostileFile]:
                 "thumbnails",
                 size=(7000, 7000),
                 bomb=True,
-                note="the most memory an accepted upload can cost: 49 MP x 4 bytes, premultiplied for resampling",
+                note="49 MP x 4 bytes, premultiplied for resampling (sizing probes the hungriest input of all)",
             ),
         ]
     return bombs
