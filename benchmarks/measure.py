@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,8 +62,8 @@ def _keep(folder: Path) -> str:
     RUNS.mkdir(exist_ok=True)
     target = RUNS / folder.name
     if not target.exists():
-        folder.rename(target)
-    return str(target.relative_to(ROOT))
+        shutil.move(folder, target)
+    return f"{RUNS.name}/{folder.name}"
 
 
 def _per_kind_processing_p50(folder: Path) -> dict[str, float]:
@@ -95,8 +96,10 @@ def _run_figures(work: Path, _stdout: str) -> dict[str, Any]:
         "e2e_p50_ms": latency["end to end"]["p50"],
         "e2e_p90_ms": latency["end to end"]["p90"],
         "e2e_p99_ms": latency["end to end"]["p99"],
+        "e2e_p50_s": latency["end to end"]["p50"] / 1000,
+        "e2e_p99_s": latency["end to end"]["p99"] / 1000,
         "invocations": worker["invocations"],
-        "invocation_p50_ms": worker["duration_ms"]["p50"],
+        "invocation_p50_s": worker["duration_ms"]["p50"] / 1000,
         "billed_ms_per_image": worker["billed_ms_per_image"],
         "memory_size_mb": worker["memory_size_mb"],
         "max_memory_used_mb": worker["max_memory_used_mb"],
@@ -104,6 +107,18 @@ def _run_figures(work: Path, _stdout: str) -> dict[str, Any]:
     }
     figures |= {f"processing_p50_ms_{kind}": ms for kind, ms in _per_kind_processing_p50(RUNS / folder.name).items()}
     return {"figures": figures}
+
+
+def _main_job(work: Path, stdout: str) -> dict[str, Any]:
+    """The run's figures and what it printed: its summary, from the `Run <id>` line to the report's path."""
+    extracted = _run_figures(work, stdout)
+    lines = stdout.replace(f"{work}/", "").splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("Run ")), None)
+    end = next((i for i, line in enumerate(lines) if line.startswith("report: ")), None)
+    if start is None or end is None:
+        raise FiguresError("the main job printed no summary (no `Run <id>` … `report:` lines)")
+    extracted["figures"]["excerpt"] = "\n".join(line.rstrip() for line in lines[start : end + 1])
+    return extracted
 
 
 def _selfcheck(_work: Path, stdout: str) -> dict[str, Any]:
@@ -152,11 +167,19 @@ def _sizing(work: Path, _stdout: str) -> dict[str, Any]:
             "–" if measured is None else f"{_ms(measured)}/{_ms(row.get('measured_p95_ms'))}",
             f"{_ms(row['modeled_p50_ms'])}/{_ms(row['modeled_p95_ms'])}",
             "–" if error is None else f"{error:+.0f} %".replace("-", "−"),
-            f"{row.get('measured_cost_' + arch) or row['modeled_cost_' + arch]:.8f}".rstrip("0"),
-            "OOM" if row.get("worst_case") in ("OOM", "killed") else "survives",
+            f"{1000 * (row.get('measured_cost_' + arch) or row['modeled_cost_' + arch]):.5f}",
+            row.get("worst_case") or "–",  # sizing's own word: survives, OOM, OOM (RSS) or timeout
         ])  # fmt: skip
     floor = document["floor"] or {}
     picks = document["recommendations_mb"]
+    caps = [
+        f"{row['memory_mb']:,} MB → {row['max_pixels_here'] / 1e6:.1f} MP"
+        for row in document["table"]
+        if row.get("worst_case") not in (None, "survives") and row.get("max_pixels_here")
+    ]
+    calibration = ", ".join(
+        f"{point['quota_pct']} % → {point['ratio']:.2f}×" for point in document.get("calibration", [])
+    )
     figures = {
         "run": _keep(paths[-1].parent),
         "architecture": arch,
@@ -169,8 +192,11 @@ def _sizing(work: Path, _stdout: str) -> dict[str, Any]:
         "worst_pixels": floor.get("pixels", 0),
         "worst_peak_mb": floor.get("peak_mb_uncapped", 0.0),
         "floor_mb": floor.get("floor_mb", 0),
+        "pixel_caps": "; ".join(caps) or "none needed",
+        "calibration": calibration or "not measured",
     }
-    columns = ["memory MB", "measured p50/p95 ms", "modeled p50/p95 ms", "model error", "$ per image", "worst input"]
+    columns = ["memory MB", "measured p50/p95 ms", "modeled p50/p95 ms", "model error", "$ / 1,000 images"]
+    columns.append("worst accepted input")
     return {"figures": figures, "table": {"columns": columns, "rows": rows}}
 
 
@@ -205,6 +231,10 @@ def _newest(pattern: str) -> str:
 MEASUREMENTS = {
     m.name: m
     for m in (
+        Measurement(
+            "main-job", "the README's main job: 1,000 images on an embedded local stack, as a user runs it",
+            "imgops loadtest run", ("--out", "{work}/runs"), _main_job,
+        ),
         Measurement(
             "closed-loop", "2,000 images as fast as 16 uploads in flight allow", "imgops loadtest run --images 2000",
             ("--out", "{work}/runs"), _run_figures,
@@ -276,10 +306,12 @@ def measure(name: str) -> Path:
         work = Path(folder)
         argv = [*shlex.split(command), *(arg.format(work=work) for arg in measurement.capture)]
         imgops = Path(sys.executable).with_name("imgops")
+        started = time.monotonic()
         result = subprocess.run([str(imgops), *argv[1:]], cwd=ROOT, capture_output=True, text=True)  # noqa: S603
         if result.returncode != 0:
             raise FiguresError(f"`{command}` exited {result.returncode}:\n{result.stderr[-2000:]}")
         extracted = measurement.extract(work, result.stdout)
+    extracted["figures"]["wall_seconds"] = round(time.monotonic() - started, 1)
     data = {
         "what": measurement.what,
         "command": command,

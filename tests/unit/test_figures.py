@@ -4,6 +4,8 @@ from its data, a block without data, data no doc shows, or a figure in a measure
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from benchmarks.figures import (
     unsourced,
     unused,
 )
+from benchmarks.measure import MEASUREMENTS
 
 TEMPLATE = "`{command}` pushes **{uploads_per_s:,.0f} uploads/s** ({date}, commit {commit})\n{table}"
 
@@ -90,3 +93,23 @@ def test_figures_in_prose_are_found_but_not_in_code_headings_or_links(tmp_path: 
         + "```bash\nimgops bench batch --runs 7\n```\n\nabout 281 uploads/s on 2 cores.\n"
     )
     assert unsourced(doc) == ["281", "2"]
+
+
+def test_the_commands_the_benchmarks_page_shows_run_as_written() -> None:
+    """`python -m benchmarks list` and `… check` (docs/benchmarks.md); `measure NAME` is what the data records."""
+    listed = subprocess.run([sys.executable, "-m", "benchmarks", "list"], cwd=ROOT, capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == list(MEASUREMENTS)
+    checked = subprocess.run([sys.executable, "-m", "benchmarks", "check"], cwd=ROOT, capture_output=True, text=True)
+    assert (checked.returncode, checked.stderr) == (0, "")
+    unknown = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "measure", "nope"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert unknown.returncode == 1
+    assert unknown.stderr.startswith("unknown measurement(s) nope; known: main-job, closed-loop")
+
+
+def test_every_measurement_has_its_result_file() -> None:
+    assert sorted(path.stem for path in (ROOT / "benchmarks").glob("*.json") if path.stem != "suite") == sorted(
+        MEASUREMENTS
+    )
