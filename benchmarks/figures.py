@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,22 +105,24 @@ def render(block: Block, root: Path = ROOT) -> str:
         raise FiguresError(f"{block.where}: {exc}") from None
 
 
-def rendered(text: str, doc: Path, root: Path = ROOT) -> str:
-    """`text` with every block's rendering replaced by what its data says now."""
+def rendered(text: str, doc: Path, root: Path = ROOT, sources: Collection[str] | None = None) -> str:
+    """`text` with every block's rendering (or only those of `sources`) replaced by what its data says now."""
 
     def replace(match: re.Match[str]) -> str:
         block = Block(doc, match["source"], match["template"], match["body"])
+        if sources is not None and block.source not in sources:
+            return match.group()
         return f"<!-- figures: {block.source}\n{block.template}\n-->\n{render(block, root)}<!-- /figures -->"
 
     return BLOCK.sub(replace, text)
 
 
-def render_all(pages: Iterable[Path], root: Path = ROOT) -> list[Path]:
-    """Rewrite every page whose renderings are stale; returns the pages changed."""
+def render_all(pages: Iterable[Path], root: Path = ROOT, sources: Collection[str] | None = None) -> list[Path]:
+    """Rewrite every page whose renderings (of `sources`, default all) are stale; returns the pages changed."""
     changed = []
     for page in pages:
         text = page.read_text(encoding="utf-8")
-        new = rendered(text, page, root)
+        new = rendered(text, page, root, sources)
         if new != text:
             page.write_text(new, encoding="utf-8")
             changed.append(page)

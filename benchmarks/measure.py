@@ -322,5 +322,5 @@ def measure(name: str) -> Path:
     }
     path = DATA_DIR / f"{name}.json"
     path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    render_all(docs())
+    render_all(docs(), sources={f"benchmarks/{name}.json"})
     return path
