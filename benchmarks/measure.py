@@ -281,8 +281,10 @@ def _git(*args: str) -> str:
 
 
 def commit() -> str:
-    """The short commit, marked when tracked files differ from it (a figure of code nobody can check out)."""
-    return _git("rev-parse", "--short", "HEAD") + ("+uncommitted" if _git("status", "--porcelain", "-uno") else "")
+    """The short commit, marked when tracked code differs from it (a figure of code nobody can check out). The docs
+    and result files do not count: a measurement rewrites them itself."""
+    changed = _git("status", "--porcelain", "-uno", "--", ".", ":(exclude)*.md", ":(exclude)benchmarks/*.json")
+    return _git("rev-parse", "--short", "HEAD") + ("+uncommitted" if changed else "")
 
 
 def machine() -> str:
