@@ -75,9 +75,19 @@ def _per_kind_processing_p50(folder: Path) -> dict[str, float]:
     return {kind: round(statistics.median(values)) for kind, values in sorted(by_kind.items())}
 
 
+def _p(figures: dict[str, Any], name: str, statistic: str) -> float | None:
+    """One statistic of a summary's latency (or worker) entry; None where the run has none (--no-wait)."""
+    return (figures.get(name) or {}).get(statistic)
+
+
+def _seconds(ms: float | None) -> float | None:
+    """Milliseconds as seconds; None stays None (a run with --no-wait has no end-to-end figures)."""
+    return None if ms is None else ms / 1000
+
+
 def _run_figures(work: Path, _stdout: str) -> dict[str, Any]:
     summary, folder = _summary(work)
-    latency, worker, counts = summary["latency_ms"], summary["worker"], summary["counts"]
+    latency, worker, counts = summary["latency_ms"] or {}, summary["worker"] or {}, summary["counts"]
     done, failed = counts.get("DONE", 0), counts.get("FAILED", 0)
     figures = {
         "run": _keep(folder),
@@ -89,20 +99,20 @@ def _run_figures(work: Path, _stdout: str) -> dict[str, Any]:
         "throughput": summary["throughput_images_per_s"],
         "upload_rate": summary["upload_images_per_s"],
         "upload_mb_per_s": summary["upload_mb_per_s"],
-        "presign_p50_ms": latency["presign"]["p50"],
-        "upload_p50_ms": latency["upload"]["p50"],
-        "processing_p50_ms": latency["processing"]["p50"],
-        "processing_p99_ms": latency["processing"]["p99"],
-        "e2e_p50_ms": latency["end to end"]["p50"],
-        "e2e_p90_ms": latency["end to end"]["p90"],
-        "e2e_p99_ms": latency["end to end"]["p99"],
-        "e2e_p50_s": latency["end to end"]["p50"] / 1000,
-        "e2e_p99_s": latency["end to end"]["p99"] / 1000,
-        "invocations": worker["invocations"],
-        "invocation_p50_s": worker["duration_ms"]["p50"] / 1000,
-        "billed_ms_per_image": worker["billed_ms_per_image"],
-        "memory_size_mb": worker["memory_size_mb"],
-        "max_memory_used_mb": worker["max_memory_used_mb"],
+        "presign_p50_ms": _p(latency, "presign", "p50"),
+        "upload_p50_ms": _p(latency, "upload", "p50"),
+        "processing_p50_ms": _p(latency, "processing", "p50"),
+        "processing_p99_ms": _p(latency, "processing", "p99"),
+        "e2e_p50_ms": _p(latency, "end to end", "p50"),
+        "e2e_p90_ms": _p(latency, "end to end", "p90"),
+        "e2e_p99_ms": _p(latency, "end to end", "p99"),
+        "e2e_p50_s": _seconds(_p(latency, "end to end", "p50")),
+        "e2e_p99_s": _seconds(_p(latency, "end to end", "p99")),
+        "invocations": worker.get("invocations"),
+        "invocation_p50_s": _seconds(_p(worker, "duration_ms", "p50")),
+        "billed_ms_per_image": worker.get("billed_ms_per_image"),
+        "memory_size_mb": worker.get("memory_size_mb"),
+        "max_memory_used_mb": worker.get("max_memory_used_mb"),
         "cost_per_1000": summary["cost_per_1000_images_usd"],
     }
     figures |= {f"processing_p50_ms_{kind}": ms for kind, ms in _per_kind_processing_p50(RUNS / folder.name).items()}
