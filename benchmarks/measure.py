@@ -2,8 +2,8 @@
 output), keep what the docs cite in benchmarks/<name>.json with the command, date, commit and machine, then render
 the docs from it. One step, so the prose cannot keep an old figure beside new data.
 
-The run folders the measurements write go to runs/ (not committed); `cost` prices the newest `closed-loop` and
-`sizing` runs there, as a user would after running both.
+The run folders the measurements write go to runs/ (not committed); `cost` prices the runs that
+benchmarks/closed-loop.json and benchmarks/sizing.json record, as a user would after running both.
 """
 
 from __future__ import annotations
@@ -231,11 +231,15 @@ def _cost(_work: Path, stdout: str) -> dict[str, Any]:
     return {"figures": figures}
 
 
-def _newest(pattern: str) -> str:
-    found = sorted(RUNS.glob(pattern))
-    if not found:
-        raise FiguresError(f"no run folder runs/{pattern}: measure closed-loop and sizing first")
-    return str(found[-1].relative_to(ROOT))
+def _measured_run(name: str) -> str:
+    """The run folder another measurement recorded (the cost report prices exactly the runs the docs show)."""
+    path = DATA_DIR / f"{name}.json"
+    if not path.exists():
+        raise FiguresError(f"{path.name} does not exist: measure {name} first")
+    run = json.loads(path.read_text(encoding="utf-8"))["figures"]["run"]
+    if not (ROOT / run).is_dir():
+        raise FiguresError(f"{run} ({path.name}'s run folder) is not on this machine: measure {name} again")
+    return str(run)
 
 
 MEASUREMENTS = {
@@ -312,7 +316,7 @@ def measure(name: str) -> Path:
     measurement = MEASUREMENTS[name]
     command = measurement.command
     if "{closed_loop}" in command:
-        command = command.format(closed_loop=_newest("2*Z"), sizing=_newest("sizing-*"))
+        command = command.format(closed_loop=_measured_run("closed-loop"), sizing=_measured_run("sizing"))
     started_on, revision, host = datetime.date.today().isoformat(), commit(), machine()
     with tempfile.TemporaryDirectory(prefix=f"imgops-{name}-") as folder:
         work = Path(folder)
