@@ -119,6 +119,9 @@ def _run_figures(work: Path, _stdout: str) -> dict[str, Any]:
     return {"figures": figures}
 
 
+_TABLE_EDGES = frozenset("┏┃┡│└")
+
+
 def _main_job(work: Path, stdout: str) -> dict[str, Any]:
     """The run's figures and what it printed: its summary, from the `Run <id>` line to the report's path."""
     extracted = _run_figures(work, stdout)
@@ -127,7 +130,11 @@ def _main_job(work: Path, stdout: str) -> dict[str, Any]:
     end = next((i for i, line in enumerate(lines) if line.startswith("report: ")), None)
     if start is None or end is None:
         raise FiguresError("the main job printed no summary (no `Run <id>` … `report:` lines)")
-    extracted["figures"]["excerpt"] = "\n".join(line.rstrip() for line in lines[start : end + 1])
+    summary = [line.rstrip() for line in lines[start : end + 1]]
+    tables = [line for line in summary if line.strip()[:1] in _TABLE_EDGES or line.startswith(" ")]
+    shown = [line for line in summary if line not in tables]
+    shown[2:2] = ["[two latency tables, p50 to max: by stage, and by component (presign … end to end)]"]
+    extracted["figures"]["excerpt"] = "\n".join(shown)
     return extracted
 
 
