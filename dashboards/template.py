@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 
 from monitoring.target import Target
 from pipeline.errors import ImgopsError
+from pipeline.files import write_atomically
 from pipeline.resources import ResourceNames
 
 # moto's default account; CDK writes AWS::AccountId tokens into ARNs and console links.
@@ -111,9 +112,7 @@ def stack_template(prefix: str = "imgops", context: Mapping[str, Any] | None = N
     if text is None:
         text = json.dumps(_synthesize(full))
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(text, encoding="utf-8")
-        temporary.replace(path)  # concurrent callers never read half a file
+        write_atomically(path, text)  # concurrent callers never read half a file
     return load_template_text(text.replace(_SENTINEL_PREFIX, prefix), path)
 
 

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from pipeline.files import write_atomically
 from pipeline.imaging import ImageOptions, make_thumbnails
 from pipeline.resources import OUTPUT_FORMATS
 
@@ -141,9 +142,7 @@ def bench_inputs(kind: str, *, count: int, seed: int, cache_dir: Path) -> list[P
         extension = "heic" if fmt == "HEIF" else "avif"
         path = folder / f"{kind}-{source.parent.name}-{source.stem}-v{TRANSCODE_VERSION}.{extension}"
         if not path.exists():
-            temporary = path.with_suffix(".tmp")
-            temporary.write_bytes(_transcode(source.read_bytes(), fmt, scale))
-            temporary.replace(path)
+            write_atomically(path, _transcode(source.read_bytes(), fmt, scale))
         paths.append(path)
     return paths
 

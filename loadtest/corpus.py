@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.errors import ImgopsError
+from pipeline.files import write_atomically
 
 if TYPE_CHECKING:  # numpy, Pillow and matplotlib load only when a corpus file is generated
     from PIL import Image
@@ -191,15 +192,10 @@ def build_corpus(*, mix: dict[str, float], count: int, seed: int, cache_dir: Pat
     folder.mkdir(parents=True, exist_ok=True)
     images = list(_generate(mix, count, seed, folder))
     entries = [{**asdict(image), "path": image.path.name} for image in images]
-    _write_whole(manifest, json.dumps(entries, indent=1).encode())  # last: it says every file is there
+    # Last: it says every file is there. Two processes may generate the same corpus at once (the same bytes); a
+    # reader never sees half a file.
+    write_atomically(manifest, json.dumps(entries, indent=1).encode())
     return images
-
-
-def _write_whole(path: Path, data: bytes) -> None:
-    """Readers never see half a file: two processes may generate the same corpus at once (same bytes)."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(data)
-    temporary.replace(path)
 
 
 def _generate(mix: dict[str, float], count: int, seed: int, folder: Path) -> Iterator[CorpusImage]:
@@ -209,7 +205,7 @@ def _generate(mix: dict[str, float], count: int, seed: int, folder: Path) -> Ite
         for index in range(kind_count):
             data, orientation = render(kind_name, index, seed, sources)
             path = folder / f"{kind_name}-{index:03d}.{kind.extension}"
-            _write_whole(path, data)
+            write_atomically(path, data)
             yield CorpusImage(path, kind_name, kind.content_type, kind.width, kind.height, len(data), orientation)
 
 
@@ -356,7 +352,7 @@ def hungry_image(kind_name: str, pixels: int, *, cache_dir: Path, max_bytes: int
                 f"{max_bytes:,}-byte limit"
             )
         folder.mkdir(parents=True, exist_ok=True)
-        _write_whole(path, data)
+        write_atomically(path, data)
     return CorpusImage(path, kind.name, kind.content_type, side, side, path.stat().st_size, 1)
 
 

@@ -25,6 +25,7 @@ import botocore.session
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from pipeline.errors import ImgopsError
+from pipeline.files import write_atomically
 
 FAULTS_FILE_ENV = "IMGOPS_FAULTS_FILE"
 KILL = "SIGKILL"
@@ -126,9 +127,7 @@ def error_response(service: str, code: str, status: int | None = None) -> AWSRes
 
 def write_rules(path: Path, rules: list[FaultRule]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps([asdict(rule) for rule in rules]), encoding="utf-8")
-    temporary.replace(path)
+    write_atomically(path, json.dumps([asdict(rule) for rule in rules]))
 
 
 def read_rules(path: Path) -> list[FaultRule]:

@@ -22,6 +22,8 @@ from typing import Any
 import botocore
 import botocore.loaders
 
+from pipeline.files import write_atomically
+
 _INSTALLED = "_imgops_model_cache"
 
 
@@ -50,9 +52,7 @@ def install() -> None:
         data = parse(self, file_path)
         with contextlib.suppress(OSError):
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            temporary = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
-            temporary.write_bytes(pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
-            temporary.replace(cached)  # a reader never sees half a file
+            write_atomically(cached, pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))  # never half a file
         return data
 
     loader_class.load_file = load_file  # type: ignore[method-assign]

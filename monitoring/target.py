@@ -23,6 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline.aws import new_session
 from pipeline.errors import ImgopsError
+from pipeline.files import write_atomically
 from pipeline.resources import Env, ResourceNames, StackOutputs
 
 if TYPE_CHECKING:
@@ -109,10 +110,7 @@ def faults_file() -> Path:
 def write_state(info: StackInfo) -> Path:
     path = state_file()
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(info.to_json(), encoding="utf-8")
-    temporary.replace(path)  # readers never see half a file
-    return path
+    return write_atomically(path, info.to_json())  # readers never see half a file
 
 
 def clear_state() -> None:
