@@ -238,6 +238,18 @@ def _cost(_work: Path, stdout: str) -> dict[str, Any]:
     return {"figures": figures}
 
 
+def _drills(_work: Path, stdout: str) -> dict[str, Any]:
+    """`imgops drill all` prints each drill's seconds, then `DRILL PASSED: N drills in T s, nothing lost.`"""
+    times = [line.split() for line in stdout.splitlines() if line.startswith("  ") and line.rstrip().endswith(" s")]
+    rows = [[words[0], f"{float(words[1]):.0f} s"] for words in times if len(words) == 3]
+    passed = next((line for line in stdout.splitlines() if line.startswith("DRILL PASSED")), None)
+    if passed is None or not rows:
+        raise FiguresError("the drills printed no `DRILL PASSED` line or no times")
+    seconds = sum(float(words[1]) for words in times if len(words) == 3)
+    figures = {"drills": len(rows), "drill_seconds": seconds}
+    return {"figures": figures, "table": {"columns": ["drill", "time"], "rows": rows}}
+
+
 def _measured_run(name: str) -> str:
     """The run folder another measurement recorded (the cost report prices exactly the runs the docs show)."""
     path = DATA_DIR / f"{name}.json"
@@ -285,6 +297,9 @@ MEASUREMENTS = {
         Measurement(
             "sizing", "the worker's memory sizing on a fresh local stack", "imgops loadtest sizing",
             ("--out", "{work}/runs"), _sizing,
+        ),
+        Measurement(
+            "drills", "every drill in a row on one local stack", "imgops drill all", (), _drills,
         ),
         Measurement(
             "cost", "cost per 1,000 images: the closed-loop run, re-priced at the sizing run's pick and at 1,792 MB",

@@ -55,7 +55,7 @@ def _options(timeout: float, template: Path | None, *, healthy: int = 8, poison:
 
 @app.command("all")
 def all_drills(timeout: Timeout = 90.0, template: TemplateOption = None) -> None:
-    """Every drill in a row on one local stack (about 4 minutes alone), then each one's time."""
+    """Every drill in a row on one local stack, then each one's time (runbooks/README.md says how long)."""
     results = _run(list(CAUSES), _options(timeout, template))
     console.print()
     for result in results:
