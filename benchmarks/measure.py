@@ -250,6 +250,24 @@ def _drills(_work: Path, stdout: str) -> dict[str, Any]:
     return {"figures": figures, "table": {"columns": ["drill", "time"], "rows": rows}}
 
 
+def _alarm_scenarios(_work: Path, stdout: str) -> dict[str, Any]:
+    """`imgops alarms test --json`: each scenario's limits (dashboards/scenarios.py) and when each alarm fired in the
+    worst alignment of the story to CloudWatch's periods."""
+
+    def minutes(alarms: dict[str, int]) -> str:
+        return ", ".join(f"{alarm} {minute}" for alarm, minute in alarms.items()) or "nothing: every alarm quiet"
+
+    results = json.loads(stdout)
+    rows = [
+        [result["scenario"], result["story"], minutes(result["must_fire_within_minutes"]),
+         minutes(result["fired_after_minutes"]), "; ".join(result["problems"]) or "ok"]
+        for result in results
+    ]  # fmt: skip
+    figures = {"scenarios": len(rows), "failed": sum(bool(result["problems"]) for result in results)}
+    columns = ["scenario", "the story", "must fire within (min)", "fired after (min)", "result"]
+    return {"figures": figures, "table": {"columns": columns, "rows": rows}}
+
+
 def _measured_run(name: str) -> str:
     """The run folder another measurement recorded (the cost report prices exactly the runs the docs show)."""
     path = DATA_DIR / f"{name}.json"
@@ -300,6 +318,10 @@ MEASUREMENTS = {
         ),
         Measurement(
             "drills", "every drill in a row on one local stack", "imgops drill all", (), _drills,
+        ),
+        Measurement(
+            "alarm-scenarios", "the alarms against the scenario suite, worst alignment", "imgops alarms test",
+            ("--json",), _alarm_scenarios,
         ),
         Measurement(
             "cost", "cost per 1,000 images: the closed-loop run, re-priced at the sizing run's pick and at 1,792 MB",
