@@ -250,7 +250,7 @@ def _drills(_work: Path, stdout: str) -> dict[str, Any]:
     return {"figures": figures, "table": {"columns": ["drill", "time"], "rows": rows}}
 
 
-def _alarm_scenarios(_work: Path, stdout: str) -> dict[str, Any]:
+def alarm_scenarios(_work: Path, stdout: str) -> dict[str, Any]:
     """`imgops alarms test --json`: each scenario's limits (dashboards/scenarios.py) and when each alarm fired in the
     worst alignment of the story to CloudWatch's periods."""
 
@@ -321,7 +321,7 @@ MEASUREMENTS = {
         ),
         Measurement(
             "alarm-scenarios", "the alarms against the scenario suite, worst alignment", "imgops alarms test",
-            ("--json",), _alarm_scenarios,
+            ("--json",), alarm_scenarios,
         ),
         Measurement(
             "cost", "cost per 1,000 images: the closed-loop run, re-priced at the sizing run's pick and at 1,792 MB",

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
+from benchmarks.figures import ROOT
+from benchmarks.measure import alarm_scenarios
 from dashboards import scenarios
 from dashboards.template import stack_template
 from imgops.cli import app
@@ -51,3 +55,12 @@ def test_the_cli_prints_the_table_and_exits_0() -> None:
     assert result.exit_code == 0, result.output
     assert "worker-fault-rate" in result.stdout
     assert "quiet-night" in result.stdout
+
+
+def test_the_runbooks_scenario_table_is_what_the_alarms_do_today() -> None:
+    """runbooks/README.md renders benchmarks/alarm-scenarios.json: an alarm or scenario change that moves a minute
+    fails here until `python -m benchmarks measure alarm-scenarios` records it (the outcome is deterministic)."""
+    result = CliRunner().invoke(app, ["alarms", "test", "--json"])
+    assert result.exit_code == 0, result.output
+    recorded = json.loads((ROOT / "benchmarks" / "alarm-scenarios.json").read_text(encoding="utf-8"))
+    assert alarm_scenarios(Path(), result.stdout)["table"] == recorded["table"]
