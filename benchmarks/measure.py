@@ -268,6 +268,17 @@ def alarm_scenarios(_work: Path, stdout: str) -> dict[str, Any]:
     return {"figures": figures, "table": {"columns": columns, "rows": rows}}
 
 
+def bundles(_work: Path, stdout: str) -> dict[str, Any]:
+    """`imgops dashboards bundle --json`: each Lambda bundle's files, sizes, native libraries and newest glibc."""
+    rows = [
+        [entry["bundle"], f"{entry['files']:,}", f"{entry['unzipped_bytes'] / 2**20:.1f} MB",
+         f"{entry['zipped_bytes'] / 2**20:.1f} MB", entry["native_files"], entry["newest_glibc"] or "–"]
+        for entry in json.loads(stdout)
+    ]  # fmt: skip
+    columns = ["bundle", "files", "unzipped", "zipped", "native files", "newest glibc"]
+    return {"figures": {"bundles": len(rows)}, "table": {"columns": columns, "rows": rows}}
+
+
 def _measured_run(name: str) -> str:
     """The run folder another measurement recorded (the cost report prices exactly the runs the docs show)."""
     path = DATA_DIR / f"{name}.json"
@@ -322,6 +333,10 @@ MEASUREMENTS = {
         Measurement(
             "alarm-scenarios", "the alarms against the scenario suite, worst alignment", "imgops alarms test",
             ("--json",), alarm_scenarios,
+        ),
+        Measurement(
+            "bundles", "the three Lambda bundles as a deploy builds them (arm64)", "imgops dashboards bundle",
+            ("--json",), bundles,
         ),
         Measurement(
             "cost", "cost per 1,000 images: the closed-loop run, re-priced at the sizing run's pick and at 1,792 MB",
