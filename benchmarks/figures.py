@@ -144,11 +144,16 @@ def stale(pages: Iterable[Path], root: Path = ROOT) -> list[str]:
     return problems
 
 
+def result_files(root: Path = ROOT) -> list[Path]:
+    """The measurements' result files: every benchmarks/*.json but the suite's (tests/unit/test_suite_figures.py
+    checks the prose that states it)."""
+    return sorted(path for path in (root / "benchmarks").glob("*.json") if path.name != "suite.json")
+
+
 def unused(pages: Iterable[Path], root: Path = ROOT) -> list[str]:
-    """Result files (besides the suite's, which README › Tests checks itself) that no doc shows."""
+    """Result files that no doc shows."""
     shown = {block.source for page in pages for block in blocks(page)}
-    files = {str(path.relative_to(root)) for path in (root / "benchmarks").glob("*.json")}
-    return sorted(files - shown - {"benchmarks/suite.json"})
+    return sorted({str(path.relative_to(root)) for path in result_files(root)} - shown)
 
 
 _CODE_FENCE = re.compile(r"^```.*?^```", re.DOTALL | re.MULTILINE)

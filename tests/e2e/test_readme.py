@@ -45,6 +45,7 @@ from PIL import Image
 from typer.core import TyperGroup
 
 import imgops.cli
+from benchmarks.figures import result_files
 from monitoring.target import StackInfo
 from tests.e2e.conftest import kill, wait_for_state_file
 
@@ -118,8 +119,7 @@ NOT_RUN = {
 # report among them reads the run folders the others wrote, which exist only where they ran.
 MEASURED = {
     json.loads(path.read_text(encoding="utf-8"))["command"]: f"benchmark: `python -m benchmarks measure {path.stem}`"
-    for path in sorted((REPO / "benchmarks").glob("*.json"))
-    if path.name != "suite.json"
+    for path in result_files()
 }
 RUN_BY_A_TEST = (*RUN_BY_A_BASH_BLOCK, *RUN_ON_THE_LOCAL_STACK, *RUN_HERE)  # a measurement of those runs here too
 NOT_RUN |= {command: why for command, why in MEASURED.items() if command not in (*RUN_BY_A_TEST, *NOT_RUN)}

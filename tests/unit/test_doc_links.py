@@ -1,5 +1,5 @@
 """Every relative link in the docs resolves: the file exists and, with a `#anchor`, the heading does (as GitHub
-slugs headings). Docs: README.md, docs/*.md, runbooks/*.md, dashboards/README.md, localaws/README.md."""
+slugs headings). Docs: README.md, docs/*.md, runbooks/*.md and each package's README.md (benchmarks.figures.docs)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.figures import docs
+
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = sorted(
-    [
-        ROOT / "README.md",
-        *ROOT.glob("docs/*.md"),
-        *ROOT.glob("runbooks/*.md"),
-        ROOT / "dashboards" / "README.md",
-        ROOT / "localaws" / "README.md",
-    ]
-)
+DOCS = docs()  # the project's pages, as benchmarks.figures renders them
 FENCE = re.compile(r"^```.*?^```[ \t]*$", re.MULTILINE | re.DOTALL)
 INLINE_CODE = re.compile(r"`[^`\n]*`")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")

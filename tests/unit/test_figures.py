@@ -19,6 +19,7 @@ from benchmarks.figures import (
     docs,
     load,
     render_all,
+    result_files,
     stale,
     unsourced,
     unused,
@@ -110,6 +111,4 @@ def test_the_commands_the_benchmarks_page_shows_run_as_written() -> None:
 
 
 def test_every_measurement_has_its_result_file() -> None:
-    assert sorted(path.stem for path in (ROOT / "benchmarks").glob("*.json") if path.stem != "suite") == sorted(
-        MEASUREMENTS
-    )
+    assert [path.stem for path in result_files()] == sorted(MEASUREMENTS)
