@@ -12,6 +12,7 @@ from dashboards.constructs.alerts import OpsAlerts
 from dashboards.constructs.api import STAGE_NAME, Api
 from dashboards.constructs.auth import Auth
 from dashboards.constructs.bundling import python_code
+from dashboards.constructs.capacity import CapacityCounters
 from dashboards.constructs.cdn import ThumbnailCdn
 from dashboards.constructs.monitoring import Monitoring
 from dashboards.constructs.notifications import ImageEvents
@@ -151,6 +152,15 @@ class ImgopsStack(cdk.Stack):
             ),
             handler_name=f"{names.prefix}-web-deploy",
         )
+        self.capacity = CapacityCounters(
+            self,
+            "Capacity",
+            names=names,
+            code=metrics_code,
+            architecture=config.architecture,
+            upload_bucket=self.storage.upload_bucket,
+            processed_bucket=self.storage.processed_bucket,
+        )
         self.bucket_metrics = BucketMetrics(
             self,
             "BucketMetrics",
@@ -159,6 +169,8 @@ class ImgopsStack(cdk.Stack):
             architecture=config.architecture,
             upload_bucket=self.storage.upload_bucket,
             processed_bucket=self.storage.processed_bucket,
+            inventory_bucket=self.storage.inventory_bucket,
+            capacity=self.capacity,
             rate_minutes=config.metrics_rate_minutes,
         )
         self.cdn = ThumbnailCdn(self, "Cdn", processed_bucket=self.storage.processed_bucket)

@@ -1,7 +1,9 @@
 """`imgops local up`: the embedded AWS, the pipeline's resources, the local API and the worker runtime.
 
 It also stands in for what AWS runs around the code: CloudWatch metrics the services publish (worker, API,
-queues; see localaws/metrics.py) and the EventBridge schedule of the bucket-metrics Lambda.
+queues; see localaws/metrics.py), the EventBridge schedules of the capacity publisher and reconciler (the
+bucket-metrics Lambda), and S3's object events to EventBridge with the capacity counter's SQS poller
+(localaws/capacity.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from werkzeug.wrappers import Request, Response
 from dashboards.template import LOCAL_API_ID, stack_template
 from localaws import service_models
 from localaws.api import ApiServer, LocalHttpApi, Route, default_routes
+from localaws.capacity import CounterPoller, routes_for
 from localaws.cloudformation import DescribedStack
 from localaws.context import LocalLambdaContext
 from localaws.environment import become_subreaper
@@ -41,6 +44,7 @@ from localaws.metrics import (
     metrics_client_config,
 )
 from localaws.moto_process import MotoProcess
+from localaws.object_events import Mischief
 from localaws.provision import local_outputs, provision
 from localaws.runtime import RuntimeConfig, WorkerPool, left, stop_signals_blocked
 from localaws.web import PageServer, allow_page_origin, page_origins, page_url
@@ -54,7 +58,13 @@ from monitoring.target import (
     write_state,
 )
 from pipeline import aws
-from pipeline.resources import QUEUE_VISIBILITY_TIMEOUT_SECONDS, WORKER_TIMEOUT_SECONDS, Env, ResourceNames
+from pipeline.resources import (
+    CAPACITY_PUBLISH_MINUTES,
+    QUEUE_VISIBILITY_TIMEOUT_SECONDS,
+    WORKER_TIMEOUT_SECONDS,
+    Env,
+    ResourceNames,
+)
 
 # The HTTP API's stage as the local API reports it (api.http_api_event's requestContext); its id is LOCAL_API_ID.
 LOCAL_API_STAGE = "$default"
@@ -100,6 +110,10 @@ class LocalStackOptions:
     log_file: Path | None = None
     # Also give each execution environment Lambda's CPU share of its memory (memory / 1,769 MB of one vCPU).
     cpu_share: bool = False
+    # How S3's object events reach the capacity counter: duplicated, held back, lost (localaws.object_events).
+    object_events: Mischief = field(default_factory=Mischief)
+    # None: the capacity publisher's schedule rule (rate(1 minute) as deployed); a number compresses time locally.
+    capacity_publish_every_seconds: float | None = None
 
 
 class MeteredHttpApi(LocalHttpApi):
@@ -218,6 +232,7 @@ class LocalStack:
         )
         self._api: ApiServer | None = None
         self._workers: WorkerPool | None = None
+        self._counter: CounterPoller | None = None
         self._metrics: MetricBuffer | None = None
         self._schedules: list[Periodic] = []
         self._announce = announce
@@ -254,6 +269,7 @@ class LocalStack:
             Env.WORKER_TIMEOUT_SECONDS: str(
                 options.worker_timeout_seconds
             ),  # `imgops faults set` reaches the workers through it
+            **capacity_environment(info),
         }
         os.environ.update(environment)  # the API's handlers run in this process
         verifier = CognitoJwtVerifier(issuer=info.issuer, client_id=info.user_pool_client_id, jwks_url=info.jwks_url)
@@ -302,6 +318,7 @@ class LocalStack:
         )
         report_log().parent.mkdir(parents=True, exist_ok=True)
         self._workers.start()
+        self._start_capacity_counter(info)
         # Like Lambda starting a fresh execution environment when one dies (a SIGKILL, an OOM kill).
         supervisor = Periodic(
             "worker-supervisor", 1.0, self._unless_stopping(self._workers.replace_dead), on_error=self._say
@@ -318,8 +335,41 @@ class LocalStack:
         )
         return info
 
+    def _start_capacity_counter(self, info: StackInfo) -> None:
+        """S3's object events to the capacity queue (as the template's rule routes them), and the counter's poller."""
+        from monitoring import capacity_handlers
+
+        for buckets, route in routes_for(info, self.options.object_events):
+            self._moto.route_object_events(buckets, route)
+        names = ResourceNames(info.prefix)
+        self._counter = CounterPoller(
+            info,
+            queue_name=names.capacity_queue,
+            function_name=names.capacity_counter_function,
+            handler=capacity_handlers.counter_handler,
+            buffer=self._metrics,
+            log_file=self.options.log_file,
+            unless_stopping=lambda: not self._stopping.is_set(),
+        )
+        self._counter.start()
+
+    def expire(self, bucket: str, keys: list[str]) -> int:
+        """Expire objects as a lifecycle rule does when their day comes (moto runs no lifecycle rules): they go, and
+        their events say `Lifecycle Expiration`. Returns how many existed."""
+        return self._moto.expire(bucket, keys)
+
+    def pause_capacity_counter(self) -> None:
+        """Disable the counter's event source mapping: object events wait in the capacity queue (its lag grows)."""
+        if self._counter is not None:
+            self._counter.pause()
+
+    def resume_capacity_counter(self) -> None:
+        if self._counter is not None:
+            self._counter.resume()
+
     def _start_schedules(self, info: StackInfo, buffer: MetricBuffer, workers: WorkerPool) -> None:
-        """The SQS sampler (every minute, as AWS publishes) and the bucket-metrics Lambda's schedule."""
+        """The SQS samplers (every minute, as AWS publishes), the capacity publisher's schedule and the
+        reconciler's (the bucket-metrics Lambda)."""
         names = ResourceNames(info.prefix)
         sqs = for_local(info).client("sqs", config=metrics_client_config())
         sampler = QueueSampler(
@@ -329,12 +379,27 @@ class LocalStack:
             dead_letters=QueueRef(names.dead_letter_queue, info.dlq_url),
             signals=workers.signals,
         )
+        capacity_sampler = QueueSampler(
+            sqs,
+            buffer,
+            work=QueueRef(names.capacity_queue, sqs.get_queue_url(QueueName=names.capacity_queue)["QueueUrl"]),
+            dead_letters=QueueRef(
+                names.capacity_dead_letter_queue,
+                sqs.get_queue_url(QueueName=names.capacity_dead_letter_queue)["QueueUrl"],
+            ),
+            signals=self._counter.signals if self._counter is not None else None,
+        )
         every = self.options.bucket_metrics_every_seconds or schedule_seconds(info)
         self.bucket_metrics_every_seconds = every
         sample = self._unless_stopping(sampler.sample)
+        sample_capacity = self._unless_stopping(capacity_sampler.sample)
         scan = self._unless_stopping(self._bucket_metrics_run(info, buffer, every))
+        publish_every = self.options.capacity_publish_every_seconds or CAPACITY_PUBLISH_MINUTES * 60
+        publish = self._unless_stopping(self._capacity_publisher_run(info, buffer, publish_every))
         schedules = [
             Periodic("sqs-sampler", self.options.sample_every_seconds, sample, on_error=self._say),
+            Periodic("capacity-sqs-sampler", self.options.sample_every_seconds, sample_capacity, on_error=self._say),
+            Periodic("capacity-publisher", publish_every, publish, on_error=self._say),
             Periodic("bucket-metrics", every, scan, on_error=self._say),
         ]
         for schedule in schedules:
@@ -354,13 +419,29 @@ class LocalStack:
 
         return run
 
+    def _capacity_publisher_run(self, info: StackInfo, buffer: MetricBuffer, every: float) -> Callable[[], None]:
+        """One scheduled invocation of the capacity publisher, metered like the worker."""
+        from monitoring import capacity_handlers
+
+        function_name = ResourceNames(info.prefix).capacity_publisher_function
+        timeout = min(capacity_handlers.PUBLISHER_TIMEOUT_SECONDS, max(1.0, every))
+        handler = metered(function_name, capacity_handlers.publisher_handler, buffer, timeout_seconds=timeout)
+
+        def run() -> None:
+            context = LocalLambdaContext.create(
+                function_name, timeout_seconds=int(timeout), memory_mb=capacity_handlers.PUBLISHER_MEMORY_MB
+            )
+            handler(scheduled_event(info.region, f"{info.prefix}-capacity-publish"), context)
+
+        return run
+
     def _bucket_metrics_run(self, info: StackInfo, buffer: MetricBuffer, every: int) -> Callable[[], None]:
-        """One scheduled invocation of monitoring.s3_metrics.handler, metered like the worker."""
-        from monitoring import s3_metrics
+        """One scheduled invocation of the reconciler (monitoring.reconcile.handler), metered like the worker."""
+        from monitoring import reconcile, s3_metrics
 
         function_name = s3_metrics.function_name(info.prefix)
         timeout = bucket_metrics_timeout_seconds(every)
-        handler = metered(function_name, s3_metrics.handler, buffer, timeout_seconds=timeout)
+        handler = metered(function_name, reconcile.handler, buffer, timeout_seconds=timeout)
 
         def run() -> None:
             if not schedule_enabled(info):  # `aws events disable-rule`: the schedule stops invoking
@@ -370,10 +451,10 @@ class LocalStack:
             try:
                 report = handler(scheduled_event(info.region, f"{info.prefix}-bucket-metrics"), context)
             except s3_metrics.ScanFailed as exc:
-                self._say(f"bucket metrics: {exc}")
+                self._say(f"capacity reconciler: {exc}")
                 return
             elapsed_ms = (time.perf_counter() - started) * 1000
-            self._say(f"bucket metrics: {describe_scan(report)} ({elapsed_ms:.0f} ms)")
+            self._say(f"capacity reconciled: {describe_reconciliation(report)} ({elapsed_ms:.0f} ms)")
 
         return run
 
@@ -428,11 +509,15 @@ class LocalStack:
             schedule.stop(0)
         if self._workers is not None:
             self._workers.request_stop(timeout=0)  # WorkerPool.stop waits for a spawn under way
+        if self._counter is not None:
+            self._counter.stop(0)
         api_stopped = self._stop_api()
         workers_deadline = deadline - left(deadline) * MOTO_STOP_SHARE
         for schedule in self._schedules:
             schedule.stop(left(workers_deadline))  # a daemon thread: one still running then is left (it is quiet)
         workers_stopped = self._workers.stop(left(workers_deadline)) if self._workers is not None else True
+        if self._counter is not None:
+            self._counter.stop(left(workers_deadline))  # a daemon thread: one still in a batch then is left
         api_stopped.join(left(workers_deadline))  # a daemon thread too: a shutdown still waiting then is left
         if self._metrics is not None:  # before moto goes: the last datums still have somewhere to go
             self._metrics.close(left(deadline) / 2)
@@ -460,20 +545,55 @@ def forget_handler_state() -> None:
     """Drop what the handlers that run in this process (the API's, the bucket-metrics schedule's, an in-process
     worker) cached from the environment: clients with their endpoint, and settings with the resource names. A stack
     started after another one, or after a program's own use of the handlers, would otherwise talk to the old ones."""
-    from monitoring import s3_metrics
+    from monitoring import capacity_handlers, reconcile, s3_metrics
     from pipeline import presign, read_api, worker
 
     aws.forget_clients()
-    for cached in (presign._settings, read_api._settings, s3_metrics._s3, s3_metrics._cloudwatch, worker._deps):
+    for cached in (
+        presign._settings,
+        read_api._settings,
+        s3_metrics._s3,
+        s3_metrics._cloudwatch,
+        reconcile._s3,
+        reconcile._cloudwatch,
+        capacity_handlers._dynamodb,
+        capacity_handlers._cloudwatch,
+        worker._deps,
+    ):
         cached.cache_clear()
 
 
-def describe_scan(report: dict[str, Any]) -> str:
-    """`bucket: N objects, M bytes` per bucket from monitoring.s3_metrics.measure's report."""
+def capacity_environment(info: StackInfo) -> dict[str, str]:
+    """What the capacity functions' configurations set (the template's), for their handlers in this process; the
+    inventory reports are read with DuckDB here (Athena on AWS)."""
+    from monitoring import s3_metrics
+
+    names = ResourceNames(info.prefix)
+    lambda_ = for_local(info).client("lambda")
+    environment: dict[str, str] = {}
+    for function in (
+        names.capacity_counter_function,
+        names.capacity_publisher_function,
+        s3_metrics.function_name(info.prefix),
+    ):
+        configuration = lambda_.get_function_configuration(FunctionName=function)
+        variables = configuration.get("Environment", {}).get("Variables", {})
+        wanted = {Env.CAPACITY_TABLE, Env.CAPACITY_SHARDS, Env.CAPACITY_QUEUE, Env.INVENTORY_BUCKET}
+        environment.update({name: value for name, value in variables.items() if name in wanted})
+    environment[Env.INVENTORY_ENGINE] = "duckdb"
+    return environment
+
+
+def describe_reconciliation(report: dict[str, Any]) -> str:
+    """`bucket: drift N objects, M bytes (source)` per bucket from monitoring.reconcile.reconcile's report."""
     parts = []
     for bucket in report.get("buckets", []):
-        state_note = "" if bucket.get("complete") else " (incomplete)"
+        if bucket.get("snapshot") is None:
+            parts.append(f"{bucket['bucket']} not checked ({bucket['source']})")
+            continue
+        corrected = f", {bucket['corrected']} owner(s) corrected" if bucket.get("corrected") else ""
         parts.append(
-            f"{bucket['bucket']} {bucket['objects_listed']} objects, {bucket['bytes_listed']} bytes{state_note}"
+            f"{bucket['bucket']} drift {bucket['drift_objects']} objects, {bucket['drift_bytes']} bytes "
+            f"({bucket['source']}{corrected})"
         )
     return "; ".join(parts) + f"; {report.get('datums', 0)} datums"

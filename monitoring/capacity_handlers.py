@@ -33,6 +33,21 @@ if TYPE_CHECKING:
 
 logger = Logger(service="imgops-capacity")
 
+# How the two functions are deployed (the CDK construct and the local stack read these).
+COUNTER_MEMORY_MB = 256
+COUNTER_TIMEOUT_SECONDS = 60
+# Messages per invocation: the batch's events share transactions (MAX_EVENTS_PER_TRANSACTION) and their counter
+# changes are summed first, so a larger batch writes fewer counter updates per event. The window is what makes
+# batches over 10 possible; it also bounds the delay it adds.
+COUNTER_BATCH_SIZE = 100
+COUNTER_BATCHING_WINDOW_SECONDS = 1
+# Enough for ~10,000 events/s on AWS (docs/capacity.md); the counters' shards take the writes, not one item.
+COUNTER_MAX_CONCURRENCY = 50
+# A message the counter cannot read is retried this often, then waits in the dead-letter queue.
+COUNTER_MAX_RECEIVE_COUNT = 5
+PUBLISHER_MEMORY_MB = 256
+PUBLISHER_TIMEOUT_SECONDS = 50
+
 _CLIENT_CONFIG = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=10)
 
 

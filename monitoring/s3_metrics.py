@@ -126,8 +126,11 @@ def top_level_prefix(key: str) -> str:
     return f"{head}/" if slash else ROOT_PREFIX
 
 
-def scan_bucket(s3: S3Client, bucket: str, *, keep_going: Callable[[], bool]) -> BucketScan:
-    """List the whole bucket, or stop as soon as `keep_going()` says the time is up."""
+def scan_bucket(
+    s3: S3Client, bucket: str, *, keep_going: Callable[[], bool], group: Callable[[str], str] = top_level_prefix
+) -> BucketScan:
+    """List the whole bucket, or stop as soon as `keep_going()` says the time is up; `prefixes` are the totals by
+    `group(key)` (the top-level prefix, or the capacity counters' owner)."""
     objects = size_bytes = pages = 0
     # Plain counters: this loop runs once per object, millions of times in a big bucket.
     by_prefix: dict[str, list[int]] = {}
@@ -148,7 +151,7 @@ def scan_bucket(s3: S3Client, bucket: str, *, keep_going: Callable[[], bool]) ->
             size = obj.get("Size", 0)
             objects += 1
             size_bytes += size
-            counters = by_prefix.setdefault(top_level_prefix(obj["Key"]), [0, 0])
+            counters = by_prefix.setdefault(group(obj["Key"]), [0, 0])
             counters[0] += 1
             counters[1] += size
         token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
@@ -231,6 +234,7 @@ def scan_all(
     s3: S3Client,
     remaining_ms: Callable[[], int],
     safety_margin_ms: int = SAFETY_MARGIN_MS,
+    group: Callable[[str], str] = top_level_prefix,
 ) -> list[BucketScan]:
     """Scan buckets in turn, each given an equal share of the time left; unused time rolls over."""
     scans: list[BucketScan] = []
@@ -243,7 +247,7 @@ def scan_all(
             return remaining_ms() > stop_below
 
         try:
-            scans.append(scan_bucket(s3, bucket, keep_going=keep_going))
+            scans.append(scan_bucket(s3, bucket, keep_going=keep_going, group=group))
         except (ClientError, BotoCoreError) as exc:
             logger.exception("cannot list bucket", extra={"bucket": bucket})
             scans.append(BucketScan(bucket, complete=False, totals=Totals(), error=str(exc)))

@@ -39,6 +39,13 @@ WORKER_MEMORY_MB = 1024
 WORKER_MAX_PIXELS = 50_000_000
 PRESIGN_EXPIRY_SECONDS = 300
 
+# The capacity counters' S3 Inventory configuration on both buckets: the reports land in the inventory bucket
+# under `<INVENTORY_PREFIX>/<source bucket>/<INVENTORY_ID>/` (S3's layout; monitoring.inventory reads it).
+INVENTORY_ID = "capacity"
+INVENTORY_PREFIX = "inventory"
+# How often the capacity publisher runs (an EventBridge rate: a minute is the shortest).
+CAPACITY_PUBLISH_MINUTES = 1
+
 DEMO_USERNAME = "demo"
 # Only ever used against the embedded local Cognito (moto); never a real credential.
 DEMO_PASSWORD = "Demo-pass-123!"  # noqa: S105
@@ -85,6 +92,21 @@ class ResourceNames:
         return f"{self.prefix}-capacity-events-dlq"
 
     @property
+    def capacity_counter_function(self) -> str:
+        """Applies the buckets' object events to the capacity counters (monitoring.capacity_handlers)."""
+        return f"{self.prefix}-capacity-counter"
+
+    @property
+    def capacity_publisher_function(self) -> str:
+        """Publishes the counters as CustomS3 every minute (monitoring.capacity_handlers)."""
+        return f"{self.prefix}-capacity-publisher"
+
+    @property
+    def inventory_bucket(self) -> str:
+        """Where S3 Inventory delivers the buckets' daily reports (the reconciler's snapshots at scale)."""
+        return f"{self.prefix}-inventory"
+
+    @property
     def notifications_topic(self) -> str:
         return f"{self.prefix}-image-events"
 
@@ -118,6 +140,9 @@ class Env:
     TOPIC_ARN = "IMGOPS_TOPIC_ARN"
     CAPACITY_TABLE = "IMGOPS_CAPACITY_TABLE"
     CAPACITY_SHARDS = "IMGOPS_CAPACITY_SHARDS"  # counter shards per bucket (monitoring.capacity; only ever raised)
+    CAPACITY_QUEUE = "IMGOPS_CAPACITY_QUEUE"  # the object events' queue: its oldest message is the counters' lag
+    INVENTORY_BUCKET = "IMGOPS_INVENTORY_BUCKET"  # where the buckets' S3 Inventory reports land (the reconciler)
+    INVENTORY_ENGINE = "IMGOPS_INVENTORY_ENGINE"  # what queries them: athena (AWS, the default) or duckdb (local)
     THUMBNAIL_SIZES = "IMGOPS_THUMBNAIL_SIZES"
     MAX_PIXELS = "IMGOPS_MAX_PIXELS"
     MAX_UPLOAD_BYTES = "IMGOPS_MAX_UPLOAD_BYTES"

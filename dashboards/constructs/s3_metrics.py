@@ -1,4 +1,9 @@
-"""The bucket-metrics Lambda on an EventBridge schedule (see monitoring/s3_metrics.py for why it exists)."""
+"""The capacity reconciler (the bucket-metrics Lambda) on an EventBridge schedule (monitoring/s3_metrics.py).
+
+It checks the capacity counters (dashboards.constructs.capacity) against the truth: a listing while a bucket is
+small enough to list in one run, the bucket's newest S3 Inventory report beyond that; it publishes the drift and
+corrects the counters. The per-minute `CustomS3` sizes and counts are the publisher's, not this function's.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,9 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from dashboards.config import METRICS_RATES, Architecture
+from dashboards.constructs.capacity import CapacityCounters
 from dashboards.constructs.function import PipelineFunction
-from dashboards.nag import acknowledge
+from dashboards.nag import acknowledge, objects_finding
 from monitoring.s3_metrics import (
     MAX_TIMEOUT_SECONDS,
     MEMORY_MB,
@@ -53,6 +59,8 @@ class BucketMetrics(Construct):
         architecture: Architecture,
         upload_bucket: s3.IBucket,
         processed_bucket: s3.IBucket,
+        inventory_bucket: s3.IBucket,
+        capacity: CapacityCounters,
         rate_minutes: int,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -64,7 +72,7 @@ class BucketMetrics(Construct):
             self,
             "Handler",
             function_name=function_name,
-            handler="monitoring.s3_metrics.handler",
+            handler="monitoring.reconcile.handler",
             code=code,
             architecture=architecture,
             memory_mb=MEMORY_MB,
@@ -72,9 +80,12 @@ class BucketMetrics(Construct):
             environment={
                 Env.UPLOAD_BUCKET: upload_bucket.bucket_name,
                 Env.PROCESSED_BUCKET: processed_bucket.bucket_name,
+                Env.CAPACITY_TABLE: capacity.table.table_name,
+                Env.CAPACITY_QUEUE: capacity.queue.queue_name,
+                Env.INVENTORY_BUCKET: inventory_bucket.bucket_name,
                 "POWERTOOLS_LOG_LEVEL": "INFO",
             },
-            description=f"CustomS3 object counts and sizes every {rate_minutes} min",
+            description=f"Capacity counters checked against a listing or S3 Inventory every {rate_minutes} min",
         )
         self.function = handler.function
         # Listing only: the function never reads an object.
@@ -82,6 +93,23 @@ class BucketMetrics(Construct):
             iam.PolicyStatement(
                 actions=["s3:ListBucket"], resources=[upload_bucket.bucket_arn, processed_bucket.bucket_arn]
             )
+        )
+        # The newest inventory report: its manifest (ListBucket on the report folder, GetObject) and data files.
+        handler.role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[inventory_bucket.bucket_arn])
+        )
+        handler.role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[inventory_bucket.arn_for_objects("*")])
+        )
+        acknowledge(
+            handler.role,
+            objects_finding(inventory_bucket, ""),
+            "The reconciler reads whichever inventory report is newest; S3 names the report files at delivery.",
+        )
+        capacity.allow_reconciling(handler.role)
+        # The capacity queue's oldest message (AWS/SQS): corrections wait while events older than the snapshot do.
+        handler.role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["cloudwatch:GetMetricStatistics"], resources=["*"])
         )
         # PutMetricData has no resource-level permissions; the namespace condition is the only scope there is.
         handler.role.add_to_principal_policy(
@@ -94,8 +122,8 @@ class BucketMetrics(Construct):
         acknowledge(
             handler.role,
             "AwsSolutions-IAM5[Resource::*]",
-            "cloudwatch:PutMetricData has no resource-level permissions; the cloudwatch:namespace condition "
-            f"limits it to {NAMESPACE}.",
+            "cloudwatch:PutMetricData and GetMetricStatistics have no resource-level permissions; the "
+            f"cloudwatch:namespace condition limits the first to {NAMESPACE}; the second only reads.",
         )
         # The next scheduled run is the retry; a retried scan would only publish stale totals late.
         self.function.configure_async_invoke(retry_attempts=0, max_event_age=self.rate)

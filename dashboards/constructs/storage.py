@@ -1,4 +1,7 @@
-"""The upload and processed buckets (plus their access-log bucket) and the upload → queue notification.
+"""The upload and processed buckets (plus their access-log and inventory buckets) and the upload → queue notification.
+
+Both buckets send their object events to EventBridge too (the capacity counters, dashboards.constructs.capacity)
+and an S3 Inventory report daily (Parquet, to the inventory bucket: the reconciler's snapshot at scale).
 
 Lifecycle: originals move to Intelligent-Tiering after 30 days; thumbnails stay unless the deployment sets
 `imgops:processed-expiry-days` (see dashboards.config.AppConfig.processed_expiry_days for why keeping them is the
@@ -15,7 +18,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from pipeline.resources import PROCESSED_PREFIX, UPLOAD_PREFIX, ResourceNames
+from pipeline.resources import INVENTORY_ID, INVENTORY_PREFIX, PROCESSED_PREFIX, UPLOAD_PREFIX, ResourceNames
 
 # Originals are read once by the worker, then rarely: let S3 move cold ones to cheaper tiers.
 UPLOAD_TIERING_AFTER = cdk.Duration.days(30)
@@ -25,6 +28,10 @@ ACCESS_LOG_RETENTION = cdk.Duration.days(90)
 # URLs expire in minutes), so a multipart upload a few days old is abandoned; its parts bill as storage until
 # aborted and never show in a listing.
 ABORT_INCOMPLETE_UPLOADS_AFTER = cdk.Duration.days(3)
+# The reconciler reads the newest report; a week of them is enough to look back on a drift.
+INVENTORY_RETENTION = cdk.Duration.days(7)
+# What the reconciler reads of each object (bucket, key and the object's size; the rest for on-call's queries).
+INVENTORY_FIELDS = ("Size", "LastModifiedDate", "ETag")
 
 
 class Storage(Construct):
@@ -44,6 +51,18 @@ class Storage(Construct):
             enforce_ssl=True,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             lifecycle_rules=[s3.LifecycleRule(id="expire-logs", expiration=ACCESS_LOG_RETENTION)],
+        )
+        self.inventory_bucket = s3.Bucket(
+            self,
+            "Inventory",
+            bucket_name=names.inventory_bucket,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[s3.LifecycleRule(id="expire-reports", expiration=INVENTORY_RETENTION)],
+            server_access_logs_bucket=self.access_logs_bucket,
+            server_access_logs_prefix=f"{names.inventory_bucket}/",
         )
         self._upload_bucket_name = names.upload_bucket
         self.upload_bucket = self._bucket(
@@ -74,7 +93,7 @@ class Storage(Construct):
         self.processed_bucket = self._bucket("Processed", names.processed_bucket, lifecycle_rules=processed_rules)
 
     def _bucket(self, construct_id: str, name: str, *, lifecycle_rules: list[s3.LifecycleRule]) -> s3.Bucket:
-        return s3.Bucket(
+        bucket = s3.Bucket(
             self,
             construct_id,
             bucket_name=name,
@@ -85,7 +104,21 @@ class Storage(Construct):
             lifecycle_rules=lifecycle_rules,
             server_access_logs_bucket=self.access_logs_bucket,
             server_access_logs_prefix=f"{name}/",
+            inventories=[
+                s3.Inventory(
+                    inventory_id=INVENTORY_ID,
+                    destination=s3.InventoryDestination(bucket=self.inventory_bucket, prefix=INVENTORY_PREFIX),
+                    frequency=s3.InventoryFrequency.DAILY,
+                    format=s3.InventoryFormat.PARQUET,
+                    include_object_versions=s3.InventoryObjectVersion.CURRENT,
+                    optional_fields=list(INVENTORY_FIELDS),
+                )
+            ],
         )
+        # Every object event to EventBridge as well (the capacity counters' rule picks its own), set on the
+        # CloudFormation resource: the L2's event_bridge_enabled would add CDK's notifications custom resource.
+        cast("s3.CfnBucket", bucket.node.default_child).notification_configuration = _notifications()
+        return bucket
 
     def notify_uploads(self, queue: sqs.Queue) -> None:
         """S3 → SQS for `user-uploads/` without CDK's notifications custom resource (a Lambda of its own).
@@ -107,8 +140,8 @@ class Storage(Construct):
             )
         )
         cfn_bucket = cast("s3.CfnBucket", self.upload_bucket.node.default_child)
-        cfn_bucket.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
-            queue_configurations=[
+        cfn_bucket.notification_configuration = _notifications(
+            [
                 s3.CfnBucket.QueueConfigurationProperty(
                     event="s3:ObjectCreated:*",
                     queue=queue.queue_arn,
@@ -122,6 +155,15 @@ class Storage(Construct):
         )
         if added.policy_dependable is not None:
             cfn_bucket.node.add_dependency(added.policy_dependable)
+
+
+def _notifications(
+    queues: list[s3.CfnBucket.QueueConfigurationProperty] | None = None,
+) -> s3.CfnBucket.NotificationConfigurationProperty:
+    return s3.CfnBucket.NotificationConfigurationProperty(
+        event_bridge_configuration=s3.CfnBucket.EventBridgeConfigurationProperty(event_bridge_enabled=True),
+        queue_configurations=queues,
+    )
 
 
 def _abort_incomplete_uploads() -> s3.LifecycleRule:
