@@ -29,9 +29,9 @@ def test_synth_writes_the_template_and_counts_dashboards_and_alarms(tmp_path: Pa
     resources = template["Resources"].values()
     functions = [r["Properties"] for r in resources if r["Type"] == "AWS::Lambda::Function"]
     assert {tuple(f["Architectures"]) for f in functions} == {("x86_64",)}
-    [rule] = [r["Properties"] for r in resources if r["Type"] == "AWS::Events::Rule"]
-    assert rule["ScheduleExpression"] == "rate(1 hour)"
-    [metrics_function] = [f for f in functions if f["Handler"] == "monitoring.s3_metrics.handler"]
+    schedules = {r["Properties"].get("ScheduleExpression") for r in resources if r["Type"] == "AWS::Events::Rule"}
+    assert schedules == {"rate(1 hour)", "rate(1 minute)", None}  # the reconciler, the publisher, S3's events
+    [metrics_function] = [f for f in functions if f["Handler"] == "monitoring.reconcile.handler"]
     assert metrics_function["Timeout"] == 900
     custom_alarms = [
         r["Properties"]

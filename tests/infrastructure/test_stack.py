@@ -484,14 +484,14 @@ def test_presign_may_only_put_uploads_and_read_may_only_get_thumbnails(synthesiz
     assert not [s for s in presign if any(a.startswith(("dynamodb:", "sns:", "kms:")) for a in actions(s))]
 
 
-def test_metrics_function_runs_on_a_schedule_and_may_only_list_and_publish(synthesized: Synthesized) -> None:
+def test_the_reconciler_runs_on_a_schedule_and_may_list_read_reports_and_correct(synthesized: Synthesized) -> None:
     stack = synthesized.stack
     function = stack.bucket_metrics.function
     synthesized.template.has_resource_properties(
         "AWS::Lambda::Function",
         {
             "FunctionName": f"{NAMES.prefix}-s3-metrics",
-            "Handler": "monitoring.s3_metrics.handler",
+            "Handler": "monitoring.reconcile.handler",
             "Runtime": "python3.12",
             "Timeout": 5 * 60 - 10,
             "Environment": {
@@ -499,6 +499,9 @@ def test_metrics_function_runs_on_a_schedule_and_may_only_list_and_publish(synth
                     {
                         Env.UPLOAD_BUCKET: resolve(synthesized, stack.storage.upload_bucket.bucket_name),
                         Env.PROCESSED_BUCKET: resolve(synthesized, stack.storage.processed_bucket.bucket_name),
+                        Env.CAPACITY_TABLE: resolve(synthesized, stack.capacity.table.table_name),
+                        Env.CAPACITY_QUEUE: resolve(synthesized, stack.capacity.queue.queue_name),
+                        Env.INVENTORY_BUCKET: resolve(synthesized, stack.storage.inventory_bucket.bucket_name),
                     }
                 )
             },
@@ -522,13 +525,23 @@ def test_metrics_function_runs_on_a_schedule_and_may_only_list_and_publish(synth
     )
     statements = statements_of(synthesized, function.role)
     by_action = {action: statement for statement in statements for action in actions(statement)}
-    listed = by_action["s3:ListBucket"]["Resource"]
-    assert sorted(map(json.dumps, listed)) == sorted(
+    listed = [
+        resource
+        for statement in statements
+        if "s3:ListBucket" in actions(statement)
+        for resource in (statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]])
+    ]
+    assert {json.dumps(r) for r in listed} == {
         json.dumps(resolve(synthesized, bucket.bucket_arn))
-        for bucket in (stack.storage.upload_bucket, stack.storage.processed_bucket)
-    )
+        for bucket in (stack.storage.upload_bucket, stack.storage.processed_bucket, stack.storage.inventory_bucket)
+    }
     assert by_action["cloudwatch:PutMetricData"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "CustomS3"}}
-    assert not any(action.startswith("s3:Get") for action in by_action)
+    # It reads inventory reports only: never an upload or a thumbnail.
+    assert by_action["s3:GetObject"]["Resource"] == resolve(
+        synthesized, stack.storage.inventory_bucket.arn_for_objects("*")
+    )
+    assert {"dynamodb:Query", "dynamodb:UpdateItem"} <= set(by_action)
+    assert by_action["dynamodb:UpdateItem"]["Resource"] == resolve(synthesized, stack.capacity.table.table_arn)
 
 
 def test_thumbnails_cdn_reads_the_private_bucket_through_origin_access_control(synthesized: Synthesized) -> None:
