@@ -14,6 +14,7 @@ from dashboards.constructs.auth import Auth
 from dashboards.constructs.bundling import python_code
 from dashboards.constructs.capacity import CapacityCounters
 from dashboards.constructs.cdn import ThumbnailCdn
+from dashboards.constructs.inventory import InventoryQueries
 from dashboards.constructs.monitoring import Monitoring
 from dashboards.constructs.notifications import ImageEvents
 from dashboards.constructs.queue import WorkQueue
@@ -161,6 +162,13 @@ class ImgopsStack(cdk.Stack):
             upload_bucket=self.storage.upload_bucket,
             processed_bucket=self.storage.processed_bucket,
         )
+        self.inventory = InventoryQueries(
+            self,
+            "Inventory",
+            names=names,
+            inventory_bucket=self.storage.inventory_bucket,
+            source_buckets=[names.upload_bucket, names.processed_bucket],
+        )
         self.bucket_metrics = BucketMetrics(
             self,
             "BucketMetrics",
@@ -169,7 +177,7 @@ class ImgopsStack(cdk.Stack):
             architecture=config.architecture,
             upload_bucket=self.storage.upload_bucket,
             processed_bucket=self.storage.processed_bucket,
-            inventory_bucket=self.storage.inventory_bucket,
+            inventory=self.inventory,
             capacity=self.capacity,
             rate_minutes=config.metrics_rate_minutes,
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from imgops import alarms, bench, cost, dashboards, dlq, drill, faults, images, load, local, monitoring
+from imgops import alarms, bench, capacity, cost, dashboards, dlq, drill, faults, images, load, local, monitoring
 from imgops.help_format import HelpGroup
 
 app = typer.Typer(
@@ -28,5 +28,6 @@ for _name, _sub_app in {
     "drill": drill.app,
     "bench": bench.app,
     "monitoring": monitoring.app,
+    "capacity": capacity.app,
 }.items():
     app.add_typer(_sub_app, name=_name, cls=HelpGroup)

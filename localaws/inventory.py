@@ -31,12 +31,13 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from monitoring.inventory import InventoryError
+from pipeline.resources import INVENTORY_FIELDS
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-# The stack's configuration (dashboards.constructs.storage INVENTORY_FIELDS; that module needs aws_cdk to import).
-DEFAULT_FIELDS = ("Size", "LastModifiedDate", "ETag")
+# The stack's configuration (the CDK app's inventory configuration takes the same fields).
+DEFAULT_FIELDS = INVENTORY_FIELDS
 # S3 splits a big report into several data files; small here so the tests read more than one.
 DEFAULT_ROWS_PER_FILE = 100_000
 

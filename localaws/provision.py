@@ -48,6 +48,9 @@ NOT_CREATED = {
     "AWS::CloudFront::ResponseHeadersPolicy": "emulated: the local API sends the upload page's security headers",
     "Custom::CDKBucketDeployment": "emulated: the local API serves the upload page and its config.json",
     "AWS::Lambda::LayerVersion": "the page deployment function's AWS CLI layer; nothing runs that function locally",
+    "AWS::Glue::Database": "the reconciler reads inventory reports with DuckDB locally (Athena's catalog on AWS)",
+    "AWS::Glue::Table": "the reconciler reads inventory reports with DuckDB locally (Athena's catalog on AWS)",
+    "AWS::Athena::WorkGroup": "the reconciler reads inventory reports with DuckDB locally (Athena on AWS)",
 }
 _PLACEHOLDER_CODE: bytes | None = None
 

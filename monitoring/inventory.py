@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import tempfile
 import time
@@ -39,7 +40,7 @@ from botocore.exceptions import ClientError
 from monitoring.capacity import BUCKET_TOTAL, owner_prefix
 from monitoring.s3_metrics import ROOT_PREFIX, Totals
 from pipeline.errors import ImgopsError
-from pipeline.resources import UPLOAD_PREFIX
+from pipeline.resources import INVENTORY_ID, INVENTORY_PREFIX, UPLOAD_PREFIX, Env
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -513,3 +514,47 @@ class AthenaInventory:
 def _cells(row: Mapping[str, Any]) -> list[str | None]:
     """A result row's values (VarCharValue; absent for NULL)."""
     return [datum.get("VarCharValue") for datum in row.get("Data", [])]
+
+
+def athena_table_name(source_bucket: str) -> str:
+    """The inventory table of one source bucket in the stack's Glue database (the CDK app creates it)."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", source_bucket)
+
+
+def inventory_source(
+    s3: S3Client,
+    destination_bucket: str,
+    *,
+    engine: str,
+    prefix: str = INVENTORY_PREFIX,
+    config_id: str = INVENTORY_ID,
+    environ: Mapping[str, str] | None = None,
+) -> Callable[[str], tuple[datetime, Callable[[], dict[str, Totals]]] | None]:
+    """For a source bucket: its newest report's time and a function that totals it (the query runs only if called).
+
+    `engine`: `athena` (AWS: the stack's workgroup and Glue database, from Env.ATHENA_WORKGROUP and
+    Env.ATHENA_DATABASE) or `duckdb` (the local stack: the Parquet files through `s3`)."""
+    if engine not in ("athena", "duckdb"):
+        raise InventoryError(f"inventory engine {engine!r}: choose athena or duckdb")
+    env = os.environ if environ is None else environ
+
+    def reader(bucket: str) -> InventoryEngine:
+        if engine == "duckdb":
+            return DuckDBInventory(s3)
+        import boto3
+
+        workgroup, database = env.get(Env.ATHENA_WORKGROUP, ""), env.get(Env.ATHENA_DATABASE, "")
+        if not workgroup or not database:
+            raise InventoryError(f"{Env.ATHENA_WORKGROUP} and {Env.ATHENA_DATABASE} must be set for Athena")
+        return AthenaInventory(
+            boto3.client("athena"), workgroup=workgroup, database=database, table=athena_table_name(bucket)
+        )
+
+    def newest(bucket: str) -> tuple[datetime, Callable[[], dict[str, Totals]]] | None:
+        key = latest_manifest(s3, destination_bucket, prefix, bucket, config_id)
+        if key is None:
+            return None
+        manifest = read_manifest(s3, destination_bucket, key)
+        return manifest.created, lambda: inventory_truth(reader(bucket), manifest)[1]
+
+    return newest

@@ -68,8 +68,9 @@ _OBSERVED = "drift#"
 
 _CLIENT_CONFIG = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=10)
 
-# A bucket's newest inventory snapshot: its time and totals per owner (None: no report yet).
-InventorySource = Callable[[str], "tuple[datetime, dict[str, Totals]] | None"]
+# A bucket's newest inventory report: its time, and a function that totals it per owner (the query: Athena's scan is
+# billed, so it runs only when the report has not been reconciled yet). None: no report yet.
+InventorySource = Callable[[str], "tuple[datetime, Callable[[], dict[str, Totals]]] | None"]
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,8 @@ class Snapshot:
     bucket: str
     source: str  # "listing", "inventory", or why there is none
     taken: datetime | None = None
-    truth: Mapping[str, Totals] = field(default_factory=dict)
+    # None: this report was reconciled already and agreed (its query is not run again).
+    truth: Mapping[str, Totals] | None = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -114,6 +116,7 @@ def take_snapshot(
     bucket: str,
     *,
     s3: S3Client,
+    store: CapacityStore,
     counted_objects: int,
     remaining_ms: Callable[[], int],
     inventory: InventorySource | None,
@@ -132,8 +135,11 @@ def take_snapshot(
     found = inventory(bucket)
     if found is None:
         return Snapshot(bucket, "too large to list, and no inventory report yet")
-    taken, truth = found
-    return Snapshot(bucket, "inventory", taken, truth)
+    taken, totals = found
+    reconciled, pending = observed_drift(store, bucket)
+    if reconciled == taken.isoformat() and not pending:
+        return Snapshot(bucket, "inventory (already reconciled)", taken, None)
+    return Snapshot(bucket, "inventory", taken, totals())
 
 
 def reconcile_bucket(
@@ -142,8 +148,10 @@ def reconcile_bucket(
     """Drift at the snapshot; corrections for the owners whose drift the previous run saw identical."""
     if snapshot.taken is None:
         return Reconciliation(snapshot.bucket, snapshot.source, None, {}, 0)
+    if snapshot.truth is None:
+        return Reconciliation(snapshot.bucket, snapshot.source, snapshot.taken.isoformat(), {}, 0)
     found = drift(store.counters_at(snapshot.bucket, snapshot.taken), snapshot.truth)
-    previous = observed_drift(store, snapshot.bucket)
+    _, previous = observed_drift(store, snapshot.bucket)
     confirmed = {owner: value for owner, value in found.items() if previous.get(owner) == value}
     corrected = 0
     if confirmed:
@@ -157,27 +165,35 @@ def reconcile_bucket(
                 extra={"bucket": snapshot.bucket, "lag_seconds": lag, "snapshot_age_seconds": age},
             )
     # What is left to confirm next time: the drift less what was just corrected.
-    remember_drift(store, snapshot.bucket, {o: v for o, v in found.items() if o not in confirmed or not corrected})
+    left = {owner: value for owner, value in found.items() if owner not in confirmed or not corrected}
+    remember_drift(store, snapshot.bucket, snapshot.taken.isoformat(), left)
     return Reconciliation(snapshot.bucket, snapshot.source, snapshot.taken.isoformat(), found, corrected)
 
 
-def observed_drift(store: CapacityStore, bucket: str) -> dict[str, Totals]:
+def observed_drift(store: CapacityStore, bucket: str) -> tuple[str | None, dict[str, Totals]]:
+    """The snapshot the last reconciliation saw, and the drift it left to confirm."""
     item = store.client.get_item(
         TableName=store.table,
         Key={PARTITION_KEY: {"S": f"{_OBSERVED}{bucket}"}, SORT_KEY: {"S": "-"}},
         ConsistentRead=True,
     ).get("Item")
     if not item:
-        return {}
-    return {owner: Totals(*pair) for owner, pair in json.loads(item["drift"]["S"]).items()}
+        return None, {}
+    pending = {owner: Totals(*pair) for owner, pair in json.loads(item["drift"]["S"]).items()}
+    return item.get("snapshot", {}).get("S"), pending
 
 
-def remember_drift(store: CapacityStore, bucket: str, found: Mapping[str, Totals]) -> None:
+def remember_drift(store: CapacityStore, bucket: str, snapshot: str, found: Mapping[str, Totals]) -> None:
     ranked = sorted(found.items(), key=lambda item: -abs(item[1].size_bytes))[:MAX_REMEMBERED_OWNERS]
     text = json.dumps({owner: [value.objects, value.size_bytes] for owner, value in ranked}, sort_keys=True)
     store.client.put_item(
         TableName=store.table,
-        Item={PARTITION_KEY: {"S": f"{_OBSERVED}{bucket}"}, SORT_KEY: {"S": "-"}, "drift": {"S": text}},
+        Item={
+            PARTITION_KEY: {"S": f"{_OBSERVED}{bucket}"},
+            SORT_KEY: {"S": "-"},
+            "snapshot": {"S": snapshot},
+            "drift": {"S": text},
+        },
     )
 
 
@@ -227,6 +243,7 @@ def reconcile(
             snapshot = take_snapshot(
                 bucket,
                 s3=s3,
+                store=store,
                 counted_objects=counted,
                 remaining_ms=remaining_ms,
                 inventory=inventory,
@@ -282,7 +299,7 @@ def _inventory_from_env() -> InventorySource | None:
         return None
     engine = os.environ.get(Env.INVENTORY_ENGINE, "").strip() or "athena"
 
-    def newest(bucket: str) -> tuple[datetime, dict[str, Totals]] | None:
+    def newest(bucket: str) -> tuple[datetime, Callable[[], dict[str, Totals]]] | None:
         from monitoring.inventory import inventory_source
 
         return inventory_source(_s3(), destination, engine=engine)(bucket)

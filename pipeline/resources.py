@@ -43,6 +43,8 @@ PRESIGN_EXPIRY_SECONDS = 300
 # under `<INVENTORY_PREFIX>/<source bucket>/<INVENTORY_ID>/` (S3's layout; monitoring.inventory reads it).
 INVENTORY_ID = "capacity"
 INVENTORY_PREFIX = "inventory"
+# What each report row holds besides bucket and key: the reconciler reads Size, the rest serves on-call's queries.
+INVENTORY_FIELDS = ("Size", "LastModifiedDate", "ETag")
 # How often the capacity publisher runs (an EventBridge rate: a minute is the shortest).
 CAPACITY_PUBLISH_MINUTES = 1
 
@@ -102,6 +104,15 @@ class ResourceNames:
         return f"{self.prefix}-capacity-publisher"
 
     @property
+    def athena_workgroup(self) -> str:
+        return f"{self.prefix}-capacity"
+
+    @property
+    def glue_database(self) -> str:
+        """Glue names take letters, digits and underscores."""
+        return f"{self.prefix.replace('-', '_')}_capacity"
+
+    @property
     def inventory_bucket(self) -> str:
         """Where S3 Inventory delivers the buckets' daily reports (the reconciler's snapshots at scale)."""
         return f"{self.prefix}-inventory"
@@ -142,6 +153,8 @@ class Env:
     CAPACITY_SHARDS = "IMGOPS_CAPACITY_SHARDS"  # counter shards per bucket (monitoring.capacity; only ever raised)
     CAPACITY_QUEUE = "IMGOPS_CAPACITY_QUEUE"  # the object events' queue: its oldest message is the counters' lag
     INVENTORY_BUCKET = "IMGOPS_INVENTORY_BUCKET"  # where the buckets' S3 Inventory reports land (the reconciler)
+    ATHENA_WORKGROUP = "IMGOPS_ATHENA_WORKGROUP"  # the reconciler's Athena workgroup (its results and scan cap)
+    ATHENA_DATABASE = "IMGOPS_ATHENA_DATABASE"  # the Glue database of the inventory tables
     INVENTORY_ENGINE = "IMGOPS_INVENTORY_ENGINE"  # what queries them: athena (AWS, the default) or duckdb (local)
     THUMBNAIL_SIZES = "IMGOPS_THUMBNAIL_SIZES"
     MAX_PIXELS = "IMGOPS_MAX_PIXELS"

@@ -41,6 +41,8 @@ OBJECT_EVENTS = ("Object Created", "Object Deleted")
 # monitoring.capacity: the counter reads key records (BatchGetItem) and writes them with the counters in one
 # TransactWriteItems, which IAM authorizes as the Put and Update it contains.
 COUNTER_TABLE_ACTIONS = ("dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
+# monitoring.reconcile: counters and journal (Query), corrections (UpdateItem), the drift to confirm (Get/PutItem).
+RECONCILER_TABLE_ACTIONS = ("dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem")
 # What Lambda's SQS poller does with the function's role (as dashboards.constructs.worker).
 QUEUE_POLLER_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
 
@@ -190,7 +192,8 @@ class CapacityCounters(Construct):
         )
 
     def allow_reconciling(self, role: iam.IRole) -> None:
-        """The reconciler reads the counters and the journal (Query) and writes its corrections (UpdateItem)."""
+        """The reconciler reads the counters and the journal (Query), writes its corrections (UpdateItem) and keeps
+        the drift it waits to see confirmed (GetItem, PutItem)."""
         role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["dynamodb:Query", "dynamodb:UpdateItem"], resources=[self.table.table_arn])
+            iam.PolicyStatement(actions=list(RECONCILER_TABLE_ACTIONS), resources=[self.table.table_arn])
         )

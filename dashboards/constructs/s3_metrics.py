@@ -18,6 +18,7 @@ from constructs import Construct
 from dashboards.config import METRICS_RATES, Architecture
 from dashboards.constructs.capacity import CapacityCounters
 from dashboards.constructs.function import PipelineFunction
+from dashboards.constructs.inventory import InventoryQueries
 from dashboards.nag import acknowledge, objects_finding
 from monitoring.s3_metrics import (
     MAX_TIMEOUT_SECONDS,
@@ -59,11 +60,12 @@ class BucketMetrics(Construct):
         architecture: Architecture,
         upload_bucket: s3.IBucket,
         processed_bucket: s3.IBucket,
-        inventory_bucket: s3.IBucket,
+        inventory: InventoryQueries,
         capacity: CapacityCounters,
         rate_minutes: int,
     ) -> None:
         super().__init__(scope, construct_id)
+        inventory_bucket = inventory.inventory_bucket
         if rate_minutes not in METRICS_RATES:
             raise ValueError(f"rate_minutes must be one of {METRICS_RATES}, not {rate_minutes}")
         self.rate = cdk.Duration.minutes(rate_minutes)
@@ -83,6 +85,8 @@ class BucketMetrics(Construct):
                 Env.CAPACITY_TABLE: capacity.table.table_name,
                 Env.CAPACITY_QUEUE: capacity.queue.queue_name,
                 Env.INVENTORY_BUCKET: inventory_bucket.bucket_name,
+                Env.ATHENA_WORKGROUP: inventory.workgroup_name,
+                Env.ATHENA_DATABASE: inventory.database_name,
                 "POWERTOOLS_LOG_LEVEL": "INFO",
             },
             description=f"Capacity counters checked against a listing or S3 Inventory every {rate_minutes} min",
@@ -107,6 +111,7 @@ class BucketMetrics(Construct):
             "The reconciler reads whichever inventory report is newest; S3 names the report files at delivery.",
         )
         capacity.allow_reconciling(handler.role)
+        inventory.allow_querying(handler.role)
         # The capacity queue's oldest message (AWS/SQS): corrections wait while events older than the snapshot do.
         handler.role.add_to_principal_policy(
             iam.PolicyStatement(actions=["cloudwatch:GetMetricStatistics"], resources=["*"])

@@ -18,7 +18,14 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from pipeline.resources import INVENTORY_ID, INVENTORY_PREFIX, PROCESSED_PREFIX, UPLOAD_PREFIX, ResourceNames
+from pipeline.resources import (
+    INVENTORY_FIELDS,
+    INVENTORY_ID,
+    INVENTORY_PREFIX,
+    PROCESSED_PREFIX,
+    UPLOAD_PREFIX,
+    ResourceNames,
+)
 
 # Originals are read once by the worker, then rarely: let S3 move cold ones to cheaper tiers.
 UPLOAD_TIERING_AFTER = cdk.Duration.days(30)
@@ -30,8 +37,6 @@ ACCESS_LOG_RETENTION = cdk.Duration.days(90)
 ABORT_INCOMPLETE_UPLOADS_AFTER = cdk.Duration.days(3)
 # The reconciler reads the newest report; a week of them is enough to look back on a drift.
 INVENTORY_RETENTION = cdk.Duration.days(7)
-# What the reconciler reads of each object (bucket, key and the object's size; the rest for on-call's queries).
-INVENTORY_FIELDS = ("Size", "LastModifiedDate", "ETag")
 
 
 class Storage(Construct):

@@ -12,6 +12,7 @@ from aws_cdk.assertions import Match
 from dashboards.constructs.capacity import COUNTER_TABLE_ACTIONS, OBJECT_EVENTS, QUEUE_POLLER_ACTIONS
 from monitoring.capacity import PARTITION_KEY, SORT_KEY, TOMBSTONE_SECONDS, TTL_ATTRIBUTE
 from monitoring.capacity_handlers import COUNTER_BATCH_SIZE, COUNTER_MAX_RECEIVE_COUNT, COUNTER_TIMEOUT_SECONDS
+from monitoring.inventory import athena_table_name
 from pipeline.resources import INVENTORY_ID, INVENTORY_PREFIX, Env, ResourceNames
 from tests.infrastructure.conftest import Synthesized
 from tests.infrastructure.test_stack import actions, resolve, statements_of
@@ -153,3 +154,49 @@ def test_the_publisher_runs_every_minute_and_may_not_list_a_bucket(synthesized: 
     assert set(granted) - logs == {"dynamodb:Query", "cloudwatch:PutMetricData"}
     assert granted["dynamodb:Query"]["Resource"] == resolve(synthesized, capacity.table.table_arn)
     assert granted["cloudwatch:PutMetricData"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "CustomS3"}}
+
+
+def test_athena_reads_each_buckets_inventory_through_one_table_and_a_capped_workgroup(
+    synthesized: Synthesized,
+) -> None:
+    for bucket in (NAMES.upload_bucket, NAMES.processed_bucket):
+        synthesized.template.has_resource_properties(
+            "AWS::Glue::Table",
+            {
+                "DatabaseName": NAMES.glue_database,
+                "TableInput": Match.object_like(
+                    {
+                        "Name": athena_table_name(bucket),
+                        "PartitionKeys": [{"Name": "dt", "Type": "string"}],
+                        "Parameters": {"projection.enabled": "true", "projection.dt.type": "injected"},
+                        "StorageDescriptor": Match.object_like(
+                            {
+                                "InputFormat": "org.apache.hadoop.hive.ql.io.SymlinkTextInputFormat",
+                                "Location": Match.any_value(),
+                            }
+                        ),
+                    }
+                ),
+            },
+        )
+    synthesized.template.has_resource_properties(
+        "AWS::Athena::WorkGroup",
+        {
+            "Name": NAMES.athena_workgroup,
+            "WorkGroupConfiguration": Match.object_like(
+                {"EnforceWorkGroupConfiguration": True, "BytesScannedCutoffPerQuery": Match.any_value()}
+            ),
+        },
+    )
+    reconciler = synthesized.stack.bucket_metrics.function
+    synthesized.template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "FunctionName": resolve(synthesized, reconciler.function_name),
+            "Environment": {
+                "Variables": Match.object_like(
+                    {Env.ATHENA_WORKGROUP: NAMES.athena_workgroup, Env.ATHENA_DATABASE: NAMES.glue_database}
+                )
+            },
+        },
+    )

@@ -6,6 +6,7 @@ import json
 
 from cfnlint.api import lint  # type: ignore[import-untyped]  # cfn-lint ships no type information
 
+from dashboards.constructs.inventory import RESULTS_PREFIX
 from dashboards.nag import objects_finding
 from tests.infrastructure.conftest import Synthesized
 
@@ -26,6 +27,8 @@ EXPECTED_ACKNOWLEDGEMENTS = {
     "AwsSolutions-IAM5[Action::s3:Abort*]",
     "AwsSolutions-IAM5[Action::s3:DeleteObject*]",
     "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-<AWS::AccountId>-<AWS::Region>/*]",
+    # The reconciler's Athena query reads the inventory tables of the stack's own Glue database (one per bucket).
+    "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:glue:<AWS::Region>:<AWS::AccountId>:table/imgops_capacity/*]",
 }
 
 
@@ -45,7 +48,9 @@ def test_every_acknowledgement_is_expected_and_has_a_reason(synthesized: Synthes
     page_objects = objects_finding(synthesized.stack.web.bucket, "")
     # Every report in the inventory bucket, which the reconciler reads whichever is newest (S3 names its files).
     inventory_objects = objects_finding(synthesized.stack.storage.inventory_bucket, "")
-    whole_buckets = {page_objects, inventory_objects}
+    # And Athena's results of the reconciler's queries, in the inventory bucket.
+    query_results = objects_finding(synthesized.stack.storage.inventory_bucket, RESULTS_PREFIX)
+    whole_buckets = {page_objects, inventory_objects, query_results}
     assert whole_buckets <= set(acknowledged)
     object_prefix_findings = {
         rule for rule in acknowledged if rule.startswith("AwsSolutions-IAM5[Resource::<") and rule not in whole_buckets
