@@ -1,4 +1,5 @@
-"""The capacity counters on the local stack: what AWS runs around monitoring.capacity_handlers.
+"""The capacity counters on the local stack: what AWS runs around the counter and publisher
+(monitoring.capacity_counter, monitoring.capacity_publisher).
 
 - S3 → EventBridge → the capacity queue: the embedded AWS's object-event tap (localaws.object_events) sends each
   bucket's object changes, shaped as AWS shapes them, to the queue the template's rule targets

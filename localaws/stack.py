@@ -337,7 +337,7 @@ class LocalStack:
 
     def _start_capacity_counter(self, info: StackInfo) -> None:
         """S3's object events to the capacity queue (as the template's rule routes them), and the counter's poller."""
-        from monitoring import capacity_handlers
+        from monitoring import capacity_counter
 
         for buckets, route in routes_for(info, self.options.object_events):
             self._moto.route_object_events(buckets, route)
@@ -346,7 +346,7 @@ class LocalStack:
             info,
             queue_name=names.capacity_queue,
             function_name=names.capacity_counter_function,
-            handler=capacity_handlers.counter_handler,
+            handler=capacity_counter.handler,
             buffer=self._metrics,
             log_file=self.options.log_file,
             unless_stopping=lambda: not self._stopping.is_set(),
@@ -421,11 +421,11 @@ class LocalStack:
 
     def _capacity_publisher_run(self, info: StackInfo, buffer: MetricBuffer, every: float) -> Callable[[], None]:
         """One scheduled invocation of the capacity publisher, metered like the worker."""
-        from monitoring import capacity_handlers
+        from monitoring import capacity_handlers, capacity_publisher
 
         function_name = ResourceNames(info.prefix).capacity_publisher_function
         timeout = min(capacity_handlers.PUBLISHER_TIMEOUT_SECONDS, max(1.0, every))
-        handler = metered(function_name, capacity_handlers.publisher_handler, buffer, timeout_seconds=timeout)
+        handler = metered(function_name, capacity_publisher.handler, buffer, timeout_seconds=timeout)
 
         def run() -> None:
             context = LocalLambdaContext.create(
@@ -545,19 +545,17 @@ def forget_handler_state() -> None:
     """Drop what the handlers that run in this process (the API's, the bucket-metrics schedule's, an in-process
     worker) cached from the environment: clients with their endpoint, and settings with the resource names. A stack
     started after another one, or after a program's own use of the handlers, would otherwise talk to the old ones."""
-    from monitoring import capacity_handlers, reconcile, s3_metrics
+    from monitoring import capacity_handlers, reconcile
     from pipeline import presign, read_api, worker
 
     aws.forget_clients()
     for cached in (
         presign._settings,
         read_api._settings,
-        s3_metrics._s3,
-        s3_metrics._cloudwatch,
         reconcile._s3,
         reconcile._cloudwatch,
         capacity_handlers._dynamodb,
-        capacity_handlers._cloudwatch,
+        capacity_handlers.cloudwatch_client,
         worker._deps,
     ):
         cached.cache_clear()

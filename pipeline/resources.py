@@ -95,12 +95,12 @@ class ResourceNames:
 
     @property
     def capacity_counter_function(self) -> str:
-        """Applies the buckets' object events to the capacity counters (monitoring.capacity_handlers)."""
+        """Applies the buckets' object events to the capacity counters (monitoring.capacity_counter)."""
         return f"{self.prefix}-capacity-counter"
 
     @property
     def capacity_publisher_function(self) -> str:
-        """Publishes the counters as CustomS3 every minute (monitoring.capacity_handlers)."""
+        """Publishes the counters as CustomS3 every minute (monitoring.capacity_publisher)."""
         return f"{self.prefix}-capacity-publisher"
 
     @property

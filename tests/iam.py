@@ -142,6 +142,17 @@ def permissions_for(
             return [
                 (action, f"arn:aws:dynamodb:{region}:{account}:table/{table}", ()) for table in params["RequestItems"]
             ]
+        if operation == "TransactWriteItems":  # IAM authorizes each item as the write it is, on its table
+            item_actions = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem"}
+            return [
+                (
+                    f"dynamodb:{item_actions.get(kind, 'ConditionCheckItem')}",
+                    f"arn:aws:dynamodb:{region}:{account}:table/{write['TableName']}",
+                    (),
+                )
+                for item in params["TransactItems"]
+                for kind, write in item.items()
+            ]
         if "TableName" in params:
             return [(action, f"arn:aws:dynamodb:{region}:{account}:table/{params['TableName']}", ())]
         return [(action, "*", ())]

@@ -32,15 +32,18 @@ from monitoring.capacity import (
     parse_message,
     truth_from_listing,
 )
-from monitoring.capacity_handlers import apply_batch, publish_counters
+from monitoring.capacity_counter import apply_batch
+from monitoring.capacity_publisher import publish_counters
 from monitoring.s3_metrics import Totals
+from pipeline.resources import ResourceNames
 
 OWNERS = [str(uuid.UUID(int=n)) for n in range(1, 4)]
 
 
 @pytest.fixture(scope="module")
 def world(moto_endpoint: str) -> dict[str, Any]:
-    name = f"capacity-{uuid.uuid4().hex[:8]}"
+    # A deployment's table name: tests/iam.py judges the counter's and publisher's calls by the template's roles.
+    name = ResourceNames(f"t{uuid.uuid4().hex[:8]}").capacity_table
     dynamodb = boto3.client("dynamodb")
     create_table(dynamodb, name)
     return {"table": name, "dynamodb": dynamodb, "s3": boto3.client("s3"), "sequencers": Sequencers()}

@@ -56,7 +56,7 @@ def deploy_counter(stack: StackInfo, shards: int | None) -> str:
             FunctionName=name,
             Runtime="python3.12",
             Role=role,
-            Handler="monitoring.capacity_handlers.counter_handler",
+            Handler="monitoring.capacity_counter.handler",
             Code={"ZipFile": placeholder_code()},
             Environment={"Variables": {Env.CAPACITY_SHARDS: str(shards)}},
         )

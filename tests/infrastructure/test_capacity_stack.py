@@ -13,6 +13,7 @@ from dashboards.constructs.capacity import COUNTER_TABLE_ACTIONS, OBJECT_EVENTS,
 from monitoring.capacity import PARTITION_KEY, SORT_KEY, TOMBSTONE_SECONDS, TTL_ATTRIBUTE
 from monitoring.capacity_handlers import COUNTER_BATCH_SIZE, COUNTER_MAX_RECEIVE_COUNT, COUNTER_TIMEOUT_SECONDS
 from monitoring.inventory import athena_table_name
+from monitoring.s3_metrics import function_name
 from pipeline.resources import INVENTORY_ID, INVENTORY_PREFIX, Env, ResourceNames
 from tests.infrastructure.conftest import Synthesized
 from tests.infrastructure.test_stack import actions, resolve, statements_of
@@ -142,7 +143,7 @@ def test_the_publisher_runs_every_minute_and_may_not_list_a_bucket(synthesized: 
         "AWS::Lambda::Function",
         {
             "FunctionName": NAMES.capacity_publisher_function,
-            "Handler": "monitoring.capacity_handlers.publisher_handler",
+            "Handler": "monitoring.capacity_publisher.handler",
             "Environment": {
                 "Variables": Match.object_like({Env.CAPACITY_TABLE: resolve(synthesized, capacity.table.table_name)})
             },
@@ -188,11 +189,10 @@ def test_athena_reads_each_buckets_inventory_through_one_table_and_a_capped_work
             ),
         },
     )
-    reconciler = synthesized.stack.bucket_metrics.function
     synthesized.template.has_resource_properties(
         "AWS::Lambda::Function",
         {
-            "FunctionName": resolve(synthesized, reconciler.function_name),
+            "FunctionName": function_name(NAMES.prefix),  # the reconciler
             "Environment": {
                 "Variables": Match.object_like(
                     {Env.ATHENA_WORKGROUP: NAMES.athena_workgroup, Env.ATHENA_DATABASE: NAMES.glue_database}
