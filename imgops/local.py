@@ -180,10 +180,25 @@ def up(
         typer.Option(
             min=10,
             max=86400,
-            help="Run the bucket-metrics Lambda (CustomS3) every N seconds, and once at start "
-            "[default: its schedule rule in the template, 5 min].",
+            help="Run the capacity reconciler (the bucket-metrics Lambda: drift of the counters) every N seconds, "
+            "and once at start [default: its schedule rule in the template, 5 min].",
         ),
     ] = None,
+    publish_every: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=3600,
+            help="Publish the capacity counters (CustomS3) every N seconds [default: its schedule rule, 1 min].",
+        ),
+    ] = None,
+    object_events: Annotated[
+        str,
+        typer.Option(
+            help="How S3's object events reach the capacity counter: e.g. duplicate=0.2,reorder=0.3 (each a "
+            "probability per event: sent twice, held back up to 5 s; drop= loses them) [default: each once].",
+        ),
+    ] = "",
     sample_every: Annotated[
         float | None,
         typer.Option(
@@ -196,6 +211,10 @@ def up(
     with contextlib.suppress(KeyboardInterrupt):  # one before the stack existed (importing it): nothing to stop
         stopping.install()
         from localaws.metrics import DEFAULT_SAMPLE_SECONDS  # the local AWS: only for `up`
+        from localaws.object_events import Mischief
+
+        with command_errors():  # a bad --object-events: one line, exit 1
+            mischief = Mischief.parse(object_events)
         from localaws.stack import LocalStackOptions
 
         options = LocalStackOptions(
@@ -209,6 +228,8 @@ def up(
             cpu_share=cpu_share,
             metrics=metrics,
             bucket_metrics_every_seconds=metrics_every,
+            capacity_publish_every_seconds=publish_every,
+            object_events=mischief,
             sample_every_seconds=sample_every or DEFAULT_SAMPLE_SECONDS,
         )
         _run_stack(options, stopping)
@@ -309,7 +330,9 @@ def _print_stack(info: StackInfo, token: str, stack: LocalStack) -> None:
     if options.metrics:
         console.print(
             f"\n[bold]CloudWatch[/bold] (local): worker/API metrics per invocation, queues every "
-            f"{options.sample_every_seconds:g} s, bucket metrics every {stack.bucket_metrics_every_seconds} s; "
+            f"{options.sample_every_seconds:g} s, capacity counters every "
+            f"{options.capacity_publish_every_seconds or 60:g} s, "
+            f"reconciled every {stack.bucket_metrics_every_seconds} s; "
             "`imgops dashboards render` draws them."
         )
     console.print("\n[bold]Bearer token[/bold] for the demo user (1 h; `imgops local token` prints a fresh one):")
