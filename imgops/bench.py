@@ -27,7 +27,7 @@ TUTORIAL_TARGET = 3.0
 
 @app.callback()
 def _group() -> None:
-    """Subcommands: thumbnails, batch, capacity."""
+    """Subcommands: thumbnails, batch, capacity, churn."""
 
 
 # Kept in step with loadtest.bench.INPUT_KINDS and pipeline.resources.OUTPUT_FORMATS (checked by a test), so that
@@ -232,5 +232,39 @@ def capacity(
     table.add_row(
         f"{result.events:,}", str(result.batch_size), str(result.shards), str(result.owners),
         f"{result.seconds:.1f}", f"{result.events_per_second:,.0f}", f"{result.transactions:,}", str(result.retries),
+    )  # fmt: skip
+    console.print(table)
+
+
+@app.command()
+def churn(
+    objects: Annotated[int, typer.Option(min=10, max=1_000_000, help="Objects created (then churned).")] = 50_000,
+    owners: Annotated[int, typer.Option(min=2, max=10_000, help="Uploaders, one of them a runaway.")] = 100,
+    rate: Annotated[
+        float | None, typer.Option(min=1, help="Writes a second, at most [default: as fast as 8 threads go].")
+    ] = None,
+    object_events: Annotated[
+        str, typer.Option(help="How S3's events are delivered (imgops local up --object-events).")
+    ] = "duplicate=0.2,reorder=0.3",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Churn the buckets of a local stack of its own, then: how long until CustomS3 equals the listings (per bucket
+    and owner), the reconciler's drift, and whether `imgops capacity top` names the runaway uploader."""
+    from loadtest.capacity_churn import ChurnPlan, run
+
+    with command_errors(), console.status("starting a local stack…") as status:
+        result = run(
+            ChurnPlan(objects=objects, owners=owners),
+            rate=rate,
+            object_events=object_events,
+            on_progress=lambda message: status.update(f"{message}…"),
+        )
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    table = Table("objects", "churn s", "CustomS3 equal after", "drift (objects)", "top owner is the runaway")
+    table.add_row(
+        f"{result.objects:,}", f"{result.churn_seconds:.0f}", f"{result.converged_seconds:.0f} s",
+        ", ".join(str(values[0]) for values in result.drift.values()), str(result.top_owner == result.runaway_owner),
     )  # fmt: skip
     console.print(table)

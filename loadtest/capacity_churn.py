@@ -9,13 +9,17 @@ totals (`converged_seconds`: the issue asks for 2 minutes), then the reconciler 
 
 from __future__ import annotations
 
+import os
 import random
+import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from monitoring.capacity import BUCKET_TOTAL, truth_from_listing
@@ -59,14 +63,18 @@ class ChurnPlan:
 class ChurnResult:
     objects: int
     owners: int
+    rate: float | None  # writes a second asked for (None: as fast as the threads go)
+    object_events: str
     created: int
     overwritten: int
     deleted: int
     expired: int
     churn_seconds: float
-    converged_seconds: float
-    objects_listed: dict[str, int]
+    converged_seconds: float  # from the last change until CustomS3 equalled the listings
+    objects_at_end: dict[str, int]  # per bucket, listed
+    drift: dict[str, list[int]]  # per bucket: objects, bytes (the reconciler after convergence)
     runaway_owner: str
+    top_owner: str  # what `imgops capacity top` ranks first
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,8 +91,10 @@ def churn(
     processed_bucket: str,
     plan: ChurnPlan,
     expire: Callable[[str, list[str]], int],
+    rate: float | None = None,
 ) -> dict[str, int]:
-    """Do the churn; returns how many objects each operation touched."""
+    """Do the churn, at most `rate` writes a second if given; returns how many objects each operation touched."""
+    pace = _Pace(rate)
     rng = random.Random(plan.seed)
     owners = [f"{UPLOAD_PREFIX}{uuid.UUID(int=plan.seed * 1000 + 1 + n)}/" for n in range(plan.owners)]
     runaway = owners[0]
@@ -102,15 +112,15 @@ def churn(
                     rng.randint(1, 2_000),
                 )
             )
-    _put_all(s3, creates)
+    _put_all(s3, creates, pace)
     picked = rng.sample(creates, k=int(len(creates) * (OVERWRITE_SHARE + DELETE_SHARE + EXPIRE_SHARE)))
     overwrite_end = int(len(creates) * OVERWRITE_SHARE)
     delete_end = overwrite_end + int(len(creates) * DELETE_SHARE)
     overwrites = [(bucket, key, size + rng.randint(1, 500)) for bucket, key, size in picked[:overwrite_end]]
-    _put_all(s3, overwrites)
+    _put_all(s3, overwrites, pace)
     deletes = picked[overwrite_end:delete_end]
     with ThreadPoolExecutor(PUT_THREADS) as pool:
-        list(pool.map(lambda item: s3.delete_object(Bucket=item[0], Key=item[1]), deletes))
+        list(pool.map(lambda item: _delete(s3, item, pace), deletes))
     expired = 0
     by_bucket: dict[str, list[str]] = {}
     for bucket, key, _ in picked[delete_end:]:
@@ -120,8 +130,30 @@ def churn(
     return {"created": len(creates), "overwritten": len(overwrites), "deleted": len(deletes), "expired": expired}
 
 
-def _put_all(s3: Any, objects: Iterable[tuple[str, str, int]]) -> None:
+def _delete(s3: Any, item: tuple[str, str, int], pace: _Pace) -> None:
+    pace.wait()
+    s3.delete_object(Bucket=item[0], Key=item[1])
+
+
+class _Pace:
+    """Spaces writes `1 / rate` seconds apart across threads (None: as fast as they go)."""
+
+    def __init__(self, rate: float | None) -> None:
+        self._gap = 1.0 / rate if rate else 0.0
+        self._next = time.monotonic()
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        if not self._gap:
+            return
+        with self._lock:
+            slot = self._next = max(self._next + self._gap, time.monotonic())
+        time.sleep(max(0.0, slot - time.monotonic()))
+
+
+def _put_all(s3: Any, objects: Iterable[tuple[str, str, int]], pace: _Pace) -> None:
     def put(item: tuple[str, str, int]) -> None:
+        pace.wait()
         bucket, key, size = item
         s3.put_object(Bucket=bucket, Key=key, Body=b"x" * size)
 
@@ -137,7 +169,9 @@ def listing(s3: Any, bucket: str) -> dict[str, Totals]:
 def expected_datums(truth: Mapping[str, Totals]) -> dict[str | None, Totals]:
     """What the publisher should show for a bucket: its total (None) and each owner as the cap leaves them."""
     owners = {owner: totals for owner, totals in truth.items() if owner != BUCKET_TOTAL}
-    return {None: truth.get(BUCKET_TOTAL, Totals()), **capped_prefixes(owners)}
+    expected: dict[str | None, Totals] = {None: truth.get(BUCKET_TOTAL, Totals())}
+    expected.update(capped_prefixes(owners))
+    return expected
 
 
 def newest_datum(cloudwatch: Any, metric: str, bucket: str, owner: str | None, since: datetime) -> float | None:
@@ -196,3 +230,72 @@ def wait_until_published(
         time.sleep(poll)
     shown = "; ".join(wrong[:5]) + (f" (and {len(wrong) - 5} more)" if len(wrong) > 5 else "")
     raise ChurnError(f"CustomS3 still differs from the listings {timeout:.0f} s after the churn: {shown}")
+
+
+def run(
+    plan: ChurnPlan,
+    *,
+    rate: float | None,
+    object_events: str = "duplicate=0.2,reorder=0.3",
+    timeout: float = 600.0,
+    on_progress: Callable[[str], None] = lambda _: None,
+) -> ChurnResult:
+    """A local stack of its own (workers paused: the worker's image work is not what this measures), the churn,
+    then the time until CustomS3 equals the listings and the reconciler's drift."""
+    from localaws.context import LocalLambdaContext
+    from localaws.object_events import Mischief
+    from localaws.stack import LocalStack, LocalStackOptions, scheduled_event
+    from monitoring import reconcile, s3_metrics
+    from monitoring.capacity_top import read_top
+    from monitoring.target import STATE_DIR_ENV, for_local
+
+    saved = os.environ.get(STATE_DIR_ENV)
+    with tempfile.TemporaryDirectory(prefix="imgops-churn-") as state:
+        os.environ[STATE_DIR_ENV] = state  # not the state of a stack the user may be running
+        try:
+            options = LocalStackOptions(
+                workers=1,
+                prefix="churn",
+                object_events=Mischief.parse(object_events),
+                bucket_metrics_every_seconds=86400,
+                log_file=Path(state) / "stack.log",  # the functions' output, not this command's
+            )
+            with LocalStack(options) as stack:
+                info = stack.start()
+                stack.pause_workers()
+                aws = for_local(info)
+                s3, cloudwatch = aws.client("s3"), aws.client("cloudwatch")
+                buckets = [info.upload_bucket, info.processed_bucket]
+                on_progress(f"churning {plan.objects:,} objects")
+                started = time.monotonic()
+                counts = churn(
+                    s3, upload_bucket=buckets[0], processed_bucket=buckets[1], plan=plan, expire=stack.expire, rate=rate
+                )
+                churn_seconds = time.monotonic() - started
+                changed = datetime.now(UTC)
+                on_progress("waiting for CustomS3 to equal the listings")
+                converged = wait_until_published(cloudwatch, s3, buckets, changed, timeout=timeout)
+                on_progress("reconciling")
+                context = LocalLambdaContext.create(s3_metrics.function_name(info.prefix), timeout_seconds=290)
+                report = reconcile.handler(scheduled_event(info.region, f"{info.prefix}-bucket-metrics"), context)
+                drift = {b["bucket"]: (b["drift_objects"], b["drift_bytes"]) for b in report["buckets"]}
+                top = read_top(aws, limit=1).owners[0].owner
+                at_end = {bucket: listing(s3, bucket)[BUCKET_TOTAL].objects for bucket in buckets}
+        finally:
+            if saved is None:
+                os.environ.pop(STATE_DIR_ENV, None)
+            else:
+                os.environ[STATE_DIR_ENV] = saved
+    return ChurnResult(
+        objects=plan.objects,
+        owners=plan.owners,
+        rate=rate,
+        object_events=object_events,
+        churn_seconds=round(churn_seconds, 1),
+        converged_seconds=round(converged, 1),
+        objects_at_end=at_end,
+        drift={bucket: list(values) for bucket, values in drift.items()},
+        runaway_owner=runaway_owner(plan),
+        top_owner=top,
+        **counts,
+    )
