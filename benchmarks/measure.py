@@ -234,6 +234,10 @@ def _cost(_work: Path, stdout: str) -> dict[str, Any]:
         "other_total": total.get(columns[2], 0.0) if len(columns) > 2 else 0.0,
         "storage": document["breakdown"]["S3 storage (first month)"]["per_1000_images"],
         "puts": document["breakdown"]["S3 PUT"]["per_1000_images"],
+        # The capacity metrics' line: its 4 object events per image, and what it costs a month whatever changes.
+        "capacity_events": document["breakdown"]["Capacity metrics (events)"]["per_1000_images"],
+        "capacity_events_month": document["breakdown"]["Capacity metrics (events)"]["per_month"],
+        "capacity_fixed_month": document["breakdown"]["Capacity metrics (fixed)"]["per_month"],
     }
     return {"figures": figures}
 

@@ -47,7 +47,7 @@ class AppConfig:
     prefix: str = "imgops"
     architecture: Architecture = "arm64"
     skip_bundling: bool = False
-    metrics_rate_minutes: int = 5
+    metrics_rate_minutes: int = 60
     runbook_base_url: str = DEFAULT_RUNBOOK_BASE_URL
     # Days after which the processed bucket deletes thumbnails; 0 (the default) keeps them. The images table never
     # forgets an image and the read API answers every DONE item with its thumbnail URLs, so expiring thumbnails

@@ -1,8 +1,9 @@
 """The capacity reconciler: the counters (monitoring.capacity) against the truth, far less often than they publish.
 
 The truth for a bucket is one of two snapshots:
-- a listing (monitoring.s3_metrics.scan_bucket, by owner), while the counters say the bucket is small enough to list
-  within one run (`listable_objects`); its snapshot time is when the listing started;
+- a listing (monitoring.s3_metrics.scan_bucket, by owner), while the counters say the bucket is small enough
+  (`listable_objects`: LISTING_MAX_OBJECTS, or less if the run has less time); its snapshot time is when the
+  listing started;
 - beyond that, the bucket's newest S3 Inventory report (monitoring.inventory: Athena on AWS, DuckDB locally),
   whose snapshot time is the report's. No listing is tried then: it would not complete and would bill LIST
   requests for every key it did reach.
@@ -60,6 +61,9 @@ if TYPE_CHECKING:
 
 logger = Logger(service="imgops-reconciler")
 
+# A listing costs a LIST request per 1,000 keys, every run: past this many objects the reconciler reads the daily
+# inventory report instead, so its listings cost at most 100 requests a run, however large the bucket grows.
+LISTING_MAX_OBJECTS = 100_000
 DRIFT_OBJECTS = "DriftObjects"
 DRIFT_BYTES = "DriftBytes"
 # Owners whose drift is remembered for confirmation (one item; the largest drifts by bytes).
@@ -108,8 +112,9 @@ class Reconciliation:
 
 
 def listable_objects(budget_ms: int) -> int:
-    """How many keys one run can list in `budget_ms` (at the slow end of ListObjectsV2)."""
-    return max(0, budget_ms) * LIST_KEYS_PER_SECOND // 1000
+    """How many keys one run lists: what it can in `budget_ms` (at the slow end of ListObjectsV2), at most
+    LISTING_MAX_OBJECTS."""
+    return min(LISTING_MAX_OBJECTS, max(0, budget_ms) * LIST_KEYS_PER_SECOND // 1000)
 
 
 def take_snapshot(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from loadtest.capacity_cost import (
@@ -13,9 +12,12 @@ from loadtest.capacity_cost import (
     markdown,
     scale_table,
 )
-from loadtest.cost import SECONDS_PER_MONTH, load_prices
+from loadtest.cost import SECONDS_PER_MONTH, CapacityDesign, load_prices
+from monitoring.capacity import MAX_EVENTS_PER_TRANSACTION
+from monitoring.capacity_handlers import COUNTER_MAX_CONCURRENCY
 
 CAPACITY_DOC = Path(__file__).resolve().parents[2] / "docs" / "capacity.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_listing_grows_with_what_is_stored_and_stops_completing() -> None:
@@ -34,13 +36,29 @@ def test_events_grow_with_what_changes() -> None:
     assert 90 < busy / small < 110  # 100 times the events: ~100 times the cost
 
 
-def test_the_doc_shows_the_table_and_figures_the_model_gives() -> None:
+def test_the_readme_and_doc_show_the_table_and_figures_the_model_gives() -> None:
     prices = load_prices()
-    text = CAPACITY_DOC.read_text(encoding="utf-8")
-    assert markdown(scale_table(prices)) in text
+    readme, doc = README.read_text(encoding="utf-8"), CAPACITY_DOC.read_text(encoding="utf-8")
+    assert markdown(scale_table(prices)) in readme
     assert len(scale_table(prices)) == 3 * len(BUCKET_SIZES)
+    design = CapacityDesign()
+    units = design.transaction_items_per_event * 2
+    assert f"~{units:.1f} transactional write units" in readme
+    assert f"~{units:.1f} write units" in doc
+    counter_writes = 10_000 / MAX_EVENTS_PER_TRANSACTION
+    assert (
+        f"~{round(counter_writes, -1):,.0f} counter writes a second, ~{round(counter_writes / 8, -1):.0f} a shard"
+        in doc
+    )
+    assert f"~{round(counter_writes / 8, -1):.0f} writes a second each" in readme
+    concurrent = 10_000 / design.batch_size * design.counter_billed_ms_per_batch / 1000
+    assert f"~{concurrent:.0f} counter Lambdas" in readme
+    assert f"~{concurrent:.0f} concurrent counters" in doc
+    assert f"allows {COUNTER_MAX_CONCURRENCY})" in readme
+    listing = listing_cost_per_month(10**9, prices)
+    assert f"${listing:,.0f} a month at 10^9 objects" in readme
+    assert f"${listing:,.0f} a month at 10^9 objects" in doc
     writes = events_cost_per_month(10**9, 10_000.0, prices)["DynamoDB writes"]
     puts = 10_000.0 * SECONDS_PER_MONTH / 1000 * prices["s3"]["put_per_1000"]
-    figures = re.search(r"writes \(DynamoDB, \$([\d,]+) a month of it\).*?PUTs.*?\(\$([\d,]+) a month", text, re.S)
-    assert figures is not None
-    assert figures.groups() == (f"{writes:,.0f}", f"{puts:,.0f}")
+    assert f"(${round(writes, -4):,.0f} a month)" in doc
+    assert f"(${round(puts, -4):,.0f})" in doc
