@@ -1,16 +1,20 @@
-"""Scheduled Lambda: bucket object counts and sizes as CloudWatch metrics, every few minutes.
+"""The `CustomS3` vocabulary and the bucket-listing helper the capacity functions share.
 
-AWS/S3 publishes BucketSizeBytes and NumberOfObjects once a day; capacity alarms and the capacity dashboard
-need fresher numbers, so this function lists the buckets and publishes the same metric names under the
-`CustomS3` namespace, per bucket (`BucketName`) and per top-level prefix (`BucketName`, `Prefix`).
+AWS/S3 publishes BucketSizeBytes and NumberOfObjects once a day; capacity alarms and the capacity dashboard need
+fresher numbers, so imgops publishes the same metric names under the `CustomS3` namespace, per bucket
+(`BucketName`) and per owner prefix (`BucketName`, `Prefix`; the `MAX_PREFIXES_PER_BUCKET` largest, the rest as
+`(other)`). One publisher per metric:
 
-Incomplete scans: listing is paginated and stops before the Lambda deadline. A bucket that was not listed to
-the end publishes NO size or count datums (a partial total would look like a sudden drop and could hide
-growth); it publishes `ScanIncomplete` = 1 instead (0 for a complete scan), and its object count simply goes
-missing, which the "not reporting" alarm treats as breaching. Errors listing one bucket do not stop the
-others; the invocation fails after publishing so the Lambda's Errors metric shows it.
+- `NumberOfObjects`/`BucketSizeBytes`: the capacity publisher (monitoring.capacity_publisher), every minute, from the
+  capacity counters; `imgops monitoring publish` runs it once by hand.
+- `ScanIncomplete`, `DriftObjects`/`DriftBytes`: the capacity reconciler (monitoring.reconcile), deployed as the
+  bucket-metrics function `<prefix>-s3-metrics` on its schedule; `imgops monitoring reconcile` runs it once by hand.
 
-Counts cover current object versions only (ListObjectsV2); the pipeline's buckets are not versioned.
+Here: the names (metrics, dimensions, the function's deployment), `build_datums` (a bucket's totals and its
+prefixes' as datums; a bucket whose `BucketScan` is incomplete gets only `ScanIncomplete` = 1, never a partial
+total that would look like a sudden drop), `publish` (PutMetricData in batches), and `scan_bucket`, the listing the
+reconciler takes as the truth while a bucket is small enough to list within one run (ListObjectsV2: current object
+versions only; the pipeline's buckets are not versioned).
 """
 
 from __future__ import annotations
@@ -18,20 +22,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from functools import cache
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
-
-import boto3
-from aws_lambda_powertools import Logger
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline.errors import ImgopsError
 from pipeline.resources import Env
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.typing import LambdaContext
     from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_cloudwatch.type_defs import DimensionTypeDef, MetricDatumTypeDef
     from mypy_boto3_s3 import S3Client
@@ -53,28 +50,25 @@ MAX_DATUMS_PER_CALL = 1000
 # Room left at the deadline for one more ListObjectsV2 page in flight plus the PutMetricData calls.
 SAFETY_MARGIN_MS = 10_000
 
-# How the function is deployed; the CDK construct and the local stack's schedule both read these.
+# How the reconciler (the bucket-metrics function) is deployed; the CDK construct and the local stack's schedule
+# both read these.
 FUNCTION_NAME_SUFFIX = "-s3-metrics"
 MEMORY_MB = 256
-# Lambda's ceiling; a bucket too big to list in this is a job for S3 Inventory, not this function.
+# Lambda's ceiling; a bucket too big to list in this is read from its S3 Inventory report (monitoring.reconcile).
 MAX_TIMEOUT_SECONDS = 900
 # ListObjectsV2 returns 1,000 keys per call in roughly 0.1-0.2 s in-region; assume the slow end.
 LIST_KEYS_PER_SECOND = 5_000
 # Finish before the next run starts, so two scans never overlap and double the LIST bill.
 SCHEDULE_GAP_SECONDS = 10
 
-logger = Logger(service="imgops-s3-metrics")
-
-# One listing page normally takes well under a second; a stuck call must not eat the whole budget.
-_CLIENT_CONFIG = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=10)
-
 
 class MetricsConfigError(ImgopsError, ValueError):
-    """A deployment mistake: the function was not told which buckets to measure."""
+    """A deployment mistake: a capacity function was not told which buckets it measures."""
 
 
 class ScanFailed(ImgopsError, RuntimeError):
-    """At least one bucket could not be listed; raised after the other buckets' metrics are published."""
+    """At least one bucket could not be read (listed, or its inventory report); raised after the other buckets'
+    metrics are published."""
 
 
 @dataclass(frozen=True)
@@ -228,82 +222,9 @@ def publish(cloudwatch: CloudWatchClient, datums: Sequence[MetricDatumTypeDef]) 
     return calls
 
 
-def scan_all(
-    buckets: Sequence[str],
-    *,
-    s3: S3Client,
-    remaining_ms: Callable[[], int],
-    safety_margin_ms: int = SAFETY_MARGIN_MS,
-    group: Callable[[str], str] = top_level_prefix,
-) -> list[BucketScan]:
-    """Scan buckets in turn, each given an equal share of the time left; unused time rolls over."""
-    scans: list[BucketScan] = []
-    for index, bucket in enumerate(buckets):
-        after_this = len(buckets) - index - 1
-        budget = max(0, remaining_ms() - safety_margin_ms)
-        stop_below = safety_margin_ms + budget * after_this // (after_this + 1)
-
-        def keep_going(stop_below: int = stop_below) -> bool:
-            return remaining_ms() > stop_below
-
-        try:
-            scans.append(scan_bucket(s3, bucket, keep_going=keep_going, group=group))
-        except (ClientError, BotoCoreError) as exc:
-            logger.exception("cannot list bucket", extra={"bucket": bucket})
-            scans.append(BucketScan(bucket, complete=False, totals=Totals(), error=str(exc)))
-    return scans
-
-
-def measure(
-    buckets: Sequence[str],
-    *,
-    s3: S3Client,
-    cloudwatch: CloudWatchClient,
-    remaining_ms: Callable[[], int],
-    now: datetime | None = None,
-    safety_margin_ms: int = SAFETY_MARGIN_MS,
-) -> dict[str, Any]:
-    """Scan, publish, and say what was covered; raises ScanFailed (after publishing) if a bucket errored."""
-    timestamp = now or datetime.now(UTC)
-    scans = scan_all(buckets, s3=s3, remaining_ms=remaining_ms, safety_margin_ms=safety_margin_ms)
-    datums = build_datums(scans, timestamp=timestamp)
-    calls = publish(cloudwatch, datums)
-    report = {"buckets": [scan.report() for scan in scans], "datums": len(datums), "put_calls": calls}
-    for scan in scans:
-        if not scan.complete and scan.error is None:
-            logger.warning("scan incomplete: nothing published for this bucket", extra=scan.report())
-    logger.info("bucket metrics published", extra=report)
-    failed = [scan.bucket for scan in scans if scan.error is not None]
-    if failed:
-        raise ScanFailed(f"could not list {', '.join(failed)}")
-    return report
-
-
 def buckets_from_env(environ: Mapping[str, str] | None = None) -> list[str]:
     env = os.environ if environ is None else environ
     names = [env.get(name, "").strip() for name in (Env.UPLOAD_BUCKET, Env.PROCESSED_BUCKET)]
     if not all(names):
         raise MetricsConfigError(f"{Env.UPLOAD_BUCKET} and {Env.PROCESSED_BUCKET} must both be set")
     return names
-
-
-@cache
-def _s3() -> S3Client:
-    # Path-style when an endpoint (moto, LocalStack) is set, as pipeline.aws does.
-    path_style = Config(s3={"addressing_style": "path"}) if os.environ.get("AWS_ENDPOINT_URL") else Config()
-    return boto3.client("s3", config=_CLIENT_CONFIG.merge(path_style))
-
-
-@cache
-def _cloudwatch() -> CloudWatchClient:
-    return boto3.client("cloudwatch", config=_CLIENT_CONFIG)
-
-
-@logger.inject_lambda_context
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return measure(
-        buckets_from_env(),
-        s3=_s3(),
-        cloudwatch=_cloudwatch(),
-        remaining_ms=context.get_remaining_time_in_millis,
-    )

@@ -14,17 +14,22 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
+import boto3
 import pytest
 
 from localaws.context import LocalLambdaContext
+from localaws.inventory import write_inventory_report
+from localaws.object_events import Sequencers, message_body, object_created
 from localaws.runtime import sqs_event
-from monitoring import s3_metrics
+from localaws.stack import capacity_environment, forget_handler_state
+from monitoring import capacity_counter, capacity_publisher, reconcile
 from monitoring.target import StackInfo
 from pipeline import presign, read_api, worker
-from pipeline.resources import ResourceNames
+from pipeline.resources import INVENTORY_ID, INVENTORY_PREFIX, ResourceNames
 from tests.conftest import jpeg_bytes
 from tests.functional.conftest import receive_uploads, role_policies
 from tests.iam import Call, CallRecorder, Decision, FunctionRole, RolePolicies, Statement, iam_match
@@ -38,15 +43,42 @@ CLAIMS = {"sub": SUB, "token_use": "access"}
 # Granted, never called by a handler, and needed anyway: Lambda uses the function's role for these itself.
 LAMBDA_LOGS = "Lambda's runtime writes the function's log group (PipelineFunction grants only that group)"
 LAMBDA_SQS_POLLER = "Lambda's SQS poller (the event source mapping) uses the function's role; the handler gets records"
+# The reconciler's Athena engine runs on AWS only (locally the same reports are read with DuckDB, which these tests
+# drive; tests/unit/test_inventory_athena.py drives the Athena calls against a stub).
+ATHENA_ONLY = "the Athena engine runs on AWS only; locally the reconciler reads the reports with DuckDB"
+ATHENA_AS_CALLER = "Athena reads the inventory table's catalog and writes the query's results with the caller's role"
+SQS_POLLED = ("pipeline.worker", "monitoring.capacity_counter")
 JUSTIFIED_UNUSED: dict[str, dict[str, str]] = {
     module: {"logs:CreateLogStream": LAMBDA_LOGS, "logs:PutLogEvents": LAMBDA_LOGS}
-    for module in ("pipeline.worker", "pipeline.presign", "pipeline.read_api", "monitoring.s3_metrics")
+    for module in (
+        "pipeline.worker",
+        "pipeline.presign",
+        "pipeline.read_api",
+        "monitoring.capacity_counter",
+        "monitoring.capacity_publisher",
+        "monitoring.reconcile",
+    )
 }
-JUSTIFIED_UNUSED["pipeline.worker"].update(
+for polled in SQS_POLLED:
+    JUSTIFIED_UNUSED[polled].update(
+        {
+            "sqs:ReceiveMessage": LAMBDA_SQS_POLLER,
+            "sqs:DeleteMessage": LAMBDA_SQS_POLLER,
+            "sqs:GetQueueAttributes": LAMBDA_SQS_POLLER,
+        }
+    )
+JUSTIFIED_UNUSED["monitoring.reconcile"].update(
     {
-        "sqs:ReceiveMessage": LAMBDA_SQS_POLLER,
-        "sqs:DeleteMessage": LAMBDA_SQS_POLLER,
-        "sqs:GetQueueAttributes": LAMBDA_SQS_POLLER,
+        **{
+            f"athena:{action}": ATHENA_ONLY
+            for action in ("StartQueryExecution", "GetQueryExecution", "GetQueryResults", "StopQueryExecution")
+        },
+        **{
+            f"glue:{action}": ATHENA_AS_CALLER
+            for action in ("GetDatabase", "GetTable", "GetPartition", "GetPartitions")
+        },
+        "s3:PutObject": ATHENA_AS_CALLER,
+        "s3:GetBucketLocation": ATHENA_AS_CALLER,
     }
 )
 
@@ -112,12 +144,75 @@ def exercise_api(image_id: str) -> None:
     assert set(json.loads(response["body"])["thumbnails"]) == {"1024", "512", "256"}
 
 
-def exercise_metrics() -> None:
-    report = s3_metrics.handler({}, lambda_context("s3-metrics"))
-    assert all(bucket["complete"] for bucket in report["buckets"])
+@pytest.fixture
+def capacity_env(stack: StackInfo, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The environment the CDK app gives the capacity functions (localaws.stack.capacity_environment, as the local
+    stack sets it), with the handlers' cached clients dropped around the test."""
+    for name, value in {**stack.handler_environment(), **capacity_environment(stack)}.items():
+        monkeypatch.setenv(name, value)
+    forget_handler_state()
+    yield
+    forget_handler_state()
 
 
-@pytest.mark.usefixtures("handler_env", "metrics_env")
+def buckets_reported(report: dict[str, Any]) -> list[tuple[str, int, int]]:
+    return [(bucket["source"], bucket["drift_objects"], bucket["corrected"]) for bucket in report["buckets"]]
+
+
+def exercise_capacity(stack: StackInfo, s3: Any) -> None:
+    """The capacity functions through their entry points: the counter applies every object's event but one (lost on
+    the way), the publisher publishes; the reconciler lists, sees the drift, corrects it when a second run confirms
+    it, then reads an inventory report (DuckDB here) for a bucket it has no time to list."""
+    names = ResourceNames(stack.prefix)
+    sequencers, when = Sequencers(), datetime.now(UTC) - timedelta(minutes=5)
+    uploads, processed = (
+        [
+            object_created(bucket, o["Key"], o["Size"], o["ETag"], sequencers.next(), when)
+            for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+        ]
+        for bucket in (stack.upload_bucket, stack.processed_bucket)
+    )
+    messages = [
+        {"MessageId": str(uuid.uuid4()), "ReceiptHandle": str(uuid.uuid4()), "Body": message_body(event)}
+        for event in uploads[1:] + processed  # the first upload's event never arrives
+    ]
+    queue_arn = f"arn:aws:sqs:{stack.region}:123456789012:{names.capacity_queue}"
+    event = sqs_event(messages, queue_arn=queue_arn, region=stack.region)
+    assert capacity_counter.handler(event, lambda_context("capacity-counter")) == {"batchItemFailures": []}
+
+    published = capacity_publisher.handler({}, lambda_context("capacity-publisher", 50))
+    assert [bucket["objects_listed"] for bucket in published["buckets"]] == [len(uploads) - 1, len(processed)]
+
+    assert buckets_reported(reconcile.handler({}, lambda_context("s3-metrics"))) == [
+        ("listing", -1, 0),
+        ("listing", 0, 0),
+    ]
+    # The capacity queue's oldest event, as AWS/SQS publishes it: younger than the next snapshot, so it may correct.
+    boto3.client("cloudwatch").put_metric_data(
+        Namespace="AWS/SQS",
+        MetricData=[
+            {
+                "MetricName": "ApproximateAgeOfOldestMessage",
+                "Dimensions": [{"Name": "QueueName", "Value": names.capacity_queue}],
+                "Timestamp": datetime.now(UTC) - timedelta(seconds=30),
+                "Value": 0.0,
+            }
+        ],
+    )
+    confirmed = reconcile.handler({}, lambda_context("s3-metrics"))
+    assert buckets_reported(confirmed) == [("listing", -1, 2), ("listing", 0, 0)]  # the bucket's total and the owner's
+
+    write_inventory_report(
+        s3, stack.upload_bucket, names.inventory_bucket, prefix=INVENTORY_PREFIX, config_id=INVENTORY_ID
+    )
+    no_time_to_list = lambda_context("s3-metrics", 5)  # under the safety margin: no bucket is listable
+    assert buckets_reported(reconcile.handler({}, no_time_to_list)) == [
+        ("inventory", 0, 0),
+        ("too large to list, and no inventory report yet", 0, 0),
+    ]
+
+
+@pytest.mark.usefixtures("handler_env", "capacity_env")
 def test_handlers_use_exactly_what_their_roles_grant(
     stack: StackInfo,
     s3: Any,
@@ -128,7 +223,7 @@ def test_handlers_use_exactly_what_their_roles_grant(
     mark = iam_recorder.mark()
     image_id = exercise_worker(stack, s3, sqs)
     exercise_api(image_id)
-    exercise_metrics()
+    exercise_capacity(stack, s3)
     assert len(notifications()) == 2  # the DONE and the FAILED upload, through the (locally plain) topic
 
     policies = role_policies()
@@ -165,6 +260,7 @@ def report(policies: RolePolicies, decisions: list[Decision]) -> str:
 
 TEST_NAMES = ResourceNames("t0123456789ab")
 TABLE = f"arn:aws:dynamodb:us-east-1:123456789012:table/{TEST_NAMES.images_table}"
+CAPACITY_TABLE = f"arn:aws:dynamodb:us-east-1:123456789012:table/{TEST_NAMES.capacity_table}"
 
 
 def call(module: str, action: str, resource: str, **context: str) -> Call:
@@ -189,9 +285,15 @@ def call(module: str, action: str, resource: str, **context: str) -> Call:
         call("pipeline.presign", "s3:PutObject", f"arn:aws:s3:::{TEST_NAMES.upload_bucket}/processed/x.jpg"),
         call("pipeline.presign", "s3:GetObject", f"arn:aws:s3:::{TEST_NAMES.upload_bucket}/user-uploads/u/x.jpg"),
         call("pipeline.presign", "dynamodb:GetItem", TABLE),
-        call("monitoring.s3_metrics", "cloudwatch:PutMetricData", "*", **{"cloudwatch:namespace": "AWS/S3"}),
-        call("monitoring.s3_metrics", "cloudwatch:PutMetricData", "*"),
-        call("monitoring.s3_metrics", "s3:GetObject", f"arn:aws:s3:::{TEST_NAMES.upload_bucket}/user-uploads/u/x.jpg"),
+        call("monitoring.reconcile", "cloudwatch:PutMetricData", "*", **{"cloudwatch:namespace": "AWS/S3"}),
+        call("monitoring.reconcile", "cloudwatch:PutMetricData", "*"),
+        call("monitoring.reconcile", "s3:GetObject", f"arn:aws:s3:::{TEST_NAMES.upload_bucket}/user-uploads/u/x.jpg"),
+        call("monitoring.reconcile", "dynamodb:DeleteItem", CAPACITY_TABLE),
+        call("monitoring.capacity_publisher", "s3:ListBucket", f"arn:aws:s3:::{TEST_NAMES.upload_bucket}"),
+        call("monitoring.capacity_publisher", "dynamodb:UpdateItem", CAPACITY_TABLE),
+        call("monitoring.capacity_publisher", "cloudwatch:PutMetricData", "*"),
+        call("monitoring.capacity_counter", "dynamodb:Query", CAPACITY_TABLE),
+        call("monitoring.capacity_counter", "cloudwatch:PutMetricData", "*", **{"cloudwatch:namespace": "CustomS3"}),
     ],
     ids=lambda c: f"{c.frames[0][0]}:{c.action}",
 )
@@ -218,11 +320,19 @@ def test_publishing_to_the_encrypted_topic_needs_the_key_through_sns() -> None:
 def test_calls_no_handler_made_are_not_judged() -> None:
     policies = role_policies()
     assert policies.decide([call("monitoring.images", "dynamodb:Scan", TABLE)]) == []
-    # The metrics scan run by `imgops monitoring publish` (operator credentials), not by the Lambda.
+    # The reconciler and the publisher run by `imgops monitoring reconcile|publish` (operator credentials), not
+    # by the Lambdas.
     bucket = f"arn:aws:s3:::{TEST_NAMES.upload_bucket}"
-    by_cli = Call("s3:ListBucket", bucket, (("monitoring.s3_metrics", "scan_bucket"), ("imgops.monitoring", "publish")))
-    assert policies.decide([by_cli]) == []
-    by_test = Call("s3:ListBucket", bucket, (("monitoring.s3_metrics", "scan_bucket"), ("tests.functional.x", "test")))
+    listing = (("monitoring.s3_metrics", "scan_bucket"), ("monitoring.reconcile", "take_snapshot"))
+    by_cli = Call(
+        "s3:ListBucket", bucket, (*listing, ("monitoring.reconcile", "reconcile"), ("imgops.monitoring", "x"))
+    )
+    published = (("monitoring.capacity", "counters"), ("monitoring.capacity_publisher", "publish_counters"))
+    publish_by_cli = Call("dynamodb:Query", CAPACITY_TABLE, (*published, ("imgops.monitoring", "publish")))
+    assert policies.decide([by_cli, publish_by_cli]) == []
+    by_test = Call(
+        "s3:ListBucket", bucket, (*listing, ("monitoring.reconcile", "reconcile"), ("tests.functional.x", "t"))
+    )
     assert [d.function for d in policies.decide([by_test])] == [ResourceNames("imgops").prefix + "-s3-metrics"]
 
 

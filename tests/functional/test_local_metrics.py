@@ -16,10 +16,8 @@ import boto3
 import pytest
 import requests
 from botocore.config import Config
-from typer.testing import CliRunner
 from werkzeug.test import Client
 
-from imgops.monitoring import app as monitoring_app
 from localaws.api import Route
 from localaws.context import LocalLambdaContext
 from localaws.jwt_auth import CognitoJwtVerifier
@@ -44,8 +42,8 @@ from localaws.metrics import (
 )
 from localaws.moto_process import HEALTH_PATH, MeteredMotoServer, MotoProcess
 from localaws.runtime import RuntimeConfig, in_process, invoke
-from localaws.stack import MeteredHttpApi, scheduled_event
-from monitoring import s3_metrics
+from localaws.stack import MeteredHttpApi, capacity_environment, forget_handler_state, scheduled_event
+from monitoring import reconcile, s3_metrics
 from monitoring.target import StackInfo, fetch_access_token, running_stack
 from pipeline.resources import ResourceNames
 
@@ -327,82 +325,37 @@ def test_local_api_publishes_api_gateway_and_lambda_metrics(
     assert lambda_stat(names.read_api_function, "Errors", "Sum") == 1
 
 
-@pytest.mark.usefixtures("metrics_env")
-def test_scheduled_bucket_metrics_run_is_metered_like_a_lambda(stack: StackInfo, s3: Any, buffer: MetricBuffer) -> None:
+@pytest.fixture
+def capacity_env(stack: StackInfo, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The environment the CDK app gives the capacity functions (localaws.stack.capacity_environment, as the local
+    stack sets it), with the handlers' cached clients dropped around the test."""
+    for name, value in {**stack.handler_environment(), **capacity_environment(stack)}.items():
+        monkeypatch.setenv(name, value)
+    forget_handler_state()
+    yield
+    forget_handler_state()
+
+
+@pytest.mark.usefixtures("capacity_env")
+def test_scheduled_reconciler_run_is_metered_like_a_lambda(stack: StackInfo, s3: Any, buffer: MetricBuffer) -> None:
+    """The bucket-metrics function as the local stack's schedule runs it (the reconciler): AWS/Lambda datums for the
+    invocation, its drift in CustomS3 (an object no event counted: the counters are one short)."""
     s3.put_object(Bucket=stack.upload_bucket, Key="user-uploads/u/a.jpg", Body=b"x" * 100)
     function_name = s3_metrics.function_name(stack.prefix)
-    handler = metered(function_name, s3_metrics.handler, buffer, timeout_seconds=30)
+    handler = metered(function_name, reconcile.handler, buffer, timeout_seconds=30)
     context = LocalLambdaContext.create(function_name, timeout_seconds=30, memory_mb=s3_metrics.MEMORY_MB)
 
     report = handler(scheduled_event(stack.region, "rule"), context)
     buffer.flush()
 
-    assert [b["objects_listed"] for b in report["buckets"]] == [1, 0]
+    assert [(b["source"], b["drift_objects"], b["drift_bytes"]) for b in report["buckets"]] == [
+        ("listing", -1, -100),
+        ("listing", 0, 0),
+    ]
     assert lambda_stat(function_name, "Invocations", "Sum") == 1
     assert lambda_stat(function_name, "Errors", "Sum") == 0
-    assert statistic("CustomS3", "BucketSizeBytes", {"BucketName": stack.upload_bucket}, "Maximum") == 100
-
-
-def test_monitoring_publish_measures_the_local_stacks_buckets(stack: StackInfo, s3: Any, tmp_path: Path) -> None:
-    state_file = tmp_path / "local-stack.json"
-    state_file.write_text(stack.to_json())
-    s3.put_object(Bucket=stack.upload_bucket, Key="user-uploads/u/a.jpg", Body=b"x" * 300)
-    s3.put_object(Bucket=stack.processed_bucket, Key="processed/i/256.jpg", Body=b"x" * 30)
-
-    result = CliRunner().invoke(monitoring_app, ["publish", "--state-file", str(state_file)], env={"COLUMNS": "200"})
-
-    assert result.exit_code == 0, result.output
-    assert stack.upload_bucket in result.stdout
-    assert "published 10 datums in 1 PutMetricData call" in result.stdout
-    assert statistic("CustomS3", "BucketSizeBytes", {"BucketName": stack.upload_bucket}, "Maximum") == 300
-    assert statistic("CustomS3", "NumberOfObjects", {"BucketName": stack.processed_bucket}, "Maximum") == 1
-
-
-def test_monitoring_publish_named_buckets_on_the_endpoint(stack: StackInfo) -> None:
-    """AWS_ENDPOINT_URL (the moto server here) or real AWS: the buckets are named, no local state is read."""
-    result = CliRunner().invoke(
-        monitoring_app,
-        ["publish", "--upload-bucket", stack.upload_bucket, "--processed-bucket", stack.processed_bucket],
-        env={"IMGOPS_STATE_DIR": "/nonexistent"},
-    )
-
-    assert result.exit_code == 0, result.output
+    assert statistic("CustomS3", "DriftBytes", {"BucketName": stack.upload_bucket}, "Minimum") == -100
     assert statistic("CustomS3", "ScanIncomplete", {"BucketName": stack.processed_bucket}, "Maximum") == 0
-
-
-def test_monitoring_publish_reports_a_bucket_it_cannot_list(stack: StackInfo, unique_prefix: str) -> None:
-    missing = f"{unique_prefix}-missing"
-
-    result = CliRunner().invoke(
-        monitoring_app, ["publish", "--upload-bucket", missing, "--processed-bucket", stack.processed_bucket]
-    )
-
-    assert result.exit_code == 1
-    assert result.stderr.strip() == (f"error: could not list {missing} (the other bucket's metrics were published)")
-    assert statistic("CustomS3", "ScanIncomplete", {"BucketName": missing}, "Maximum") == 1
-
-
-def test_monitoring_publish_needs_both_bucket_names() -> None:
-    result = CliRunner().invoke(monitoring_app, ["publish", "--upload-bucket", "only-one"])
-
-    assert result.exit_code == 2
-    assert "give both --upload-bucket and --processed-bucket" in result.output
-
-
-def test_monitoring_publish_finds_the_buckets_in_a_deployed_stacks_outputs(
-    stack: StackInfo, unique_prefix: str
-) -> None:
-
-    result = CliRunner().invoke(
-        monitoring_app, ["publish", "--stack-name", f"{unique_prefix}-pipeline"], env={"COLUMNS": "200"}
-    )
-    missing = CliRunner().invoke(monitoring_app, ["publish", "--stack-name", f"{unique_prefix}-nope"])
-
-    assert result.exit_code == 0, result.output
-    assert stack.processed_bucket in result.stdout
-    assert statistic("CustomS3", "ScanIncomplete", {"BucketName": stack.upload_bucket}, "Maximum") == 0
-    assert missing.exit_code == 1
-    assert f"cannot read stack '{unique_prefix}-nope'" in missing.stderr
 
 
 def test_periodic_runs_on_schedule_and_survives_a_failing_run() -> None:

@@ -28,8 +28,10 @@ from dashboards.render import (
 )
 from dashboards.template import LOCAL_API_ID, PhysicalIds, Resolver, TemplateError, stack_template
 from imgops.dashboards import app as dashboards_app
+from localaws.object_events import Sequencers, message_body, object_created
 from localaws.provision import provision, register_stack
-from monitoring import s3_metrics
+from monitoring.capacity import DEFAULT_SHARDS, CapacityStore, parse_message
+from monitoring.capacity_publisher import publish_counters
 from monitoring.target import StackInfo
 from pipeline.resources import ResourceNames
 
@@ -60,7 +62,7 @@ def template(rendered_stack: StackInfo) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def cloudwatch(rendered_stack: StackInfo) -> CloudWatchClient:
-    """The stack's metrics as the local runtime and the bucket-metrics Lambda would have published them."""
+    """The stack's metrics as the local runtime and the capacity publisher would have published them."""
     client: CloudWatchClient = boto3.client("cloudwatch")
     names = ResourceNames(rendered_stack.prefix)
     now = datetime.now(UTC)
@@ -86,14 +88,13 @@ def cloudwatch(rendered_stack: StackInfo) -> CloudWatchClient:
             }
         ],
     )
-    s3 = boto3.client("s3")
-    s3.put_object(Bucket=rendered_stack.upload_bucket, Key="user-uploads/u/a.jpg", Body=b"x" * UPLOAD_BYTES)
-    s3_metrics.measure(
-        [rendered_stack.upload_bucket, rendered_stack.processed_bucket],
-        s3=s3,
-        cloudwatch=client,
-        remaining_ms=lambda: 60_000,
-    )
+    # An upload, counted by the capacity counters from its object event, published as the capacity publisher does.
+    key = "user-uploads/u/a.jpg"
+    etag = boto3.client("s3").put_object(Bucket=rendered_stack.upload_bucket, Key=key, Body=b"x" * UPLOAD_BYTES)["ETag"]
+    event = object_created(rendered_stack.upload_bucket, key, UPLOAD_BYTES, etag, Sequencers().next(), now)
+    store = CapacityStore(boto3.client("dynamodb"), names.capacity_table, shards=DEFAULT_SHARDS)
+    store.apply(parse_message(message_body(event)))
+    publish_counters([rendered_stack.upload_bucket, rendered_stack.processed_bucket], store, client)
     return client
 
 
@@ -183,14 +184,14 @@ def test_render_draws_every_widget_with_the_local_data(
     # SEARCH('{CustomS3,BucketName,Prefix} BucketName="…" MetricName="BucketSizeBytes"', …), expanded by ListMetrics.
     [by_prefix] = [w for w in capacity if w["title"] == "Upload bucket by prefix (bytes)"]
     assert [(s["label"], s["dimensions"]["Prefix"], s["values"]) for s in by_prefix["series"]] == [
-        ("user-uploads/", "user-uploads/", [float(UPLOAD_BYTES)])
+        ("user-uploads/u/", "user-uploads/u/", [float(UPLOAD_BYTES)])  # the uploader's folder: the counters' owner
     ]
     assert "SEARCH expanded locally with ListMetrics: 1 metrics" in by_prefix["notes"]
 
     page = result.html.read_text()
     assert page.count("<img ") == sum(d.metric_widgets for d in result.dashboards)
     assert page.count('data-has-data="true"') == sum(d.with_data for d in result.dashboards)
-    assert "imgops capacity: CustomS3 bucket metrics every 5 min" in page
+    assert "imgops capacity: CustomS3 from the capacity counters every 1 min" in page
     # A local render links to local things: no AWS console on 127.0.0.1 names; runbooks are the repository's files.
     assert "console.aws.amazon.com" not in page
     queue_header = next(w["markdown"] for w in operations if w["markdown"].startswith("### SQS Queue"))

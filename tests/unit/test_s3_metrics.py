@@ -1,4 +1,4 @@
-"""The bucket-metrics core without AWS: listing, deadline handling and the datums it turns into."""
+"""The shared CustomS3 vocabulary without AWS: the listing and its deadline, the datums, their publication."""
 
 from __future__ import annotations
 
@@ -12,14 +12,12 @@ from monitoring import s3_metrics
 from monitoring.s3_metrics import (
     BucketScan,
     MetricsConfigError,
-    ScanFailed,
     Totals,
     batched,
     buckets_from_env,
     build_datums,
     capped_prefixes,
-    measure,
-    scan_all,
+    publish,
     scan_bucket,
     top_level_prefix,
 )
@@ -34,20 +32,15 @@ NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
 class FakeS3:
-    """ListObjectsV2 over an in-memory bucket, `page_size` keys per page, each page costing `page_ms`."""
+    """ListObjectsV2 over an in-memory bucket, `page_size` keys per page."""
 
-    def __init__(
-        self, buckets: dict[str, dict[str, int]], *, page_size: int = 2, clock: FakeClock | None = None
-    ) -> None:
+    def __init__(self, buckets: dict[str, dict[str, int]], *, page_size: int = 2) -> None:
         self.buckets = buckets
         self.page_size = page_size
-        self.clock = clock
         self.calls: list[dict[str, Any]] = []
 
     def list_objects_v2(self, **kwargs: Any) -> dict[str, Any]:
         self.calls.append(kwargs)
-        if self.clock is not None:
-            self.clock.tick()
         bucket = kwargs["Bucket"]
         if bucket not in self.buckets:
             raise ClientError({"Error": {"Code": "NoSuchBucket", "Message": "gone"}}, "ListObjectsV2")
@@ -62,18 +55,6 @@ class FakeS3:
         if truncated:
             answer["NextContinuationToken"] = str(start + self.page_size)
         return answer
-
-
-class FakeClock:
-    def __init__(self, remaining_ms: int, page_ms: int) -> None:
-        self.remaining = remaining_ms
-        self.page_ms = page_ms
-
-    def tick(self) -> None:
-        self.remaining -= self.page_ms
-
-    def remaining_ms(self) -> int:
-        return self.remaining
 
 
 class FakeCloudWatch:
@@ -198,63 +179,39 @@ def test_scan_stops_when_time_is_up_and_says_what_it_covered() -> None:
     assert scan.report()["objects_listed"] == 4
 
 
-def test_time_is_shared_between_buckets_and_unused_time_rolls_over() -> None:
-    clock = FakeClock(remaining_ms=70_000, page_ms=1_000)
-    s3 = FakeS3({"big": {f"k/{i:04d}": 1 for i in range(200)}, "small": {"a/1": 1}}, page_size=1, clock=clock)
-
-    scans = scan_all(["big", "small"], s3=as_s3(s3), remaining_ms=clock.remaining_ms, safety_margin_ms=10_000)
-
-    # 60 s of budget: the first bucket may use half of it, the second gets the rest.
-    assert [scan.complete for scan in scans] == [False, True]
-    assert scans[0].pages == 30
-    assert scans[1].totals == Totals(1, 1)
-
-
-def test_nothing_is_listed_once_inside_the_safety_margin() -> None:
+def test_nothing_is_listed_once_the_time_is_up() -> None:
     s3 = FakeS3({"b": {"a/1": 1}})
 
-    [scan] = scan_all(["b"], s3=as_s3(s3), remaining_ms=lambda: 5_000, safety_margin_ms=10_000)
+    scan = scan_bucket(as_s3(s3), "b", keep_going=lambda: False)
 
     assert not scan.complete
     assert s3.calls == []
 
 
-def test_measure_publishes_in_batches_and_reports_coverage() -> None:
-    s3 = FakeS3({"up": {"user-uploads/u/1.jpg": 7}, "out": {f"p{i:04d}/x": 1 for i in range(10)}}, page_size=1000)
+def test_scan_groups_by_the_owner_it_is_given() -> None:
+    """The reconciler groups by the capacity counters' owner, not the top-level prefix."""
+    s3 = FakeS3({"b": {"user-uploads/u1/a.jpg": 3, "user-uploads/u2/b.jpg": 4, "x": 1}}, page_size=10)
+
+    scan = scan_bucket(as_s3(s3), "b", keep_going=lambda: True, group=lambda key: key.rsplit("/", 1)[0])
+
+    assert scan.prefixes == {"user-uploads/u1": Totals(1, 3), "user-uploads/u2": Totals(1, 4), "x": Totals(1, 1)}
+
+
+def test_publish_sends_customs3_in_batches_of_at_most_1000() -> None:
+    scans = [
+        BucketScan("up", complete=True, totals=Totals(1, 7), prefixes={f"p{i:04d}/": Totals(1, i) for i in range(30)}),
+        BucketScan("out", complete=False, totals=Totals()),
+    ]
+    datums = build_datums(scans, timestamp=NOW) * 40
     cloudwatch = FakeCloudWatch()
 
-    report = measure(
-        ["up", "out"],
-        s3=as_s3(s3),
-        cloudwatch=as_cloudwatch(cloudwatch),
-        remaining_ms=lambda: 60_000,
-        now=NOW,
-    )
+    calls = publish(as_cloudwatch(cloudwatch), datums)
 
-    assert [b["complete"] for b in report["buckets"]] == [True, True]
-    assert report["buckets"][0]["objects_listed"] == 1
+    assert calls == len(cloudwatch.calls) == 3
     assert {call["Namespace"] for call in cloudwatch.calls} == {"CustomS3"}
-    assert sum(len(call["MetricData"]) for call in cloudwatch.calls) == report["datums"]
-    assert all(len(call["MetricData"]) <= 1000 for call in cloudwatch.calls)
-
-
-def test_measure_publishes_the_other_buckets_then_fails_when_one_cannot_be_listed() -> None:
-    s3 = FakeS3({"up": {"user-uploads/u/1.jpg": 7}})
-    cloudwatch = FakeCloudWatch()
-
-    with pytest.raises(ScanFailed, match="missing"):
-        measure(
-            ["up", "missing"],
-            s3=as_s3(s3),
-            cloudwatch=as_cloudwatch(cloudwatch),
-            remaining_ms=lambda: 60_000,
-            now=NOW,
-        )
-
-    published = by_dimensions([d for call in cloudwatch.calls for d in call["MetricData"]])
-    assert published[("NumberOfObjects", ("BucketName=up",))] == (1.0, "Count")
-    assert published[("ScanIncomplete", ("BucketName=missing",))] == (1.0, "Count")
-    assert ("NumberOfObjects", ("BucketName=missing",)) not in published
+    assert [len(call["MetricData"]) for call in cloudwatch.calls] == [1000, 1000, len(datums) - 2000]
+    assert [d for call in cloudwatch.calls for d in call["MetricData"]] == datums
+    assert publish(as_cloudwatch(cloudwatch), []) == 0
 
 
 def test_buckets_come_from_the_handlers_environment() -> None:
