@@ -10,7 +10,7 @@ A call is a function's (`RolePolicies.function_for`) when its handler module is 
 either through the handler itself (the test, the local API or the local runtime invoked the Lambda entry point)
 or straight from a test (a test exercising the handler's logic with its own clients: `process_message`,
 `grant_upload`). Entered from other project code it is not the Lambda: `imgops monitoring publish` runs
-`monitoring.s3_metrics.measure` with an operator's credentials. Test setup and assertions are nobody's.
+`monitoring.capacity_publisher.publish_counters` with an operator's credentials. Test setup and assertions are nobody's.
 
 Besides plain API calls it records what a role must allow although the handler makes no request for it:
 * a presigned URL or POST acts with the signer's permissions: `generate_presigned_url('get_object')` is

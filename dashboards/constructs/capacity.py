@@ -61,6 +61,7 @@ class CapacityCounters(Construct):
         shards: int = DEFAULT_SHARDS,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.shards = shards
         # On demand: the writes follow the uploads (bursty); TTL removes tombstones and journal entries.
         self.table = dynamodb.Table(
             self,

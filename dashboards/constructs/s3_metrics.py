@@ -84,6 +84,8 @@ class BucketMetrics(Construct):
                 Env.PROCESSED_BUCKET: processed_bucket.bucket_name,
                 Env.CAPACITY_TABLE: capacity.table.table_name,
                 Env.CAPACITY_QUEUE: capacity.queue.queue_name,
+                # The counter's: reading fewer shards than it writes would look like drift, and be "corrected".
+                Env.CAPACITY_SHARDS: str(capacity.shards),
                 Env.INVENTORY_BUCKET: inventory_bucket.bucket_name,
                 Env.ATHENA_WORKGROUP: inventory.workgroup_name,
                 Env.ATHENA_DATABASE: inventory.database_name,

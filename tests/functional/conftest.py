@@ -14,10 +14,9 @@ from botocore.config import Config
 
 from localaws.provision import provision, register_stack
 from localaws.stack import forget_handler_state
-from monitoring import s3_metrics
 from monitoring.target import StackInfo
 from pipeline import aws
-from pipeline.resources import Env, ResourceNames, StackOutputs
+from pipeline.resources import ResourceNames, StackOutputs
 from pipeline.settings import Settings
 from pipeline.worker import WorkerDeps
 from tests.iam import CallRecorder, RolePolicies
@@ -129,18 +128,6 @@ def receive_uploads(sqs: Any, stack: StackInfo, expected: int, timeout: float = 
                 messages.append(message)
     assert len(messages) == expected, f"expected {expected} upload events, got {len(messages)}"
     return messages
-
-
-@pytest.fixture
-def metrics_env(stack: StackInfo, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The environment the CDK app gives the S3 metrics Lambda, with its cached clients dropped around the test."""
-    monkeypatch.setenv(Env.UPLOAD_BUCKET, stack.upload_bucket)
-    monkeypatch.setenv(Env.PROCESSED_BUCKET, stack.processed_bucket)
-    s3_metrics._s3.cache_clear()
-    s3_metrics._cloudwatch.cache_clear()
-    yield
-    s3_metrics._s3.cache_clear()
-    s3_metrics._cloudwatch.cache_clear()
 
 
 def outputs_stack(stack_name: str, info: StackInfo, **overrides: str) -> dict[str, str]:

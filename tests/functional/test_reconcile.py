@@ -16,8 +16,8 @@ from localaws.inventory import write_inventory_report
 from localaws.object_events import Sequencers, message_body, object_created, object_deleted
 from monitoring.capacity import BUCKET_TOTAL, CapacityStore, create_table, parse_message, truth_from_listing
 from monitoring.inventory import inventory_source
-from monitoring.reconcile import DRIFT_OBJECTS, SAFETY_MARGIN_MS, reconcile
-from monitoring.s3_metrics import Totals
+from monitoring.reconcile import DRIFT_OBJECTS, reconcile
+from monitoring.s3_metrics import SAFETY_MARGIN_MS, Totals
 from pipeline.resources import INVENTORY_ID, INVENTORY_PREFIX, ResourceNames
 
 OWNER = "user-uploads/00000000-0000-0000-0000-0000000000a1/"
@@ -65,7 +65,7 @@ def listing(world: dict[str, Any]) -> dict[str, Totals]:
 
 def run(world: dict[str, Any], *, lag: float | None = 0.0, **options: Any) -> dict[str, Any]:
     remaining: Callable[[], int] = options.pop("remaining_ms", lambda: 60_000)
-    return reconcile(
+    report: dict[str, Any] = reconcile(
         [world["bucket"]],
         s3=world["s3"],
         store=world["store"],
@@ -74,6 +74,7 @@ def run(world: dict[str, Any], *, lag: float | None = 0.0, **options: Any) -> di
         lag_seconds=lambda: lag,
         **options,
     )["buckets"][0]
+    return report
 
 
 def published_drift(world: dict[str, Any]) -> list[float]:
