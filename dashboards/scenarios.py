@@ -2,7 +2,9 @@
 
 Each scenario is a story on-call knows (the worker failing every retry, a 5xx burst, a quiet night, a normal busy
 hour, ...) told as the metrics AWS would publish during it: per-minute raw datapoints for the worker (AWS/Lambda),
-the queues (AWS/SQS), the API (AWS/ApiGateway) and the bucket scan (CustomS3). Every minute, every alarm of the
+the queues (AWS/SQS: the work queue, its DLQ and the capacity queue), the API (AWS/ApiGateway), the capacity
+publisher's sizes and counts every minute and the reconciler's drift on its schedule (CustomS3; the CDK app's default
+metrics_rate_minutes, hourly). Every minute, every alarm of the
 synthesized template is evaluated over its own period and M-of-N window with `dashboards.alarms.decide` — the same
 rule `imgops alarms check` applies to real metrics — and the scenario states which alarms must fire, within how
 many minutes, and that every other alarm must never be in ALARM.
@@ -16,7 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dashboards.alarms import AlarmDefinition, alarms_from_template, composites_from_template, decide
+from dashboards.config import AppConfig
 from dashboards.template import PhysicalIds
+from monitoring.capacity_handlers import COUNTER_MAX_RECEIVE_COUNT, COUNTER_TIMEOUT_SECONDS
 from pipeline.resources import QUEUE_MAX_RECEIVE_COUNT, QUEUE_VISIBILITY_TIMEOUT_SECONDS, ResourceNames
 
 # What a resource's metrics are keyed by: (namespace, metric name, resource role).
@@ -25,6 +29,11 @@ MetricKey = tuple[str, str, str]
 Series = Callable[[int], list[float]]
 
 VISIBILITY_MINUTES = QUEUE_VISIBILITY_TIMEOUT_SECONDS // 60
+# The capacity queue's visibility timeout (6 x the counter's timeout, dashboards.constructs.capacity): 6 minutes.
+CAPACITY_RETRY_MINUTES = 6 * COUNTER_TIMEOUT_SECONDS // 60
+# The reconciler's schedule as the CDK app deploys it by default (metrics_rate_minutes): the stories' drift comes
+# at this rate, so a template synthesized with another rate tells them on the wrong clock.
+RECONCILE_MINUTES = AppConfig().metrics_rate_minutes
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,8 @@ def _role(alarm: AlarmDefinition, names: ResourceNames) -> str:
         names.worker_function: "worker",
         names.work_queue: "work-queue",
         names.dead_letter_queue: "dlq",
+        names.capacity_queue: "capacity-queue",
+        names.capacity_dead_letter_queue: "capacity-dlq",
         names.upload_bucket: "uploads",
         names.processed_bucket: "processed",
     }
@@ -161,17 +172,38 @@ def _per_minute(values: Callable[[int], list[float]]) -> Series:
     return values
 
 
-def _scan_reporting() -> dict[MetricKey, Series]:
-    """The bucket-metrics function's CustomS3 datapoints, every 5 minutes, for both buckets (a healthy scan)."""
+def _capacity_reporting() -> dict[MetricKey, Series]:
+    """Healthy capacity metrics: the publisher's counts and sizes every minute for both buckets, the reconciler's
+    drift (none) every 5 minutes, the counter draining the capacity queue within a second or two."""
     return {
-        ("CustomS3", "NumberOfObjects", "uploads"): _every(5, 1200),
-        ("CustomS3", "NumberOfObjects", "processed"): _every(5, 3600),
-        ("CustomS3", "BucketSizeBytes", "uploads"): _every(5, 3.2e9),
+        ("CustomS3", "NumberOfObjects", "uploads"): _every(1, 1200),
+        ("CustomS3", "NumberOfObjects", "processed"): _every(1, 3600),
+        ("CustomS3", "BucketSizeBytes", "uploads"): _every(1, 3.2e9),
+        ("CustomS3", "DriftObjects", "uploads"): _every(RECONCILE_MINUTES, 0),
+        ("CustomS3", "DriftObjects", "processed"): _every(RECONCILE_MINUTES, 0),
+        ("AWS/SQS", "ApproximateAgeOfOldestMessage", "capacity-queue"): _every(1, 1),
     }
 
 
-def _scan_stops(series: Series) -> Series:
+def _stops(series: Series) -> Series:
     return lambda m: series(m) if m < 0 else []
+
+
+def _publisher_stops() -> dict[MetricKey, Series]:
+    """The publisher's datapoints end at minute 0 (the reconciler's go on)."""
+    healthy = _capacity_reporting()
+    published = [key for key in healthy if key[1] in ("NumberOfObjects", "BucketSizeBytes")]
+    return {**healthy, **{key: _stops(healthy[key]) for key in published}}
+
+
+def _reconciled(drift: Callable[[int], float], bucket: str) -> dict[MetricKey, Series]:
+    """The reconciler's DriftObjects for `bucket`: `drift(run)` at each run, run 0 at minute 0, one every
+    RECONCILE_MINUTES (negative runs: before the story)."""
+    return {
+        ("CustomS3", "DriftObjects", bucket): (
+            lambda m: [drift(m // RECONCILE_MINUTES)] if m % RECONCILE_MINUTES == 0 else []
+        ),
+    }
 
 
 def _idle_queues() -> dict[MetricKey, Series]:
@@ -218,12 +250,24 @@ def _worker_failing_every_retry() -> dict[MetricKey, Series]:
     }
 
 
+def _poison_event_age(minute: int) -> list[float]:
+    """The capacity queue's oldest age with one event, sent at minute 0, that fails every receive. It is received
+    every visibility timeout (0, 6, 12, ... min); the worst case of what SQS is observed to do is taken: the metric
+    resets its age after every 3 receives (the documentation says it stops counting it), so it ages from minute 12
+    again until the sixth receive (minute 30) sends it to the DLQ. Every other event is a second old."""
+    reset = 2 * CAPACITY_RETRY_MINUTES  # the third receive
+    dead_letter = COUNTER_MAX_RECEIVE_COUNT * CAPACITY_RETRY_MINUTES  # the receive after the last allowed one
+    if minute < 0 or minute >= dead_letter:
+        return [1.0]
+    return [60.0 * (minute if minute < reset else minute - reset)]
+
+
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "worker-failing",
         "Every attempt fails (a DynamoDB throttle on every PutItem); retries every visibility timeout.",
         minutes=40,
-        series={**_scan_reporting(), **_worker_failing_every_retry()},
+        series={**_capacity_reporting(), **_worker_failing_every_retry()},
         must_fire={
             "worker-fault-rate": 15,
             "dlq-not-empty": QUEUE_MAX_RECEIVE_COUNT * VISIBILITY_MINUTES + 5,
@@ -234,7 +278,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "api-5xx-burst",
         "Half of the API's requests answer 5xx for 20 minutes (a broken presign deploy).",
         minutes=30,
-        series={**_scan_reporting(), **_idle_queues(), **_api(40, lambda m: 0.5 if 2 <= m < 22 else 0.0)},
+        series={**_capacity_reporting(), **_idle_queues(), **_api(40, lambda m: 0.5 if 2 <= m < 22 else 0.0)},
         must_fire={"api-5xx-rate": 20, "pipeline-unhealthy": 20},
     ),
     Scenario(
@@ -242,7 +286,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "Uploads keep arriving, the worker stops polling (disabled mapping): the oldest message only ages.",
         minutes=45,
         series={
-            **_scan_reporting(),
+            **_capacity_reporting(),
             **_idle_queues(),
             ("AWS/SQS", "ApproximateAgeOfOldestMessage", "work-queue"): _per_minute(lambda m: [60.0 * max(0, m)]),
         },
@@ -253,7 +297,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "A dependency slows down: invocations take 50-58 s of the 60 s timeout.",
         minutes=30,
         series={
-            **_scan_reporting(),
+            **_capacity_reporting(),
             **_idle_queues(),
             **_healthy_worker(),
             ("AWS/Lambda", "Duration", "worker"): _per_minute(
@@ -267,7 +311,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "The account's concurrency is exhausted: the worker is throttled every minute.",
         minutes=30,
         series={
-            **_scan_reporting(),
+            **_capacity_reporting(),
             **_idle_queues(),
             **_healthy_worker(),
             ("AWS/Lambda", "Throttles", "worker"): _per_minute(lambda m: [3.0] if m >= 0 else [0.0]),
@@ -275,27 +319,85 @@ SCENARIOS: tuple[Scenario, ...] = (
         must_fire={"worker-throttles": 20},
     ),
     Scenario(
-        "scan-not-reporting",
-        "The bucket-metrics function stops publishing (its schedule disabled, or it fails every run).",
+        "publisher-stopped",
+        "The capacity publisher stops publishing (its schedule disabled, or it fails every run).",
         minutes=30,
+        series={**_idle_queues(), **_healthy_worker(), **_publisher_stops()},
+        must_fire={"s3-metrics-not-reporting-uploads": 5, "s3-metrics-not-reporting-processed": 5},
+    ),
+    Scenario(
+        "capacity-counter-stopped",
+        "The counter's SQS trigger is disabled; uploads go on: the capacity queue's oldest event only ages, and "
+        "each reconciliation finds the counters further below the buckets.",
+        minutes=4 * RECONCILE_MINUTES,
         series={
+            **_capacity_reporting(),
             **_idle_queues(),
             **_healthy_worker(),
-            **{key: _scan_stops(series) for key, series in _scan_reporting().items()},
+            ("AWS/SQS", "ApproximateAgeOfOldestMessage", "capacity-queue"): _per_minute(
+                lambda m: [60.0 * m] if m >= 0 else [1.0]
+            ),
+            **_reconciled(lambda run: -40.0 * run if run > 0 else 0.0, "uploads"),
+            **_reconciled(lambda run: -120.0 * run if run > 0 else 0.0, "processed"),
         },
-        must_fire={"s3-metrics-not-reporting-uploads": 20, "s3-metrics-not-reporting-processed": 20},
+        must_fire={
+            "capacity-event-lag": 25,
+            "capacity-drift-uploads": 3 * RECONCILE_MINUTES,
+            "capacity-drift-processed": 3 * RECONCILE_MINUTES,
+        },
+    ),
+    Scenario(
+        "capacity-events-lost",
+        "40 uploads' object events end in the capacity DLQ (a counter bug); other events flow: the counters stay "
+        "40 objects (and their 120 thumbnails) below the buckets until someone redrives.",
+        minutes=4 * RECONCILE_MINUTES,
+        series={
+            **_capacity_reporting(),
+            **_idle_queues(),
+            **_healthy_worker(),
+            **_reconciled(lambda run: -40.0 if run > 0 else 0.0, "uploads"),
+            **_reconciled(lambda run: -120.0 if run > 0 else 0.0, "processed"),
+        },
+        must_fire={"capacity-drift-uploads": 3 * RECONCILE_MINUTES, "capacity-drift-processed": 3 * RECONCILE_MINUTES},
+    ),
+    Scenario(
+        "poison-capacity-event",
+        "One upload's event fails every counter batch: retried every 6 minutes, in the DLQ after 5 receives; the "
+        "rest flow. The lag alarm stays quiet (one event, not a stuck counter); the drift of that upload fires.",
+        minutes=max(45, 4 * RECONCILE_MINUTES),
+        series={
+            **_capacity_reporting(),
+            **_idle_queues(),
+            **_healthy_worker(),
+            ("AWS/SQS", "ApproximateAgeOfOldestMessage", "capacity-queue"): _per_minute(_poison_event_age),
+            **_reconciled(lambda run: -1.0 if run > 0 else 0.0, "uploads"),
+        },
+        must_fire={"capacity-drift-uploads": 3 * RECONCILE_MINUTES},
+    ),
+    Scenario(
+        "in-flight-drift",
+        "A busy day: now and then a reconciliation counts objects whose events are still in the queue (-3, once "
+        "+1 for a delete); the next one finds none. For the processed bucket, every other reconciliation.",
+        minutes=24 * RECONCILE_MINUTES,
+        series={
+            **_capacity_reporting(),
+            **_idle_queues(),
+            **_healthy_worker(),
+            **_reconciled(lambda run: -3.0 if run % 3 == 1 else (1.0 if run % 12 == 8 else 0.0), "uploads"),
+            **_reconciled(lambda run: -3.0 if run % 2 == 1 else 0.0, "processed"),
+        },
     ),
     Scenario(
         "quiet-night",
-        "Eight hours without an upload: only the scan and the queues' idle metrics are published.",
+        "Eight hours without an upload: only the capacity metrics and the queues' idle metrics are published.",
         minutes=8 * 60,
-        series={**_scan_reporting(), **_idle_queues()},
+        series={**_capacity_reporting(), **_idle_queues()},
     ),
     Scenario(
         "busy-hour",
         "A normal busy hour: invocations every minute, a few slow ones, no errors, 40 API requests a minute.",
         minutes=60,
-        series={**_scan_reporting(), **_idle_queues(), **_healthy_worker(), **_api(40, lambda m: 0.0)},
+        series={**_capacity_reporting(), **_idle_queues(), **_healthy_worker(), **_api(40, lambda m: 0.0)},
     ),
 )
 

@@ -198,6 +198,7 @@ class ImgopsStack(cdk.Stack):
             presign=self.api.presign_function,
             read_api=self.api.read_function,
             metrics_function=self.bucket_metrics.function,
+            capacity=self.capacity,
             queue=self.work_queue.queue,
             dead_letter_queue=self.work_queue.dead_letter_queue,
             table=self.images.table,

@@ -1,23 +1,22 @@
 """One drill per alarm: the real condition on the local stack, then its runbook's recovery.
 
 Each drill causes what the alarm's runbook names as a likely cause, with real traffic and the stack's own
-controls (faults on AWS calls, the worker's configuration, its reserved concurrency, its trigger, the metrics
-schedule), waits for ALARM and the ops topic's message, walks the runbook's fix and checks OK and that nothing
+controls (faults on AWS calls, the worker's configuration, its reserved concurrency, its trigger, the capacity
+counter's trigger), waits for ALARM and the ops topic's message, walks the runbook's fix and checks OK and that nothing
 was lost. Steps are numbered after the framework's first one (the alarm OK before anything is broken).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
-from typing import Any
 
 import requests
 
 from drills.framework import (
     ALARM_PERIOD_SECONDS,
     ALARM_WAIT_SECONDS,
-    BUCKET_METRICS_EVERY_SECONDS,
     DRILL_WORKER_TIMEOUT_SECONDS,
     VISIBILITY_SECONDS,
     Drill,
@@ -30,6 +29,7 @@ from drills.names import ALIASES, CAUSES
 from loadtest.targets import LoadTarget
 from localaws.provision import create_user
 from monitoring import dlq
+from monitoring.capacity_handlers import COUNTER_BATCHING_WINDOW_SECONDS
 from pipeline.resources import Env
 
 DYNAMODB_THROTTLE = "dynamodb:PutItem=1:ProvisionedThroughputExceededException"
@@ -40,6 +40,8 @@ DYNAMODB_DENIED = "dynamodb:*=1:AccessDeniedException"
 SUSTAIN_SECONDS = 3 * ALARM_PERIOD_SECONDS + 4
 # A poller's long-poll wait (localaws.runtime.RuntimeConfig.poll_wait_seconds) and some.
 POLL_SECONDS = 1.5
+# The capacity counter's poll under way when its trigger is disabled: a 1 s long poll, then its batching window.
+CAPACITY_POLL_SECONDS = 1 + COUNTER_BATCHING_WINDOW_SECONDS + 0.5
 
 
 def _stream_until(session: Session, alarm: str, every: float = 1.5) -> list[str]:
@@ -316,31 +318,40 @@ def _read_for(session: Session, image_id: str, seconds: float) -> list[int]:
     return statuses
 
 
-# --- capacity: upload-bucket-size, upload-object-count ---------------------------------------------------
+# --- capacity: upload-bucket-size, capacity-event-lag, capacity-drift-* --------------------------------------
 
 
-def _scan(session: Session) -> dict[str, Any]:
-    """`imgops monitoring publish`: one bucket-metrics scan now; returns the upload bucket's line."""
-    from monitoring import s3_metrics
+def _bytes_by_owner(session: Session) -> dict[str, int]:
+    """`imgops capacity top --limit 1000`: every owner of the upload bucket and their bytes, from the counters."""
+    top = session.capacity_top("uploads", limit=1000)
+    return {owner.owner: owner.totals.size_bytes for owner in top.owners}
 
-    s3_metrics.logger.setLevel("WARNING")
-    report = s3_metrics.measure(
-        [session.info.upload_bucket, session.info.processed_bucket],
-        s3=session.s3,
-        cloudwatch=session.cloudwatch,
-        remaining_ms=lambda: 30_000,
+
+def _counters_match(session: Session, bucket: str) -> bool:
+    """The counters' total for `bucket` (uploads or processed) is what a listing finds."""
+    name = session.info.upload_bucket if bucket == "uploads" else session.info.processed_bucket
+    listed = session.listed(name)
+    total = session.capacity_top(bucket, limit=1).total
+    return (total.objects, total.size_bytes) == (len(listed), sum(size for _, size in listed))
+
+
+def _wait_counters_match(session: Session, timeout: float = 30) -> None:
+    """Both buckets' counters equal to what a listing finds (the counter has caught up)."""
+    wait_for(
+        "the counters to equal the buckets",
+        lambda: _counters_match(session, "uploads") and _counters_match(session, "processed"),
+        timeout,
     )
-    return dict(report["buckets"][0])
 
 
 def upload_bucket_size(session: Session) -> str:
     alarm = "upload-bucket-size"
-    session.step("imgops monitoring publish: the upload bucket's size now")
-    before = _scan(session)
-    users_before = _bytes_by_user(session)
-    threshold = before["bytes_listed"] + 2 * session.largest_upload_bytes
+    session.step("imgops capacity top: the upload bucket's size now, from the counters")
+    before = session.capacity_top("uploads").total
+    owners_before = _bytes_by_owner(session)
+    threshold = before.size_bytes + 2 * session.largest_upload_bytes
     session.note(
-        f"{before['objects_listed']} objects, {before['bytes_listed']:,} bytes; threshold compressed: "
+        f"{before.objects} objects, {before.size_bytes:,} bytes; threshold compressed: "
         f"{session.deployed_threshold(alarm) / 2**30:g} GiB -> {threshold:,} bytes"
     )
     session.set_threshold(alarm, threshold)
@@ -353,19 +364,22 @@ def upload_bucket_size(session: Session) -> str:
         session.wait_done(theirs)
         session.step(f"imgops alarms check: expect {alarm} ALARM and its message")
         session.expect_alarm(alarm)
-        session.step("Runbook: a jump: the per-user prefix that grew is the runaway user's")
-        grown = {user: size - users_before.get(user, 0) for user, size in _bytes_by_user(session).items()}
-        expect(max(grown, key=lambda user: grown[user]) == sub, f"growth by user: {grown}")
-        session.note(f"user-uploads/{sub}/ grew {grown[sub]:,} bytes")
+        session.step("Runbook: imgops capacity top, again: the user whose bytes jumped is the runaway")
+        grown = {owner: size - owners_before.get(owner, 0) for owner, size in _bytes_by_owner(session).items()}
+        jumped = max(grown, key=lambda owner: grown[owner])
+        expect(jumped == f"user-uploads/{sub}/", f"growth by owner: {grown}")
+        session.note(f"{jumped} grew {grown[jumped]:,} bytes")
         session.step("Disable the user, remove their prefix; expect the size back under the threshold")
         session.target.client("cognito-idp").admin_disable_user(
             UserPoolId=session.info.user_pool_id, Username="runaway"
         )
-        keys = _keys(session, f"user-uploads/{sub}/")
-        for key in keys:
+        for key, _ in session.listed(session.info.upload_bucket, f"user-uploads/{sub}/"):
             session.s3.delete_object(Bucket=session.info.upload_bucket, Key=key)
-        after = _scan(session)
-        expect(after["bytes_listed"] <= threshold, f"still {after['bytes_listed']:,} bytes")
+        wait_for(
+            "the counters to count the removal",
+            lambda: session.capacity_top("uploads").total.size_bytes <= threshold,
+            session.options.timeout_seconds,
+        )
         session.step(f"imgops alarms check: expect {alarm} OK and its OK message")
         session.expect_ok(alarm)
         images = session.nothing_lost()  # processed before their originals went: DONE
@@ -374,118 +388,154 @@ def upload_bucket_size(session: Session) -> str:
     return f"{images} runaway uploads processed, then removed; the bucket back under."
 
 
-def _keys(session: Session, prefix: str) -> list[str]:
-    keys = []
-    for page in session.s3.get_paginator("list_objects_v2").paginate(Bucket=session.info.upload_bucket, Prefix=prefix):
-        keys += [obj["Key"] for obj in page.get("Contents", [])]
-    return keys
-
-
-def _bytes_by_user(session: Session) -> dict[str, int]:
-    sizes: dict[str, int] = {}
-    pages = session.s3.get_paginator("list_objects_v2").paginate(
-        Bucket=session.info.upload_bucket, Prefix="user-uploads/"
-    )
-    for page in pages:
-        for obj in page.get("Contents", []):
-            user = obj["Key"].split("/")[1]
-            sizes[user] = sizes.get(user, 0) + int(obj.get("Size", 0))
-    return sizes
-
-
-def upload_object_count(session: Session) -> str:
-    alarm = "upload-object-count"
-    session.step("imgops monitoring publish: the upload bucket's object count now")
-    before = _scan(session)
-    threshold = before["objects_listed"] + 3
-    deployed = session.deployed_threshold(alarm)
-    session.note(f"{before['objects_listed']} objects; threshold compressed: {deployed:,.0f} -> {threshold}")
-    session.set_threshold(alarm, threshold)
+def capacity_event_lag(session: Session) -> str:
+    alarm = "capacity-event-lag"
+    threshold = session.threshold(alarm)
+    session.step("Disable the capacity counter's SQS trigger and upload 3 images")
+    session.note(f"their object events wait; threshold compressed: 15 min -> {threshold:g} s")
+    session.stack.pause_capacity_counter()
+    time.sleep(CAPACITY_POLL_SECONDS)  # a batch already under way ends first
     try:
-        session.step("Growth: 4 more uploads")
-        session.wait_done(session.upload(4))
+        session.wait_done(session.upload(3))
+        waiting = session.visible(session.capacity_queue_url)
+        expect(waiting > 0, "no object events wait in the capacity queue")
+        session.step(f"imgops alarms check: expect {alarm} ALARM and its message")
+        session.expect_alarm(alarm, timeout=ALARM_WAIT_SECONDS + threshold)
+        session.step("Runbook: the capacity DLQ is empty; events wait: the trigger is the cause")
+        expect(session.visible(session.capacity_dlq_url) == 0, "the capacity DLQ holds events")
+        waiting = session.visible(session.capacity_queue_url)
+        expect(waiting > 0, "the capacity queue is empty")
+        drifting = [a for a, state in session.states().items() if a.startswith("capacity-drift") and state == "ALARM"]
+        session.note(f"{waiting} events waiting; drift alarms in ALARM too (the same cause): {len(drifting)}")
+    finally:
+        session.step("Enable the trigger again: expect the queue drained, the counters equal to the buckets")
+        session.stack.resume_capacity_counter()
+    wait_for(
+        "the capacity queue to drain",
+        lambda: session.visible(session.capacity_queue_url) == 0,
+        session.options.timeout_seconds,
+    )
+    _wait_counters_match(session)
+    session.step(f"imgops alarms check: expect {alarm} OK and its OK message")
+    session.expect_ok(alarm)
+    images = session.nothing_lost()
+    return f"{waiting} events of {images} images waited; counted with the trigger back."
+
+
+def _fail_every_receive(session: Session) -> int:
+    """What a counter failing every batch does to its queue: each event received, never deleted, received again
+    once its visibility timeout (compressed) is over, until SQS's redrive policy (5 receives) moves it to the
+    capacity DLQ. Returns how many reached the DLQ."""
+    before = session.visible(session.capacity_dlq_url)
+    deadline = time.monotonic() + session.options.timeout_seconds
+    while session.visible(session.capacity_queue_url) > 0:
+        expect(time.monotonic() < deadline, "the capacity queue's events did not reach its DLQ")
+        session.sqs.receive_message(
+            QueueUrl=session.capacity_queue_url,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=VISIBILITY_SECONDS,
+            WaitTimeSeconds=0,
+        )
+        time.sleep(VISIBILITY_SECONDS + 0.2)
+    return session.visible(session.capacity_dlq_url) - before
+
+
+def _drift(bucket: str) -> Callable[[Session], str]:
+    alarm = f"capacity-drift-{bucket}"
+
+    def drill(session: Session) -> str:
+        session.step("A counter that fails every batch: 2 uploads; each of their events is received and not deleted")
+        session.note(
+            f"retried every {VISIBILITY_SECONDS} s (6 min compressed); after 5 receives SQS's redrive policy "
+            "moves it to the capacity DLQ"
+        )
+        session.stack.pause_capacity_counter()
+        time.sleep(CAPACITY_POLL_SECONDS)  # a batch already under way ends first
+        try:
+            session.wait_done(session.upload(2))
+            parked = _fail_every_receive(session)
+            expect(parked > 0, "no event reached the capacity DLQ")
+        finally:
+            session.stack.resume_capacity_counter()
         session.step(f"imgops alarms check: expect {alarm} ALARM and its message")
         session.expect_alarm(alarm)
-        session.step("Runbook: imgops monitoring publish: does a scan still complete?")
-        expect(bool(_scan(session)["complete"]), "the scan no longer completes")
-        raised = threshold * _rate_factor()
-        session.step("Lengthen the scan interval (metrics-rate-minutes=60): the threshold rises")
-        session.note(f"x{_rate_factor():.1f}: {threshold} -> {raised:.0f} (deployed: {deployed * _rate_factor():,.0f})")
-        session.set_threshold(alarm, raised)
+        session.step("Runbook: capacity-event-lag OK; the capacity DLQ holds the uploads' events")
+        expect(session.states()["capacity-event-lag"] == "OK", "capacity-event-lag fires: the counter is stuck")
+        keys = _dead_letter_keys(session)
+        expect(len(keys) == parked, f"the capacity DLQ holds {len(keys)} events, {parked} were parked")
+        session.note(f"{parked} events, e.g. {sorted(keys)[0]}")
+        session.step("Redrive the capacity DLQ: the counter counts each event once")
+        moved = dlq.redrive(
+            session.sqs,
+            dlq_url=session.capacity_dlq_url,
+            queue_url=session.capacity_queue_url,
+            prefer_move_task=False,
+        )
+        expect(moved.error == "" and len(moved.moved) == parked, f"redrive: {moved.error or len(moved.moved)}")
+        _wait_counters_match(session)
         session.step(f"imgops alarms check: expect {alarm} OK and its OK message")
         session.expect_ok(alarm)
         images = session.nothing_lost()
-    finally:
-        session.set_threshold(alarm, None)
-    return f"{images} uploads crossed the compressed count; OK after the longer interval."
-
-
-def _rate_factor() -> float:
-    """How much the object-count threshold grows from a 5- to a 60-minute scan: its longer listing budget
-    (dashboards.constructs.s3_metrics.scan_budget_seconds, without importing the CDK)."""
-    from monitoring.s3_metrics import SAFETY_MARGIN_MS, timeout_seconds
-
-    def budget(rate_minutes: int) -> int:
-        return timeout_seconds(rate_minutes * 60) - SAFETY_MARGIN_MS // 1000
-
-    return budget(60) / budget(5)
-
-
-# --- s3-metrics-not-reporting-* ---------------------------------------------------------------------------
-
-
-def _not_reporting(bucket: str) -> Any:
-    alarm = f"s3-metrics-not-reporting-{bucket}"
-
-    def drill(session: Session) -> str:
-        rule = _schedule_rule(session)
-        session.step("Disable the bucket-metrics schedule: expect no scans")
-        session.note(f"aws events disable-rule --name {rule}")
-        session.note(f"3 periods of {ALARM_PERIOD_SECONDS} s without a scan fire the alarm")
-        session.events.disable_rule(Name=rule)
-        try:
-            session.step(f"imgops alarms check: expect {alarm} ALARM and its message")
-            session.expect_alarm(alarm)
-            session.step("Runbook: no invocations: the schedule rule is disabled")
-            state = session.events.describe_rule(Name=rule)["State"]
-            expect(state == "DISABLED", f"the rule is {state}")
-        finally:
-            session.step("Enable the rule; run one scan by hand (imgops monitoring publish)")
-            session.events.enable_rule(Name=rule)
-        expect(bool(_scan(session)["complete"]), "the scan by hand did not complete")
-        session.step(f"imgops alarms check: expect {alarm} OK and its OK message")
-        session.expect_ok(alarm)
-        wait_for("a scheduled scan", lambda: _scans_since(session, time.time() - 10), 10 * BUCKET_METRICS_EVERY_SECONDS)
-        return "scans stopped with the rule, resumed when it was enabled."
+        return f"{parked} events parked, redriven, counted once; {images} images DONE."
 
     return drill
 
 
-def _schedule_rule(session: Session) -> str:
-    from monitoring import s3_metrics
+def _dead_letter_keys(session: Session) -> list[str]:
+    """The object keys of the events in the capacity DLQ (read, left there: a receive with no visibility)."""
+    keys: list[str] = []
+    for message in session.sqs.receive_message(
+        QueueUrl=session.capacity_dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=0, WaitTimeSeconds=0
+    ).get("Messages", []):
+        detail = json.loads(message["Body"]).get("detail", {})
+        keys.append(str(detail.get("object", {}).get("key", "?")))
+    return keys
 
-    arn = session.lambda_.get_function_configuration(FunctionName=s3_metrics.function_name(session.info.prefix))[
-        "FunctionArn"
-    ]
-    [rule] = session.events.list_rule_names_by_target(TargetArn=arn)["RuleNames"]
-    return str(rule)
+
+# --- s3-metrics-not-reporting-* ---------------------------------------------------------------------------
+
+# An IAM change that denies the publisher's role PutMetricData (the reconciler's shares the fault here).
+METRICS_DENIED = "cloudwatch:PutMetricData=1:AccessDeniedException"
 
 
-def _scans_since(session: Session, since: float) -> bool:
-    from datetime import UTC, datetime
+def _not_reporting(bucket: str) -> Callable[[Session], str]:
+    alarm = f"s3-metrics-not-reporting-{bucket}"
 
-    from monitoring import s3_metrics
+    def drill(session: Session) -> str:
+        session.step(f"An IAM change denies the capacity publisher {METRICS_DENIED.split('=')[0]}")
+        session.note(f"3 compressed periods of {ALARM_PERIOD_SECONDS} s without a publication fire the alarm")
+        with session.fault(METRICS_DENIED):
+            session.step(f"imgops alarms check: expect {alarm} ALARM and its message")
+            session.expect_alarm(alarm)
+            session.step("Runbook: the publisher's error (its log, or a Test run): AccessDenied")
+            error = _publish_by_hand(session)
+            expect("AccessDenied" in error, f"the publisher answered {error!r}")
+            session.note(error[:120])
+            session.step("imgops capacity top: the counters are there, only publishing fails")
+            expect(_counters_match(session, bucket), "the counters do not match the bucket")
+        session.step("Fix IAM (imgops faults clear); run the publisher by hand")
+        error = _publish_by_hand(session)
+        expect(error == "", f"the publisher still fails: {error}")
+        session.step(f"imgops alarms check: expect {alarm} OK and its OK message")
+        session.expect_ok(alarm)
+        return "publications stopped while denied, resumed with the fix."
 
-    statistics = session.cloudwatch.get_metric_statistics(
-        Namespace=s3_metrics.NAMESPACE,
-        MetricName=s3_metrics.NUMBER_OF_OBJECTS,
-        Dimensions=[{"Name": s3_metrics.BUCKET_DIMENSION, "Value": session.info.upload_bucket}],
-        StartTime=datetime.fromtimestamp(since, UTC),
-        EndTime=datetime.now(UTC),
-        Period=60,
-        Statistics=["SampleCount"],
-    )
-    return sum(float(point.get("SampleCount", 0)) for point in statistics.get("Datapoints", [])) >= 2
+    return drill
+
+
+def _publish_by_hand(session: Session) -> str:
+    """One publisher invocation now, as the console's Test button runs it; returns its error ("" if none)."""
+    from botocore.exceptions import ClientError
+
+    from localaws.context import LocalLambdaContext
+    from monitoring import capacity_publisher
+
+    function = f"{session.info.prefix}-capacity-publisher"
+    try:
+        capacity_publisher.handler({}, LocalLambdaContext.create(function, timeout_seconds=30, memory_mb=256))
+    except ClientError as exc:
+        return f"{exc.response.get('Error', {}).get('Code', '')}: {exc}"
+    return ""
 
 
 # --- pipeline-unhealthy (composite) ---------------------------------------------------------------------
@@ -538,7 +588,9 @@ _RUNS: dict[str, Callable[[Session], str]] = {
     "worker-duration-near-timeout": worker_duration,
     "api-5xx-rate": api_5xx_rate,
     "upload-bucket-size": upload_bucket_size,
-    "upload-object-count": upload_object_count,
+    "capacity-event-lag": capacity_event_lag,
+    "capacity-drift-uploads": _drift("uploads"),
+    "capacity-drift-processed": _drift("processed"),
     "s3-metrics-not-reporting-uploads": _not_reporting("uploads"),
     "s3-metrics-not-reporting-processed": _not_reporting("processed"),
     "pipeline-unhealthy": pipeline_unhealthy,

@@ -5,11 +5,18 @@ A drill is a function of a `Session`; it says what it expects before each step (
 `DrillFailed` on the first expectation that does not hold. `run_drills` starts the stack once and runs the
 drills in a row: each starts from a stack with every alarm OK and leaves it so.
 
-Time is compressed, the same way for every drill: 5-minute alarm periods last `ALARM_PERIOD_SECONDS`, the
-queue's 6-minute visibility timeout `VISIBILITY_SECONDS`, the worker's 60 s timeout `WORKER_TIMEOUT_SECONDS`,
-and the bucket-metrics schedule runs every `BUCKET_METRICS_EVERY_SECONDS`. Thresholds that are times follow
-the same compression (`compressed_thresholds`); the capacity thresholds are set by their drills just above
-what the local buckets hold, since nobody uploads 500 GiB to a drill.
+Time is compressed, the same way for every drill: alarm periods (1 minute to 1 hour) last
+`ALARM_PERIOD_SECONDS`, the queue's 6-minute visibility timeout `VISIBILITY_SECONDS`, the worker's 60 s timeout
+`WORKER_TIMEOUT_SECONDS`, the capacity publisher runs every `CAPACITY_PUBLISH_EVERY_SECONDS` (every minute on AWS)
+and the reconciler every `BUCKET_METRICS_EVERY_SECONDS`. Thresholds that are times follow the same compression
+(`compressed_thresholds`); the capacity thresholds are set by their drills just above what the local buckets hold,
+since nobody uploads 500 GiB to a drill.
+
+The capacity counter, publisher and reconciler run in the stack's process, where the `imgops faults` hook the
+drills use for the API's handlers reaches them too. Their DynamoDB and S3 clients are made before the hook: a
+drill's DynamoDB faults stand for IAM changes on the pipeline's roles, not on the counter's. Their CloudWatch clients
+are made after it, so `cloudwatch:PutMetricData` faults reach the publisher and the reconciler
+(`_faults_reach_the_api`).
 """
 
 from __future__ import annotations
@@ -39,12 +46,13 @@ from monitoring import dlq
 from monitoring.target import STATE_DIR_ENV, StackInfo, Target, faults_file, for_local, state_dir
 from pipeline import store
 from pipeline.errors import ImgopsError
-from pipeline.resources import QUEUE_VISIBILITY_TIMEOUT_SECONDS, WORKER_TIMEOUT_SECONDS
+from pipeline.resources import QUEUE_VISIBILITY_TIMEOUT_SECONDS, WORKER_TIMEOUT_SECONDS, ResourceNames
 
 ALARM_PERIOD_SECONDS = 6  # a 5-minute period, compressed 50x
 VISIBILITY_SECONDS = 2  # the work queue's 6-minute visibility timeout
 DRILL_WORKER_TIMEOUT_SECONDS = 8  # the worker's 60 s timeout
-BUCKET_METRICS_EVERY_SECONDS = 2  # rate(5 minutes): at least two scans in every compressed period
+BUCKET_METRICS_EVERY_SECONDS = 2  # the reconciler (hourly by default): at least two runs in every compressed period
+CAPACITY_PUBLISH_EVERY_SECONDS = 1.2  # the capacity publisher's rate(1 minute), compressed 50x like 5 min -> 6 s
 METRICS_FLUSH_SECONDS = 1.0
 # How long a drill waits for an alarm to change state (a few compressed periods, on a loaded machine).
 ALARM_WAIT_SECONDS = 60.0
@@ -80,10 +88,12 @@ class DrillResult:
 
 
 # Thresholds that are times, scaled like the times they stand for: the queue age is a number of visibility
-# timeouts (3 x 6 min), the worker's duration a share of its timeout (80 % of 60 s).
+# timeouts (3 x 6 min), the worker's duration a share of its timeout (80 % of 60 s), the capacity queue's age a
+# span of wall-clock time (15 min), compressed like a 5-minute period to ALARM_PERIOD_SECONDS.
 TIME_THRESHOLDS = {
     "queue-oldest-message-age": VISIBILITY_SECONDS / QUEUE_VISIBILITY_TIMEOUT_SECONDS,
     "worker-duration-near-timeout": DRILL_WORKER_TIMEOUT_SECONDS / WORKER_TIMEOUT_SECONDS,
+    "capacity-event-lag": ALARM_PERIOD_SECONDS / 300,
 }
 
 
@@ -160,6 +170,9 @@ class Session:
         self.events = self.target.client("events")
         self.cloudwatch = self.target.client("cloudwatch")
         self.table = self.target.table()
+        names = ResourceNames(info.prefix)
+        self.capacity_queue_url = str(self.sqs.get_queue_url(QueueName=names.capacity_queue)["QueueUrl"])
+        self.capacity_dlq_url = str(self.sqs.get_queue_url(QueueName=names.capacity_dead_letter_queue)["QueueUrl"])
         self._base_template = dict(template)
         self._deployed = thresholds(template, info.prefix)
         self._thresholds: dict[str, float] = compressed_thresholds(template, info.prefix)
@@ -319,13 +332,35 @@ class Session:
         return dict(self.lambda_.get_function_configuration(FunctionName=self.target.worker_function))
 
     def nothing_lost(self) -> int:
-        """Every image this drill uploaded DONE, both queues empty; returns how many images."""
+        """Every image this drill uploaded DONE, both queues and both capacity queues empty; returns how many
+        images."""
         self.wait_done(self.uploaded)
         wait_for(
             "the work queue to drain", lambda: self.visible(self.info.queue_url) == 0, self.options.timeout_seconds
         )
         expect(self.visible(self.info.dlq_url) == 0, "the DLQ is not empty")
+        wait_for(
+            "the capacity queue to drain",
+            lambda: self.visible(self.capacity_queue_url) == 0,
+            self.options.timeout_seconds,
+        )
+        expect(self.visible(self.capacity_dlq_url) == 0, "the capacity DLQ is not empty")
         return len(self.uploaded)
+
+    def capacity_top(self, bucket: str = "uploads", limit: int = 10) -> Any:
+        """`imgops capacity top [--bucket B] [--limit N]`: the bucket's owners by bytes, from the counters."""
+        from monitoring import capacity_top
+
+        return capacity_top.read_top(
+            self.target, which=capacity_top.Which(bucket), by=capacity_top.By.BYTES, limit=limit
+        )
+
+    def listed(self, bucket: str, prefix: str = "") -> list[tuple[str, int]]:
+        """Every (key, size) in `bucket` under `prefix`: the truth the reconciler lists."""
+        found = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            found += [(str(obj["Key"]), int(obj.get("Size", 0))) for obj in page.get("Contents", [])]
+        return found
 
 
 def run_drills(
@@ -339,7 +374,7 @@ def run_drills(
     name = drills[0].alarm if len(drills) == 1 else "all"
     log_file = state_dir() / "drills" / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="imgops-drill-") as home, _api_log(log_file):
+    with tempfile.TemporaryDirectory(prefix="imgops-drill-") as home, _api_log(log_file), _handler_logs(log_file):
         os.environ[STATE_DIR_ENV] = home  # the drill's stack, state and faults stay its own
         try:
             stack_options = LocalStackOptions(
@@ -350,6 +385,7 @@ def run_drills(
                 sample_every_seconds=1.0,
                 metrics_flush_seconds=METRICS_FLUSH_SECONDS,
                 bucket_metrics_every_seconds=BUCKET_METRICS_EVERY_SECONDS,
+                capacity_publish_every_seconds=CAPACITY_PUBLISH_EVERY_SECONDS,
                 log_file=log_file,
             )
             with LocalStack(stack_options) as stack:
@@ -357,7 +393,11 @@ def run_drills(
                 say(f"Starting a local stack, time compressed: alarm periods 5 min -> {ALARM_PERIOD_SECONDS} s,")
                 say(
                     f"   visibility 6 min -> {VISIBILITY_SECONDS} s, worker timeout 60 -> "
-                    f"{DRILL_WORKER_TIMEOUT_SECONDS} s, bucket metrics every {BUCKET_METRICS_EVERY_SECONDS} s"
+                    f"{DRILL_WORKER_TIMEOUT_SECONDS} s, capacity metrics every"
+                )
+                say(
+                    f"   {CAPACITY_PUBLISH_EVERY_SECONDS:g} s (1 min), reconciled every "
+                    f"{BUCKET_METRICS_EVERY_SECONDS} s (1 h)"
                 )
                 say(f"   its log: {log_file}")
                 info = stack.start()
@@ -391,12 +431,22 @@ def run_drills(
 
 def _faults_reach_the_api() -> None:
     """The local API's handlers run in this process: hook `imgops faults` into the clients they create, as the
-    workers' execution environments do, so a drill can break the API's dependencies too."""
+    workers' execution environments do, so a drill can break the API's dependencies too.
+
+    The capacity functions run here as well. Their DynamoDB and S3 clients are made first, from the session the
+    hook does not touch: the drills' DynamoDB faults stand for IAM changes on the pipeline's roles (the worker's,
+    the read API's), which leave the counter's alone. Their CloudWatch clients are made afresh after the hook, so a
+    `cloudwatch:PutMetricData` fault reaches the publisher and the reconciler as it would their roles."""
     from localaws.faults import install_from_environment
+    from monitoring import capacity_handlers, reconcile
     from pipeline import aws
 
+    capacity_handlers._dynamodb()
+    reconcile._s3()
     aws.forget_clients()
     install_from_environment()
+    capacity_handlers.cloudwatch_client.cache_clear()
+    reconcile._cloudwatch.cache_clear()
 
 
 @contextmanager
@@ -413,6 +463,30 @@ def _api_log(path: Path) -> Iterator[None]:
         logger.removeHandler(handler)
         handler.close()
         logger.propagate = previous
+
+
+@contextmanager
+def _handler_logs(path: Path) -> Iterator[None]:
+    """The functions that run in the stack's process (the API's, the capacity counter, publisher and reconciler) log
+    JSON lines to stdout as on Lambda: to the drill's log here, where the workers' lines go, not the console."""
+    from monitoring import capacity_counter, capacity_publisher, reconcile
+    from pipeline import presign, read_api
+
+    handlers = [
+        handler
+        for module in (presign, read_api, capacity_counter, capacity_publisher, reconcile)
+        for handler in module.logger.handlers
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+    ]
+    with path.open("a", encoding="utf-8") as log:
+        previous = [handler.stream for handler in handlers]
+        for handler in handlers:
+            handler.setStream(log)
+        try:
+            yield
+        finally:
+            for handler, stream in zip(handlers, previous, strict=True):
+                handler.setStream(stream)
 
 
 def _subscribe_inbox(sqs: Any, sns: Any, topic_name: str) -> str:

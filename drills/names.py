@@ -11,9 +11,11 @@ CAUSES: dict[str, str] = {
     "worker-duration-near-timeout": "a slow S3: invocations near the timeout",
     "api-5xx-rate": "IAM denies the read API's DynamoDB reads",
     "upload-bucket-size": "a runaway client fills the upload bucket",
-    "upload-object-count": "growth past what one scan can list",
-    "s3-metrics-not-reporting-uploads": "the bucket-metrics schedule disabled",
-    "s3-metrics-not-reporting-processed": "the bucket-metrics schedule disabled",
+    "capacity-event-lag": "the capacity counter's trigger disabled",
+    "capacity-drift-uploads": "object events parked in the capacity DLQ",
+    "capacity-drift-processed": "object events parked in the capacity DLQ",
+    "s3-metrics-not-reporting-uploads": "IAM denies the capacity publisher",
+    "s3-metrics-not-reporting-processed": "IAM denies the capacity publisher",
     "pipeline-unhealthy": "DynamoDB denied: two high alarms, one page",
 }
 # Names on-call already knows.

@@ -193,6 +193,7 @@ class ReconcilerSettings:
 
     inventory_bucket: str
     capacity_queue: str
+    capacity_dead_letter_queue: str
     engine: str  # athena | duckdb
     athena_workgroup: str
     athena_database: str
@@ -205,6 +206,7 @@ class ReconcilerSettings:
         return cls(
             inventory_bucket=env.get(Env.INVENTORY_BUCKET) or names.inventory_bucket,
             capacity_queue=env.get(Env.CAPACITY_QUEUE) or names.capacity_queue,
+            capacity_dead_letter_queue=env.get(Env.CAPACITY_DEAD_LETTER_QUEUE) or names.capacity_dead_letter_queue,
             engine=env.get(Env.INVENTORY_ENGINE) or default_engine,
             athena_workgroup=env.get(Env.ATHENA_WORKGROUP) or names.athena_workgroup,
             athena_database=env.get(Env.ATHENA_DATABASE) or names.glue_database,
@@ -266,7 +268,7 @@ def reconcile(
     Each bucket is listed while the counters say it lists within --timeout, else read from its newest S3 Inventory
     report (Athena on AWS, DuckDB locally). The drift (the counters minus the truth) is published as DriftObjects
     and DriftBytes; drift that the previous run saw identical is corrected, once the capacity queue's oldest event
-    is younger than the snapshot."""
+    is younger than the snapshot and none waits in its dead-letter queue."""
     from monitoring import reconcile as reconciler
 
     lags: list[float | None] = []
@@ -288,7 +290,7 @@ def reconcile(
             return max(0, int((deadline - time.monotonic()) * 1000))
 
         def lag() -> float | None:
-            lags.append(reconciler.queue_lag(cloudwatch, settings.capacity_queue))
+            lags.append(reconciler.queue_lag(cloudwatch, settings.capacity_queue, settings.capacity_dead_letter_queue))
             return lags[-1]
 
         buckets = [target.upload_bucket, target.processed_bucket]

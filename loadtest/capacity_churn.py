@@ -33,7 +33,7 @@ from monitoring.s3_metrics import (
     capped_prefixes,
 )
 from pipeline.errors import ImgopsError
-from pipeline.resources import PROCESSED_PREFIX, UPLOAD_PREFIX
+from pipeline.resources import PROCESSED_PREFIX, UPLOAD_PREFIX, ResourceNames
 
 # Of the objects created: this share in uploaders' folders, the rest thumbnails under processed/.
 UPLOAD_SHARE = 0.7
@@ -42,6 +42,10 @@ DELETE_SHARE = 0.1
 EXPIRE_SHARE = 0.05
 RUNAWAY_SIZE = 500_000  # bytes per object of the runaway uploader (the others: 1 to 2,000), above a photo
 PUT_THREADS = 8
+# The churn waits while more events than this wait for the counter, until fewer than BACKLOG_LOW do.
+BACKLOG_HIGH = 600
+BACKLOG_LOW = 200
+BACKLOG_CHECK_EVERY = 50  # writes
 
 
 class ChurnError(ImgopsError, RuntimeError):
@@ -92,9 +96,11 @@ def churn(
     plan: ChurnPlan,
     expire: Callable[[str, list[str]], int],
     rate: float | None = None,
+    backlog: Callable[[], int] | None = None,
 ) -> dict[str, int]:
-    """Do the churn, at most `rate` writes a second if given; returns how many objects each operation touched."""
-    pace = _Pace(rate)
+    """Do the churn, at most `rate` writes a second if given, and waiting while `backlog()` (the events not yet
+    counted) is above BACKLOG_HIGH until it is below BACKLOG_LOW; returns how many objects each operation touched."""
+    pace = _Pace(rate, backlog)
     rng = random.Random(plan.seed)
     owners = [f"{UPLOAD_PREFIX}{uuid.UUID(int=plan.seed * 1000 + 1 + n)}/" for n in range(plan.owners)]
     runaway = owners[0]
@@ -126,7 +132,9 @@ def churn(
     for bucket, key, _ in picked[delete_end:]:
         by_bucket.setdefault(bucket, []).append(key)
     for bucket, keys in by_bucket.items():
-        expired += expire(bucket, keys)
+        for first in range(0, len(keys), BACKLOG_CHECK_EVERY):
+            pace.hold()
+            expired += expire(bucket, keys[first : first + BACKLOG_CHECK_EVERY])
     return {"created": len(creates), "overwritten": len(overwrites), "deleted": len(deletes), "expired": expired}
 
 
@@ -136,17 +144,34 @@ def _delete(s3: Any, item: tuple[str, str, int], pace: _Pace) -> None:
 
 
 class _Pace:
-    """Spaces writes `1 / rate` seconds apart across threads (None: as fast as they go)."""
+    """Spaces writes `1 / rate` seconds apart across threads (None: as fast as they go), and holds them while the
+    counter's backlog is high: the embedded SQS scans a whole queue per receive, so a backlog that grows slows the
+    counter further (on AWS a backlog only waits)."""
 
-    def __init__(self, rate: float | None) -> None:
+    def __init__(self, rate: float | None, backlog: Callable[[], int] | None = None) -> None:
         self._gap = 1.0 / rate if rate else 0.0
         self._next = time.monotonic()
         self._lock = threading.Lock()
+        self._backlog = backlog
+        self._writes = 0
+        self.held_seconds = 0.0
+
+    def hold(self) -> None:
+        """Wait while the backlog is high (callers hold the lock or are alone)."""
+        if self._backlog is not None and self._backlog() > BACKLOG_HIGH:
+            started = time.monotonic()
+            while self._backlog() > BACKLOG_LOW:
+                time.sleep(0.5)
+            self.held_seconds += time.monotonic() - started
+            self._next = time.monotonic()
 
     def wait(self) -> None:
-        if not self._gap:
-            return
         with self._lock:
+            self._writes += 1
+            if self._writes % BACKLOG_CHECK_EVERY == 0:
+                self.hold()
+            if not self._gap:
+                return
             slot = self._next = max(self._next + self._gap, time.monotonic())
         time.sleep(max(0.0, slot - time.monotonic()))
 
@@ -245,9 +270,12 @@ def run(
     from localaws.context import LocalLambdaContext
     from localaws.object_events import Mischief
     from localaws.stack import LocalStack, LocalStackOptions, scheduled_event
-    from monitoring import reconcile, s3_metrics
+    from monitoring import capacity_counter, capacity_publisher, reconcile, s3_metrics
     from monitoring.capacity_top import read_top
     from monitoring.target import STATE_DIR_ENV, for_local
+
+    for logger in (capacity_counter.logger, capacity_publisher.logger, reconcile.logger):
+        logger.setLevel("WARNING")  # their INFO lines are for CloudWatch Logs, not this command's output
 
     saved = os.environ.get(STATE_DIR_ENV)
     with tempfile.TemporaryDirectory(prefix="imgops-churn-") as state:
@@ -268,8 +296,22 @@ def run(
                 buckets = [info.upload_bucket, info.processed_bucket]
                 on_progress(f"churning {plan.objects:,} objects")
                 started = time.monotonic()
+                sqs = aws.client("sqs")
+                queue = sqs.get_queue_url(QueueName=ResourceNames(info.prefix).capacity_queue)["QueueUrl"]
+                names = [f"ApproximateNumberOfMessages{kind}" for kind in ("", "NotVisible", "Delayed")]
+
+                def backlog() -> int:
+                    attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=names)["Attributes"]
+                    return sum(int(attributes.get(name, 0)) for name in names)
+
                 counts = churn(
-                    s3, upload_bucket=buckets[0], processed_bucket=buckets[1], plan=plan, expire=stack.expire, rate=rate
+                    s3,
+                    upload_bucket=buckets[0],
+                    processed_bucket=buckets[1],
+                    plan=plan,
+                    expire=stack.expire,
+                    rate=rate,
+                    backlog=backlog,
                 )
                 churn_seconds = time.monotonic() - started
                 changed = datetime.now(UTC)

@@ -181,13 +181,14 @@ def scheduled_event(region: str, rule_name: str) -> dict[str, Any]:
     }
 
 
-def _schedule_rules(info: StackInfo) -> list[dict[str, Any]]:
-    """The EventBridge rules that invoke the bucket-metrics function (as the template made them), described."""
+def _schedule_rules(info: StackInfo, function_name: str | None = None) -> list[dict[str, Any]]:
+    """The EventBridge rules that invoke a function (default: the bucket-metrics one) as the template made them,
+    described."""
     from monitoring import s3_metrics
 
     target = for_local(info)
     function_arn = target.client("lambda").get_function_configuration(
-        FunctionName=s3_metrics.function_name(info.prefix)
+        FunctionName=function_name or s3_metrics.function_name(info.prefix)
     )["FunctionArn"]
     events = target.client("events")
     names = events.list_rule_names_by_target(TargetArn=function_arn)["RuleNames"]
@@ -205,9 +206,10 @@ def schedule_seconds(info: StackInfo) -> int:
     return DEFAULT_BUCKET_METRICS_SECONDS
 
 
-def schedule_enabled(info: StackInfo) -> bool:
-    """Whether the bucket-metrics function's EventBridge rule is enabled: a disabled rule invokes nothing."""
-    rules = _schedule_rules(info)
+def schedule_enabled(info: StackInfo, function_name: str | None = None) -> bool:
+    """Whether a function's (default: the bucket-metrics one's) EventBridge schedule is enabled: a disabled rule
+    invokes nothing."""
+    rules = [rule for rule in _schedule_rules(info, function_name) if rule.get("ScheduleExpression")]
     return not rules or any(rule.get("State") == "ENABLED" for rule in rules)
 
 
@@ -428,6 +430,8 @@ class LocalStack:
         handler = metered(function_name, capacity_publisher.handler, buffer, timeout_seconds=timeout)
 
         def run() -> None:
+            if not schedule_enabled(info, function_name):  # `aws events disable-rule`: the schedule stops invoking
+                return
             context = LocalLambdaContext.create(
                 function_name, timeout_seconds=int(timeout), memory_mb=capacity_handlers.PUBLISHER_MEMORY_MB
             )
@@ -576,7 +580,13 @@ def capacity_environment(info: StackInfo) -> dict[str, str]:
     ):
         configuration = lambda_.get_function_configuration(FunctionName=function)
         variables = configuration.get("Environment", {}).get("Variables", {})
-        wanted = {Env.CAPACITY_TABLE, Env.CAPACITY_SHARDS, Env.CAPACITY_QUEUE, Env.INVENTORY_BUCKET}
+        wanted = {
+            Env.CAPACITY_TABLE,
+            Env.CAPACITY_SHARDS,
+            Env.CAPACITY_QUEUE,
+            Env.CAPACITY_DEAD_LETTER_QUEUE,
+            Env.INVENTORY_BUCKET,
+        }
         environment.update({name: value for name, value in variables.items() if name in wanted})
     environment[Env.INVENTORY_ENGINE] = "duckdb"
     return environment

@@ -12,7 +12,8 @@ Drift is the counters as they stood at the snapshot's time (CapacityStore.counte
 is published (`DriftObjects`, `DriftBytes` per bucket; `ScanIncomplete` as before) every run. A snapshot is not
 instantaneous (a listing takes time, events may wait in the queue), so a drift seen once may be an event in
 flight. The counters are corrected only for an owner whose drift two reconciliations in a row saw identical,
-and only while the events' lag is below the snapshot's age (events older than the snapshot are all applied).
+and only while the events' lag is below the snapshot's age (events older than the snapshot are all applied) and
+none wait in the dead-letter queue (a redrive would apply them after the correction: twice).
 The correction is keyed by the snapshot, so running it again changes nothing (CapacityStore.correct).
 """
 
@@ -269,12 +270,11 @@ def reconcile(
     return report
 
 
-def queue_lag(cloudwatch: CloudWatchClient, queue_name: str, *, window_minutes: int = 5) -> float | None:
-    """The capacity queue's oldest message age (AWS/SQS, the largest of the last minutes); None if unknown."""
+def _sqs_maximum(cloudwatch: CloudWatchClient, queue_name: str, metric: str, window_minutes: int) -> float | None:
     end = datetime.now(UTC)
     answer = cloudwatch.get_metric_statistics(
         Namespace="AWS/SQS",
-        MetricName="ApproximateAgeOfOldestMessage",
+        MetricName=metric,
         Dimensions=[{"Name": "QueueName", "Value": queue_name}],
         StartTime=end - timedelta(minutes=window_minutes),
         EndTime=end,
@@ -283,6 +283,18 @@ def queue_lag(cloudwatch: CloudWatchClient, queue_name: str, *, window_minutes: 
     )
     points = [point["Maximum"] for point in answer.get("Datapoints", []) if "Maximum" in point]
     return max(points) if points else None
+
+
+def queue_lag(
+    cloudwatch: CloudWatchClient, queue_name: str, dead_letter_queue: str | None = None, *, window_minutes: int = 5
+) -> float | None:
+    """The capacity queue's oldest message age (AWS/SQS, the largest of the last minutes); None if unknown, or while
+    events wait in the dead-letter queue: a redrive would apply them after the snapshot's correction, twice."""
+    if dead_letter_queue is not None:
+        parked = _sqs_maximum(cloudwatch, dead_letter_queue, "ApproximateNumberOfMessagesVisible", window_minutes)
+        if parked is None or parked > 0:
+            return None
+    return _sqs_maximum(cloudwatch, queue_name, "ApproximateAgeOfOldestMessage", window_minutes)
 
 
 @cache
@@ -315,6 +327,7 @@ def _inventory_from_env() -> InventorySource | None:
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     queue = os.environ.get(Env.CAPACITY_QUEUE, "").strip()
+    dead_letters = os.environ.get(Env.CAPACITY_DEAD_LETTER_QUEUE, "").strip() or None
     cloudwatch = _cloudwatch()
     return reconcile(
         buckets_from_env(),
@@ -323,5 +336,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         cloudwatch=cloudwatch,
         remaining_ms=context.get_remaining_time_in_millis,
         inventory=_inventory_from_env(),
-        lag_seconds=(lambda: queue_lag(cloudwatch, queue)) if queue else (lambda: None),
+        lag_seconds=(lambda: queue_lag(cloudwatch, queue, dead_letters)) if queue else (lambda: None),
     )

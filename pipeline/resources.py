@@ -152,6 +152,7 @@ class Env:
     CAPACITY_TABLE = "IMGOPS_CAPACITY_TABLE"
     CAPACITY_SHARDS = "IMGOPS_CAPACITY_SHARDS"  # counter shards per bucket (monitoring.capacity; only ever raised)
     CAPACITY_QUEUE = "IMGOPS_CAPACITY_QUEUE"  # the object events' queue: its oldest message is the counters' lag
+    CAPACITY_DEAD_LETTER_QUEUE = "IMGOPS_CAPACITY_DEAD_LETTER_QUEUE"  # events parked there hold corrections back
     INVENTORY_BUCKET = "IMGOPS_INVENTORY_BUCKET"  # where the buckets' S3 Inventory reports land (the reconciler)
     ATHENA_WORKGROUP = "IMGOPS_ATHENA_WORKGROUP"  # the reconciler's Athena workgroup (its results and scan cap)
     ATHENA_DATABASE = "IMGOPS_ATHENA_DATABASE"  # the Glue database of the inventory tables

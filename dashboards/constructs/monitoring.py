@@ -34,17 +34,19 @@ from cdk_monitoring_constructs import (
 from constructs import Construct
 
 from dashboards.config import AppConfig
-from dashboards.constructs.s3_metrics import scan_budget_seconds
+from dashboards.constructs.capacity import CapacityCounters
+from monitoring.capacity_handlers import COUNTER_TIMEOUT_SECONDS
+from monitoring.reconcile import DRIFT_BYTES, DRIFT_OBJECTS
 from monitoring.s3_metrics import (
     BUCKET_DIMENSION,
     BUCKET_SIZE_BYTES,
-    LIST_KEYS_PER_SECOND,
     NAMESPACE,
     NUMBER_OF_OBJECTS,
     PREFIX_DIMENSION,
     SCAN_INCOMPLETE,
 )
 from pipeline.resources import (
+    CAPACITY_PUBLISH_MINUTES,
     QUEUE_MAX_RECEIVE_COUNT,
     QUEUE_VISIBILITY_TIMEOUT_SECONDS,
     WORKER_TIMEOUT_SECONDS,
@@ -68,24 +70,40 @@ API_MAX_5XX_RATE = 0.05
 # ~$12/month of originals at S3 Standard: far above the expected volume, so crossing it means runaway
 # uploads or missing clean-up, and a budget conversation.
 UPLOAD_BUCKET_MAX_BYTES = 500 * 2**30
-# The worker writes this many thumbnails per upload, so the processed bucket lists this many times as long.
-THUMBNAILS_PER_UPLOAD = 3
-# Alarm while a scan still has room: at half of what one run can list in its time budget.
-SCAN_HEADROOM = 0.5
-# Consecutive missed scans before "not reporting": one can be a cold start or an API blip; three is a trend.
-MISSED_SCANS_TO_ALARM = 3
+# Consecutive minutes without a CustomS3 publication before "not reporting": the publisher runs every minute
+# (CAPACITY_PUBLISH_MINUTES); one missed minute can be a late schedule or a cold start, three is a trend, and the
+# capacity graphs are then 3 minutes stale, near the 2 minutes they are meant to lag at most.
+MISSED_PUBLICATIONS_TO_ALARM = 3
+# The capacity queue's oldest event, in seconds (AWS/SQS ApproximateAgeOfOldestMessage, Maximum per minute). The
+# counter drains it within seconds (a 1 s batching window), so the graphs lag a change by a minute or two. An event
+# whose batch failed waits the queue's visibility timeout (6 x the counter's 60 s timeout = 6 min) per retry, and the
+# DLQ takes it after 5 receives (30 min). SQS documents that this metric stops counting a message once it has been
+# received 3 times (12 min old here); it has been observed to reset the age instead, after every 3 receives, so one
+# poison event can read 12 min, then 18 min just before the DLQ takes it: above 15 min for 3 minutes at most.
+# Above 15 min for 5 minutes in a row is therefore never one unlucky event but a counter that is not draining
+# (trigger disabled, every batch failing): every capacity graph and alarm is then 20 minutes stale. 10 min would
+# fire on a single poison event; longer leaves the graphs stale for more than a working-day (medium) response needs.
+CAPACITY_LAG_MAX_SECONDS = 900
+CAPACITY_LAG_MINUTES_TO_ALARM = 5
+# An event whose batch failed waits the capacity queue's visibility timeout before its next receive (the construct
+# sets 6 x the counter's timeout); after COUNTER_MAX_RECEIVE_COUNT receives the capacity DLQ takes it.
+CAPACITY_RETRY_SECONDS = 6 * COUNTER_TIMEOUT_SECONDS
+# Drift (monitoring.reconcile): the counters at a snapshot minus the truth, per bucket, every reconciliation. A
+# snapshot is not instantaneous (a listing takes time, events wait seconds in the queue), so one reconciliation can
+# see drift that the next does not: events in flight. Drift in 2 reconciliations in a row (2 of 2 periods of the
+# reconciler's rate, one run each) is events that did not arrive: not 2 of 3, which fires on in-flight drift seen
+# every other run (`imgops alarms test`, scenario in-flight-drift). The alarm watches the counters BELOW the
+# truth (the smallest DriftObjects of the period < 0): events that never reached the counters (the capacity DLQ,
+# a purge, retention) hide growth from the capacity graphs and upload-bucket-size. Drift above the truth is graphed
+# but not alarmed: DriftObjects is signed, and the alarms here are single-metric (the local evaluator,
+# dashboards/alarms.py, reads no metric math), so |drift| would take a second alarm per bucket.
+DRIFT_PERIODS_TO_ALARM = 2
 # Standard CloudWatch resolution for the operational alarms: 3 of 3 five-minute periods.
 DATAPOINTS_TO_ALARM = 3
 # A worker failing every attempt runs once per visibility timeout (6 min): its errors land in 2 of any
 # 3 five-minute periods, never 3 (`imgops alarms test`, scenario worker-failing). 2 of 3 fires within 15 min,
 # and a quiet night (no invocations, no datapoints) still never breaches.
 WORKER_FAULT_PERIODS_TO_ALARM = 2
-
-
-def upload_object_count_threshold(rate_minutes: int) -> int:
-    """Uploads at which one scan (uploads + their thumbnails) would use half its time budget."""
-    listable = scan_budget_seconds(rate_minutes) * LIST_KEYS_PER_SECOND
-    return int(listable * SCAN_HEADROOM / (1 + THUMBNAILS_PER_UPLOAD))
 
 
 Severity = Literal["high", "medium", "low"]
@@ -168,31 +186,49 @@ UPLOAD_BUCKET_SIZE = AlarmSpec(
     "low",
     "The upload bucket is far larger than expected: a cost to explain.",
     "runaway uploads (a client retry loop, abuse), lifecycle rules missing",
-    "imgops monitoring publish",
+    "imgops capacity top",
 )
-UPLOAD_OBJECT_COUNT = AlarmSpec(
-    "upload-object-count",
-    "Upload bucket object count near scan capacity",
+CAPACITY_EVENT_LAG = AlarmSpec(
+    "capacity-event-lag",
+    "Capacity counters behind",
+    "medium",
+    "The capacity queue's oldest event waits over 15 min: the counters are behind, every capacity graph is stale.",
+    "the counter's SQS trigger disabled, every counter batch failing (DynamoDB, permissions, a bad deploy), a burst",
+    "imgops alarms check",
+)
+CAPACITY_DRIFT_UPLOADS = AlarmSpec(
+    "capacity-drift-uploads",
+    "Capacity counters below the upload bucket's contents",
     "low",
-    "The upload bucket nears what one bucket-metrics scan can list in its time budget.",
-    "growth: give the scan more time (a slower rate) before its metrics go silent",
-    "imgops monitoring publish",
+    "Two reconciliations in a row found the upload bucket's counters below its contents: object events were lost.",
+    "events in the capacity DLQ, a purged capacity queue, events past the queue's retention, a stopped counter",
+    "imgops alarms check",
+)
+CAPACITY_DRIFT_PROCESSED = AlarmSpec(
+    "capacity-drift-processed",
+    "Capacity counters below the processed bucket's contents",
+    "low",
+    "Two reconciliations in a row found the processed bucket's counters below its contents: object events were lost.",
+    "events in the capacity DLQ, a purged capacity queue, events past the queue's retention, a stopped counter",
+    "imgops alarms check",
 )
 UPLOADS_NOT_REPORTING = AlarmSpec(
     "s3-metrics-not-reporting-uploads",
-    "No bucket metrics for the upload bucket",
+    "No capacity metrics for the upload bucket",
     "medium",
-    "No complete CustomS3 scan of the upload bucket for 3 scan periods: the capacity alarms are blind.",
-    "the schedule rule disabled, the bucket-metrics function failing (permissions, a scan outgrowing its time)",
-    "imgops monitoring publish",
+    "No CustomS3 count of the upload bucket for 3 minutes: the capacity publisher (or its schedule) stopped; the "
+    "capacity graphs and upload-bucket-size are blind.",
+    "the publisher's schedule rule disabled, the publisher failing (permissions, the capacity table, a bad deploy)",
+    "imgops capacity top",
 )
 PROCESSED_NOT_REPORTING = AlarmSpec(
     "s3-metrics-not-reporting-processed",
-    "No bucket metrics for the processed bucket",
+    "No capacity metrics for the processed bucket",
     "medium",
-    "No complete CustomS3 scan of the processed bucket for 3 scan periods: the capacity alarms are blind.",
-    "the schedule rule disabled, the bucket-metrics function failing (permissions, a scan outgrowing its time)",
-    "imgops monitoring publish",
+    "No CustomS3 count of the processed bucket for 3 minutes: the capacity publisher (or its schedule) stopped; the "
+    "capacity graphs are blind.",
+    "the publisher's schedule rule disabled, the publisher failing (permissions, the capacity table, a bad deploy)",
+    "imgops capacity top --bucket processed",
 )
 # Pages once for any high-severity alarm: on-call subscribes the pager to it, the others inform.
 PIPELINE_UNHEALTHY = AlarmSpec(
@@ -211,7 +247,9 @@ ALARMS: tuple[AlarmSpec, ...] = (
     WORKER_DURATION,
     API_5XX_RATE,
     UPLOAD_BUCKET_SIZE,
-    UPLOAD_OBJECT_COUNT,
+    CAPACITY_EVENT_LAG,
+    CAPACITY_DRIFT_UPLOADS,
+    CAPACITY_DRIFT_PROCESSED,
     UPLOADS_NOT_REPORTING,
     PROCESSED_NOT_REPORTING,
 )
@@ -235,6 +273,7 @@ class Monitoring(Construct):
         presign: lambda_.IFunction,
         read_api: lambda_.IFunction,
         metrics_function: lambda_.IFunction,
+        capacity: CapacityCounters,
         queue: sqs.IQueue,
         dead_letter_queue: sqs.IQueue,
         table: dynamodb.ITable,
@@ -277,6 +316,7 @@ class Monitoring(Construct):
         )
         self._capacity(
             metrics_function=metrics_function,
+            capacity=capacity,
             upload_bucket_name=upload_bucket_name,
             processed_bucket_name=processed_bucket_name,
         )
@@ -395,12 +435,20 @@ class Monitoring(Construct):
         )
 
     def _capacity(
-        self, *, metrics_function: lambda_.IFunction, upload_bucket_name: str, processed_bucket_name: str
+        self,
+        *,
+        metrics_function: lambda_.IFunction,
+        capacity: CapacityCounters,
+        upload_bucket_name: str,
+        processed_bucket_name: str,
     ) -> None:
+        """Sizes and counts as the publisher puts them every minute; the counters' lag (the capacity queue) and
+        drift (the reconciler, every metrics_rate_minutes); the three functions behind them."""
         rate = self._config.metrics_rate_minutes
-        period = cdk.Duration.minutes(rate)
+        published = cdk.Duration.minutes(CAPACITY_PUBLISH_MINUTES)  # the publisher's schedule
+        reconciled = cdk.Duration.minutes(rate)  # the reconciler's schedule
 
-        def metric(name: str, bucket: str, statistic: str, label: str) -> cloudwatch.Metric:
+        def metric(name: str, bucket: str, statistic: str, label: str, period: cdk.Duration) -> cloudwatch.Metric:
             return cloudwatch.Metric(
                 namespace=NAMESPACE,
                 metric_name=name,
@@ -415,30 +463,52 @@ class Monitoring(Construct):
             schema = f"{{{NAMESPACE},{BUCKET_DIMENSION},{PREFIX_DIMENSION}}}"
             return cloudwatch.MathExpression(
                 expression=f'SEARCH(\'{schema} {BUCKET_DIMENSION}="{bucket}" MetricName="{name}"\', '
-                f"'Maximum', {period.to_seconds()})",
+                f"'Maximum', {published.to_seconds()})",
                 using_metrics={},
                 label="${PROP('Dim." + PREFIX_DIMENSION + "')}",
-                period=period,
+                period=published,
             )
 
         def not_reporting(bucket: str, role: str, alarm: AlarmSpec) -> CustomMetricWithAlarm:
+            # Missing data is the point (nothing published): breaching.
             return CustomMetricWithAlarm(
-                metric=metric(NUMBER_OF_OBJECTS, bucket, "SampleCount", f"{role} scans published"),
+                metric=metric(NUMBER_OF_OBJECTS, bucket, "SampleCount", f"{role} publications", published),
                 alarm_friendly_name=alarm.slug,
                 add_alarm={
                     "Critical": CustomThreshold(
                         comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
                         threshold=1,
-                        datapoints_to_alarm=MISSED_SCANS_TO_ALARM,
-                        evaluation_periods=MISSED_SCANS_TO_ALARM,
+                        datapoints_to_alarm=MISSED_PUBLICATIONS_TO_ALARM,
+                        evaluation_periods=MISSED_PUBLICATIONS_TO_ALARM,
                         treat_missing_data_override=cloudwatch.TreatMissingData.BREACHING,
                         **self._name(alarm),
                     )
                 },
             )
 
+        def drift(bucket: str, role: str, alarm: AlarmSpec) -> CustomMetricWithAlarm:
+            # Missing data (no reconciliation, or no snapshot yet: no inventory report) is not drift: not
+            # breaching. A reconciler that stops shows on its Lambda's widgets and in `ScanIncomplete`.
+            return CustomMetricWithAlarm(
+                metric=metric(DRIFT_OBJECTS, bucket, "Minimum", f"{role} (lowest)", reconciled),
+                alarm_friendly_name=alarm.slug,
+                add_alarm={
+                    "Warning": CustomThreshold(
+                        comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+                        threshold=0,
+                        datapoints_to_alarm=DRIFT_PERIODS_TO_ALARM,
+                        evaluation_periods=DRIFT_PERIODS_TO_ALARM,
+                        treat_missing_data_override=cloudwatch.TreatMissingData.NOT_BREACHING,
+                        **self._name(alarm),
+                    )
+                },
+            )
+
         facade = self.capacity
-        facade.add_large_header(f"imgops capacity: {NAMESPACE} bucket metrics every {rate} min")
+        facade.add_large_header(
+            f"imgops capacity: {NAMESPACE} from the capacity counters every {CAPACITY_PUBLISH_MINUTES} min, "
+            f"reconciled every {rate} min"
+        )
         facade.monitor_custom(
             human_readable_name="Buckets",
             alarm_friendly_name="buckets",
@@ -447,7 +517,7 @@ class Monitoring(Construct):
                     title="Bucket size (bytes)",
                     metrics=[
                         CustomMetricWithAlarm(
-                            metric=metric(BUCKET_SIZE_BYTES, upload_bucket_name, "Maximum", "uploads"),
+                            metric=metric(BUCKET_SIZE_BYTES, upload_bucket_name, "Maximum", "uploads", published),
                             alarm_friendly_name=UPLOAD_BUCKET_SIZE.slug,
                             add_alarm={
                                 "Warning": CustomThreshold(
@@ -460,27 +530,14 @@ class Monitoring(Construct):
                                 )
                             },
                         ),
-                        metric(BUCKET_SIZE_BYTES, processed_bucket_name, "Maximum", "processed"),
+                        metric(BUCKET_SIZE_BYTES, processed_bucket_name, "Maximum", "processed", published),
                     ],
                 ),
                 CustomMetricGroup(
                     title="Number of objects",
                     metrics=[
-                        CustomMetricWithAlarm(
-                            metric=metric(NUMBER_OF_OBJECTS, upload_bucket_name, "Maximum", "uploads"),
-                            alarm_friendly_name=UPLOAD_OBJECT_COUNT.slug,
-                            add_alarm={
-                                "Warning": CustomThreshold(
-                                    comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                                    threshold=upload_object_count_threshold(rate),
-                                    datapoints_to_alarm=1,
-                                    evaluation_periods=1,
-                                    treat_missing_data_override=cloudwatch.TreatMissingData.NOT_BREACHING,
-                                    **self._name(UPLOAD_OBJECT_COUNT),
-                                )
-                            },
-                        ),
-                        metric(NUMBER_OF_OBJECTS, processed_bucket_name, "Maximum", "processed"),
+                        metric(NUMBER_OF_OBJECTS, upload_bucket_name, "Maximum", "uploads", published),
+                        metric(NUMBER_OF_OBJECTS, processed_bucket_name, "Maximum", "processed", published),
                     ],
                 ),
                 CustomMetricGroup(
@@ -500,18 +557,69 @@ class Monitoring(Construct):
                     metrics=[by_prefix(NUMBER_OF_OBJECTS, processed_bucket_name)],
                 ),
                 CustomMetricGroup(
-                    title="Scans: published (count) and incomplete (1 = nothing published)",
+                    title="Publications per minute (the capacity publisher)",
                     metrics=[
                         not_reporting(upload_bucket_name, "uploads", UPLOADS_NOT_REPORTING),
                         not_reporting(processed_bucket_name, "processed", PROCESSED_NOT_REPORTING),
-                        metric(SCAN_INCOMPLETE, upload_bucket_name, "Maximum", "uploads incomplete"),
-                        metric(SCAN_INCOMPLETE, processed_bucket_name, "Maximum", "processed incomplete"),
+                    ],
+                ),
+                CustomMetricGroup(
+                    title="Drift: counters minus the truth (objects; < 0: events lost)",
+                    metrics=[
+                        drift(upload_bucket_name, "uploads", CAPACITY_DRIFT_UPLOADS),
+                        drift(processed_bucket_name, "processed", CAPACITY_DRIFT_PROCESSED),
+                        metric(DRIFT_OBJECTS, upload_bucket_name, "Maximum", "uploads (highest)", reconciled),
+                        metric(DRIFT_OBJECTS, processed_bucket_name, "Maximum", "processed (highest)", reconciled),
+                    ],
+                ),
+                CustomMetricGroup(
+                    title="Drift (bytes)",
+                    metrics=[
+                        metric(DRIFT_BYTES, upload_bucket_name, "Minimum", "uploads (lowest)", reconciled),
+                        metric(DRIFT_BYTES, processed_bucket_name, "Minimum", "processed (lowest)", reconciled),
+                        metric(DRIFT_BYTES, upload_bucket_name, "Maximum", "uploads (highest)", reconciled),
+                        metric(DRIFT_BYTES, processed_bucket_name, "Maximum", "processed (highest)", reconciled),
+                    ],
+                ),
+                CustomMetricGroup(
+                    title="Reconciliations without a snapshot (1 = bucket not checked)",
+                    metrics=[
+                        metric(SCAN_INCOMPLETE, upload_bucket_name, "Maximum", "uploads", reconciled),
+                        metric(SCAN_INCOMPLETE, processed_bucket_name, "Maximum", "processed", reconciled),
                     ],
                 ),
             ],
         )
+        # The counters' lag: the oldest object event waiting. Missing data is not breaching: SQS stops publishing
+        # for a queue inactive for hours (a quiet night), and a stuck queue holds messages, so it publishes.
+        facade.monitor_sqs_queue_with_dlq(
+            queue=capacity.queue,
+            dead_letter_queue=capacity.dead_letter_queue,
+            human_readable_name="Capacity events (S3 → counter)",
+            alarm_friendly_name="capacity-events",
+            add_queue_max_message_age_alarm={
+                "Warning": MaxMessageAgeThreshold(
+                    max_age_in_seconds=CAPACITY_LAG_MAX_SECONDS,
+                    period=cdk.Duration.minutes(1),
+                    datapoints_to_alarm=CAPACITY_LAG_MINUTES_TO_ALARM,
+                    evaluation_periods=CAPACITY_LAG_MINUTES_TO_ALARM,
+                    treat_missing_data_override=cloudwatch.TreatMissingData.NOT_BREACHING,
+                    **self._name(CAPACITY_EVENT_LAG),
+                )
+            },
+        )
+        facade.monitor_lambda_function(
+            lambda_function=capacity.counter,
+            human_readable_name="Capacity counter (object events → DynamoDB)",
+            alarm_friendly_name="capacity-counter",
+        )
+        facade.monitor_lambda_function(
+            lambda_function=capacity.publisher,
+            human_readable_name=f"Capacity publisher (CustomS3 every {CAPACITY_PUBLISH_MINUTES} min)",
+            alarm_friendly_name="capacity-publisher",
+        )
         facade.monitor_lambda_function(
             lambda_function=metrics_function,
-            human_readable_name="Bucket-metrics scan",
+            human_readable_name=f"Capacity reconciler (listing or S3 Inventory, every {rate} min)",
             alarm_friendly_name="s3-metrics",
         )

@@ -84,6 +84,7 @@ class BucketMetrics(Construct):
                 Env.PROCESSED_BUCKET: processed_bucket.bucket_name,
                 Env.CAPACITY_TABLE: capacity.table.table_name,
                 Env.CAPACITY_QUEUE: capacity.queue.queue_name,
+                Env.CAPACITY_DEAD_LETTER_QUEUE: capacity.dead_letter_queue.queue_name,
                 # The counter's: reading fewer shards than it writes would look like drift, and be "corrected".
                 Env.CAPACITY_SHARDS: str(capacity.shards),
                 Env.INVENTORY_BUCKET: inventory_bucket.bucket_name,

@@ -187,16 +187,21 @@ def exercise_capacity(stack: StackInfo, s3: Any) -> None:
         ("listing", -1, 0),
         ("listing", 0, 0),
     ]
-    # The capacity queue's oldest event, as AWS/SQS publishes it: younger than the next snapshot, so it may correct.
+    # The capacity queue's oldest event, as AWS/SQS publishes it: younger than the next snapshot, and none parked
+    # in its dead-letter queue, so it may correct.
     boto3.client("cloudwatch").put_metric_data(
         Namespace="AWS/SQS",
         MetricData=[
             {
-                "MetricName": "ApproximateAgeOfOldestMessage",
-                "Dimensions": [{"Name": "QueueName", "Value": names.capacity_queue}],
+                "MetricName": metric,
+                "Dimensions": [{"Name": "QueueName", "Value": queue}],
                 "Timestamp": datetime.now(UTC) - timedelta(seconds=30),
                 "Value": 0.0,
             }
+            for metric, queue in (
+                ("ApproximateAgeOfOldestMessage", names.capacity_queue),
+                ("ApproximateNumberOfMessagesVisible", names.capacity_dead_letter_queue),
+            )
         ],
     )
     confirmed = reconcile.handler({}, lambda_context("s3-metrics"))

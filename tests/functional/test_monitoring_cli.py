@@ -73,16 +73,22 @@ def customs3(name: str, bucket: str, prefix: str | None = None) -> list[float]:
 
 
 def queue_caught_up(stack: StackInfo) -> None:
-    """The capacity queue's oldest event as AWS/SQS publishes it: none waits, so confirmed drift may be corrected."""
+    """The capacity queue and its DLQ as AWS/SQS publishes them: no event waits, so confirmed drift may be
+    corrected."""
+    names = ResourceNames(stack.prefix)
     boto3.client("cloudwatch").put_metric_data(
         Namespace="AWS/SQS",
         MetricData=[
             {
-                "MetricName": "ApproximateAgeOfOldestMessage",
-                "Dimensions": [{"Name": "QueueName", "Value": ResourceNames(stack.prefix).capacity_queue}],
+                "MetricName": metric,
+                "Dimensions": [{"Name": "QueueName", "Value": queue}],
                 "Timestamp": datetime.now(UTC) - timedelta(seconds=30),
                 "Value": 0.0,
             }
+            for metric, queue in (
+                ("ApproximateAgeOfOldestMessage", names.capacity_queue),
+                ("ApproximateNumberOfMessagesVisible", names.capacity_dead_letter_queue),
+            )
         ],
     )
 

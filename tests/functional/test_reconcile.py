@@ -16,7 +16,7 @@ from localaws.inventory import write_inventory_report
 from localaws.object_events import Sequencers, message_body, object_created, object_deleted
 from monitoring.capacity import BUCKET_TOTAL, CapacityStore, create_table, parse_message, truth_from_listing
 from monitoring.inventory import inventory_source
-from monitoring.reconcile import DRIFT_OBJECTS, reconcile
+from monitoring.reconcile import DRIFT_OBJECTS, queue_lag, reconcile
 from monitoring.s3_metrics import SAFETY_MARGIN_MS, Totals
 from pipeline.resources import INVENTORY_ID, INVENTORY_PREFIX, ResourceNames
 
@@ -156,3 +156,30 @@ def test_without_a_report_a_bucket_too_large_to_list_is_not_checked(world: dict[
     assert report["snapshot"] is None
     assert report["source"] == "too large to list, and no inventory report yet"
     assert world["store"].counters(world["bucket"])[BUCKET_TOTAL] == Totals(5, 100 + 101 + 102 + 103 + 104 - 100 + 7)
+
+
+def test_events_parked_in_the_dead_letter_queue_hold_corrections_back(world: dict[str, Any]) -> None:
+    """A redrive applies parked events after the snapshot's correction: corrected first, they would count twice."""
+    cloudwatch, queue, parked = world["cloudwatch"], f"{world['bucket']}-q", f"{world['bucket']}-dlq"
+
+    def sample(metric: str, name: str, value: float) -> None:
+        cloudwatch.put_metric_data(
+            Namespace="AWS/SQS",
+            MetricData=[
+                {
+                    "MetricName": metric,
+                    "Dimensions": [{"Name": "QueueName", "Value": name}],
+                    "Timestamp": datetime.now(UTC) - timedelta(seconds=30),
+                    "Value": value,
+                }
+            ],
+        )
+
+    assert queue_lag(cloudwatch, queue, parked) is None  # nothing known of either queue: unknown
+    sample("ApproximateAgeOfOldestMessage", queue, 4.0)
+    assert queue_lag(cloudwatch, queue) == 4.0
+    assert queue_lag(cloudwatch, queue, parked) is None  # the dead-letter queue unknown: no correction
+    sample("ApproximateNumberOfMessagesVisible", parked, 0.0)
+    assert queue_lag(cloudwatch, queue, parked) == 4.0
+    sample("ApproximateNumberOfMessagesVisible", parked, 3.0)
+    assert queue_lag(cloudwatch, queue, parked) is None

@@ -49,6 +49,43 @@ def test_a_3_of_3_fault_alarm_would_miss_it(template: dict[str, Any]) -> None:
     assert scenarios.run(failing, strict).first_alarm["worker-fault-rate"] is None
 
 
+def with_alarm(template: dict[str, Any], slug: str, **properties: Any) -> dict[str, Any]:
+    """`template` with alarm `imgops-<slug>`'s properties changed."""
+    import copy
+
+    changed = copy.deepcopy(template)
+    [alarm] = [
+        r["Properties"]
+        for r in changed["Resources"].values()
+        if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"]["AlarmName"] == f"imgops-{slug}"
+    ]
+    alarm.update(properties)
+    return changed
+
+
+def scenario(name: str) -> scenarios.Scenario:
+    [found] = [s for s in scenarios.SCENARIOS if s.name == name]
+    return found
+
+
+def test_a_10_minute_lag_threshold_would_fire_on_one_poison_event(template: dict[str, Any]) -> None:
+    """The suite can fail: at 10 minutes the event the counter fails every time (its age reset after 3 receives,
+    in the DLQ after 5) holds the lag above the threshold for 5 minutes in a row; at 15 it does not."""
+    poison = scenario("poison-capacity-event")
+    assert scenarios.run(poison, template).first_alarm["capacity-event-lag"] is None
+    tighter = with_alarm(template, "capacity-event-lag", Threshold=600)
+
+    assert scenarios.run(poison, tighter).first_alarm["capacity-event-lag"] is not None
+
+
+def test_drift_on_2_of_3_would_fire_on_events_in_flight(template: dict[str, Any]) -> None:
+    """The suite can fail: drift in flight every other reconciliation never fires 2 of 2, and would fire 2 of 3."""
+    in_flight = scenario("in-flight-drift")
+    looser = with_alarm(template, "capacity-drift-processed", EvaluationPeriods=3)
+
+    assert scenarios.run(in_flight, looser).first_alarm["capacity-drift-processed"] is not None
+
+
 def test_the_cli_prints_the_table_and_exits_0() -> None:
     result = CliRunner().invoke(app, ["alarms", "test"], env={"COLUMNS": "80"})
 

@@ -23,7 +23,7 @@ def test_synth_writes_the_template_and_counts_dashboards_and_alarms(tmp_path: Pa
     assert result.exit_code == 0, result.output
     template_path = out / "Imgops.template.json"
     assert str(template_path) in result.stdout.splitlines()
-    assert "2 dashboards, 10 alarms" in result.stdout
+    assert "2 dashboards, 12 alarms" in result.stdout
     assert "Bundling asset" not in result.output  # nothing is bundled: no bundling chatter
     template: dict[str, Any] = json.loads(template_path.read_text())
     resources = template["Resources"].values()
@@ -39,9 +39,13 @@ def test_synth_writes_the_template_and_counts_dashboards_and_alarms(tmp_path: Pa
         if r["Type"] == "AWS::CloudWatch::Alarm"
         and r["Properties"]["Metrics"][0]["MetricStat"]["Metric"]["Namespace"] == "CustomS3"
     ]
-    assert {a["Metrics"][0]["MetricStat"]["Period"] for a in custom_alarms} == {3600}
-    [count_alarm] = [a for a in custom_alarms if a["AlarmName"] == "imgops-upload-object-count"]
-    assert count_alarm["Threshold"] == 556_250
+    periods = {a["AlarmName"]: a["Metrics"][0]["MetricStat"]["Period"] for a in custom_alarms}
+    # Drift follows the reconciler's rate; sizes and counts the publisher's minute, whatever the rate.
+    assert {name: period for name, period in periods.items() if "drift" in name} == {
+        "imgops-capacity-drift-uploads": 3600,
+        "imgops-capacity-drift-processed": 3600,
+    }
+    assert {period for name, period in periods.items() if "drift" not in name} == {60}
 
 
 def test_a_bad_option_is_one_line_on_stderr_and_exit_1(tmp_path: Path) -> None:

@@ -37,9 +37,11 @@ EXPECTED_DIMENSIONS = {
         NAMES.worker_function,
         NAMES.presign_function,
         NAMES.read_api_function,
-        s3_metrics.function_name(NAMES.prefix),
+        NAMES.capacity_counter_function,
+        NAMES.capacity_publisher_function,
+        s3_metrics.function_name(NAMES.prefix),  # the capacity reconciler
     },
-    "QueueName": {NAMES.work_queue, NAMES.dead_letter_queue},
+    "QueueName": {NAMES.work_queue, NAMES.dead_letter_queue, NAMES.capacity_queue, NAMES.capacity_dead_letter_queue},
     "BucketName": {NAMES.upload_bucket, NAMES.processed_bucket},
     "TableName": {NAMES.images_table},
     "TopicName": {NAMES.notifications_topic},

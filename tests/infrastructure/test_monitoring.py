@@ -12,8 +12,10 @@ from urllib.parse import urlparse
 import pytest
 from aws_cdk.assertions import Match
 
+from dashboards.config import AppConfig
 from dashboards.constructs import monitoring
-from dashboards.constructs.monitoring import ALARMS, AlarmSpec, upload_object_count_threshold
+from dashboards.constructs.monitoring import ALARMS, AlarmSpec
+from monitoring.capacity_handlers import COUNTER_MAX_RECEIVE_COUNT
 from pipeline.resources import WORKER_TIMEOUT_SECONDS
 from tests.infrastructure.conftest import Synthesized
 
@@ -94,15 +96,35 @@ EXPECTED: dict[str, Expected] = {
         "notBreaching",
         ("BucketName", "storage.upload_bucket.bucket_name"),
     ),
-    monitoring.UPLOAD_OBJECT_COUNT.slug: Expected(
-        "CustomS3",
-        "NumberOfObjects",
+    monitoring.CAPACITY_EVENT_LAG.slug: Expected(
+        "AWS/SQS",
+        "ApproximateAgeOfOldestMessage",
         "Maximum",
-        175_000,
+        15 * 60,
         GT,
-        1,
+        5,
+        "notBreaching",
+        ("QueueName", "capacity.queue.queue_name"),
+    ),
+    monitoring.CAPACITY_DRIFT_UPLOADS.slug: Expected(
+        "CustomS3",
+        "DriftObjects",
+        "Minimum",
+        0,
+        "LessThanThreshold",
+        2,
         "notBreaching",
         ("BucketName", "storage.upload_bucket.bucket_name"),
+    ),
+    monitoring.CAPACITY_DRIFT_PROCESSED.slug: Expected(
+        "CustomS3",
+        "DriftObjects",
+        "Minimum",
+        0,
+        "LessThanThreshold",
+        2,
+        "notBreaching",
+        ("BucketName", "storage.processed_bucket.bucket_name"),
     ),
     monitoring.UPLOADS_NOT_REPORTING.slug: Expected(
         "CustomS3",
@@ -201,10 +223,39 @@ def test_worker_fault_rate_threshold_is_a_fraction() -> None:
     assert 0 < monitoring.API_MAX_5XX_RATE < 1
 
 
-def test_custom_s3_alarm_periods_follow_the_scan_rate(synthesized: Synthesized) -> None:
-    custom = [a for a in alarms(synthesized) if a["Metrics"][0]["MetricStat"]["Metric"]["Namespace"] == "CustomS3"]
-    assert len(custom) == 4
-    assert {a["Metrics"][0]["MetricStat"]["Period"] for a in custom} == {5 * 60}
+def period(alarm: dict[str, Any]) -> int:
+    return int(alarm["Metrics"][0]["MetricStat"]["Period"])
+
+
+def named(synthesized: Synthesized, spec: AlarmSpec) -> dict[str, Any]:
+    [alarm] = [a for a in alarms(synthesized) if a["AlarmName"] == f"imgops-{spec.slug}"]
+    return alarm
+
+
+def test_capacity_alarm_periods_follow_their_publishers(synthesized: Synthesized) -> None:
+    """Sizes and counts come from the publisher every minute; drift from the reconciler every metrics_rate_minutes
+    (hourly by default); the capacity queue's age from SQS every minute."""
+    for spec in (monitoring.UPLOAD_BUCKET_SIZE, monitoring.UPLOADS_NOT_REPORTING, monitoring.PROCESSED_NOT_REPORTING):
+        assert period(named(synthesized, spec)) == 60, spec.slug
+    for spec in (monitoring.CAPACITY_DRIFT_UPLOADS, monitoring.CAPACITY_DRIFT_PROCESSED):
+        assert period(named(synthesized, spec)) == AppConfig().metrics_rate_minutes * 60, spec.slug
+    assert period(named(synthesized, monitoring.CAPACITY_EVENT_LAG)) == 60
+
+
+def test_the_lag_threshold_outlasts_one_poison_event(synthesized: Synthesized) -> None:
+    """The threshold's reasoning holds for the queue as deployed: a retried event waits the visibility timeout;
+    SQS stops counting a message's age at its third receive (2 timeouts), or resets it then and it reaches 3 timeouts
+    at most before the DLQ takes it: above the threshold for less than the minutes the alarm needs."""
+    [queue] = [
+        q["Properties"]
+        for q in synthesized.resources("AWS::SQS::Queue").values()
+        if q["Properties"].get("QueueName") == "imgops-capacity-events"
+    ]
+    assert queue["VisibilityTimeout"] == monitoring.CAPACITY_RETRY_SECONDS
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == COUNTER_MAX_RECEIVE_COUNT
+    retry, threshold = monitoring.CAPACITY_RETRY_SECONDS, monitoring.CAPACITY_LAG_MAX_SECONDS
+    assert 2 * retry < threshold
+    assert 3 * retry - threshold < monitoring.CAPACITY_LAG_MINUTES_TO_ALARM * 60
 
 
 def test_every_alarm_links_an_existing_runbook(synthesized: Synthesized) -> None:
@@ -223,12 +274,6 @@ def test_runbook_index_lists_every_alarm() -> None:
         assert f"({alarm.slug}.md)" in index, alarm.slug
 
 
-def test_object_count_threshold_scales_with_the_scan_budget() -> None:
-    assert upload_object_count_threshold(1) == 25_000
-    assert upload_object_count_threshold(5) == 175_000
-    assert upload_object_count_threshold(60) == 556_250
-
-
 def test_operations_and_capacity_dashboards(synthesized: Synthesized) -> None:
     dashboards = {
         d["Properties"]["DashboardName"]: d["Properties"]["DashboardBody"]
@@ -243,8 +288,14 @@ def test_operations_and_capacity_dashboards(synthesized: Synthesized) -> None:
     assert "AWS/DynamoDB" in operations
     assert "AWS/SNS" in operations
     capacity = str(dashboards["imgops-capacity"])
-    for metric in ("BucketSizeBytes", "NumberOfObjects", "ScanIncomplete"):
+    for metric in ("BucketSizeBytes", "NumberOfObjects", "ScanIncomplete", "DriftObjects", "DriftBytes"):
         assert metric in capacity, metric
+    # The counters' lag and their DLQ, and the three capacity functions.
+    for metric in ("ApproximateAgeOfOldestMessage", "ApproximateNumberOfMessagesVisible", "Invocations", "Errors"):
+        assert metric in capacity, metric
+    for name in ("Capacity events", "Capacity counter", "Capacity publisher", "Capacity reconciler"):
+        assert name in capacity, name
+    assert "Bucket-metrics scan" not in capacity
     # Per-prefix breakdown: a SEARCH over the Prefix dimension, not a literal "*" prefix.
     assert "SEARCH(" in capacity
     assert "Prefix" in capacity
