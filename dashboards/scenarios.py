@@ -181,6 +181,8 @@ def _capacity_reporting() -> dict[MetricKey, Series]:
         ("CustomS3", "BucketSizeBytes", "uploads"): _every(1, 3.2e9),
         ("CustomS3", "DriftObjects", "uploads"): _every(RECONCILE_MINUTES, 0),
         ("CustomS3", "DriftObjects", "processed"): _every(RECONCILE_MINUTES, 0),
+        ("CustomS3", "DriftOwners", "uploads"): _every(RECONCILE_MINUTES, 0),
+        ("CustomS3", "DriftOwners", "processed"): _every(RECONCILE_MINUTES, 0),
         ("AWS/SQS", "ApproximateAgeOfOldestMessage", "capacity-queue"): _every(1, 1),
     }
 
@@ -196,13 +198,16 @@ def _publisher_stops() -> dict[MetricKey, Series]:
     return {**healthy, **{key: _stops(healthy[key]) for key in published}}
 
 
-def _reconciled(drift: Callable[[int], float], bucket: str) -> dict[MetricKey, Series]:
+def _reconciled(drift: Callable[[int], float], bucket: str, owners: int = 1) -> dict[MetricKey, Series]:
     """The reconciler's DriftObjects for `bucket`: `drift(run)` at each run, run 0 at minute 0, one every
-    RECONCILE_MINUTES (negative runs: before the story)."""
+    RECONCILE_MINUTES (negative runs: before the story); DriftOwners: `owners` while there is drift, else 0."""
+
+    def at_runs(value: Callable[[int], float]) -> Series:
+        return lambda m: [value(m // RECONCILE_MINUTES)] if m % RECONCILE_MINUTES == 0 else []
+
     return {
-        ("CustomS3", "DriftObjects", bucket): (
-            lambda m: [drift(m // RECONCILE_MINUTES)] if m % RECONCILE_MINUTES == 0 else []
-        ),
+        ("CustomS3", "DriftObjects", bucket): at_runs(drift),
+        ("CustomS3", "DriftOwners", bucket): at_runs(lambda run: float(owners) if drift(run) else 0.0),
     }
 
 
@@ -347,6 +352,19 @@ SCENARIOS: tuple[Scenario, ...] = (
         },
     ),
     Scenario(
+        "capacity-deletes-lost",
+        "25 deletions' events never reach the counters (a purged capacity queue): the counters stay 25 objects "
+        "above the upload bucket, in 3 uploaders' folders, until the reconciler corrects them.",
+        minutes=4 * RECONCILE_MINUTES,
+        series={
+            **_capacity_reporting(),
+            **_idle_queues(),
+            **_healthy_worker(),
+            **_reconciled(lambda run: 25.0 if run > 0 else 0.0, "uploads", owners=3),
+        },
+        must_fire={"capacity-drift-uploads": 3 * RECONCILE_MINUTES},
+    ),
+    Scenario(
         "capacity-events-lost",
         "40 uploads' object events end in the capacity DLQ (a counter bug); other events flow: the counters stay "
         "40 objects (and their 120 thumbnails) below the buckets until someone redrives.",
@@ -383,7 +401,7 @@ SCENARIOS: tuple[Scenario, ...] = (
             **_capacity_reporting(),
             **_idle_queues(),
             **_healthy_worker(),
-            **_reconciled(lambda run: -3.0 if run % 3 == 1 else (1.0 if run % 12 == 8 else 0.0), "uploads"),
+            **_reconciled(lambda run: (1.0 if run % 12 == 7 else -3.0) if run % 3 == 1 else 0.0, "uploads"),
             **_reconciled(lambda run: -3.0 if run % 2 == 1 else 0.0, "processed"),
         },
     ),

@@ -9,7 +9,8 @@ The truth for a bucket is one of two snapshots:
   requests for every key it did reach.
 
 Drift is the counters as they stood at the snapshot's time (CapacityStore.counters_at) less the truth, per owner. It
-is published (`DriftObjects`, `DriftBytes` per bucket; `ScanIncomplete` as before) every run. A snapshot is not
+is published every run: `DriftObjects`, `DriftBytes` and `DriftOwners` (how many owners drift) per bucket, and
+`ScanIncomplete` as before. A snapshot is not
 instantaneous (a listing takes time, events may wait in the queue), so a drift seen once may be an event in
 flight. The counters are corrected only for an owner whose drift two reconciliations in a row saw identical,
 and only while the events' lag is below the snapshot's age (events older than the snapshot are all applied) and
@@ -67,6 +68,9 @@ logger = Logger(service="imgops-reconciler")
 LISTING_MAX_OBJECTS = 100_000
 DRIFT_OBJECTS = "DriftObjects"
 DRIFT_BYTES = "DriftBytes"
+# How many owners' counters differ from the snapshot: never negative, and not netted out across owners (a lost
+# create in one folder and a lost delete in another leave the bucket's total right): what the drift alarm watches.
+DRIFT_OWNERS = "DriftOwners"
 # Owners whose drift is remembered for confirmation (one item; the largest drifts by bytes).
 MAX_REMEMBERED_OWNERS = 2000
 _OBSERVED = "drift#"
@@ -215,7 +219,12 @@ def build_datums(results: Sequence[Reconciliation], *, timestamp: datetime) -> l
         if result.snapshot is None:
             continue
         total = result.drift.get(BUCKET_TOTAL, Totals())
-        for name, value, unit in ((DRIFT_OBJECTS, total.objects, "Count"), (DRIFT_BYTES, total.size_bytes, "Bytes")):
+        owners = len([owner for owner in result.drift if owner != BUCKET_TOTAL])
+        for name, value, unit in (
+            (DRIFT_OBJECTS, total.objects, "Count"),
+            (DRIFT_BYTES, total.size_bytes, "Bytes"),
+            (DRIFT_OWNERS, owners, "Count"),
+        ):
             datums.append(
                 {
                     "MetricName": name,

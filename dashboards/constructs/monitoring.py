@@ -36,7 +36,7 @@ from constructs import Construct
 from dashboards.config import AppConfig
 from dashboards.constructs.capacity import CapacityCounters
 from monitoring.capacity_handlers import COUNTER_TIMEOUT_SECONDS
-from monitoring.reconcile import DRIFT_BYTES, DRIFT_OBJECTS
+from monitoring.reconcile import DRIFT_BYTES, DRIFT_OBJECTS, DRIFT_OWNERS
 from monitoring.s3_metrics import (
     BUCKET_DIMENSION,
     BUCKET_SIZE_BYTES,
@@ -92,11 +92,9 @@ CAPACITY_RETRY_SECONDS = 6 * COUNTER_TIMEOUT_SECONDS
 # snapshot is not instantaneous (a listing takes time, events wait seconds in the queue), so one reconciliation can
 # see drift that the next does not: events in flight. Drift in 2 reconciliations in a row (2 of 2 periods of the
 # reconciler's rate, one run each) is events that did not arrive: not 2 of 3, which fires on in-flight drift seen
-# every other run (`imgops alarms test`, scenario in-flight-drift). The alarm watches the counters BELOW the
-# truth (the smallest DriftObjects of the period < 0): events that never reached the counters (the capacity DLQ,
-# a purge, retention) hide growth from the capacity graphs and upload-bucket-size. Drift above the truth is graphed
-# but not alarmed: DriftObjects is signed, and the alarms here are single-metric (the local evaluator,
-# dashboards/alarms.py, reads no metric math), so |drift| would take a second alarm per bucket.
+# every other run (`imgops alarms test`, scenario in-flight-drift). The alarm watches DriftOwners > 0: how many
+# owners' counters differ, both ways (lost creates put the counters below the bucket, lost deletes above it) and
+# without netting out across owners; DriftObjects and DriftBytes (signed) say which way on the dashboard.
 DRIFT_PERIODS_TO_ALARM = 2
 # Standard CloudWatch resolution for the operational alarms: 3 of 3 five-minute periods.
 DATAPOINTS_TO_ALARM = 3
@@ -198,17 +196,17 @@ CAPACITY_EVENT_LAG = AlarmSpec(
 )
 CAPACITY_DRIFT_UPLOADS = AlarmSpec(
     "capacity-drift-uploads",
-    "Capacity counters below the upload bucket's contents",
+    "Capacity counters differ from the upload bucket's contents",
     "low",
-    "Two reconciliations in a row found the upload bucket's counters below its contents: object events were lost.",
+    "Two reconciliations in a row found the upload bucket's counters off its contents: object events were lost.",
     "events in the capacity DLQ, a purged capacity queue, events past the queue's retention, a stopped counter",
     "imgops alarms check",
 )
 CAPACITY_DRIFT_PROCESSED = AlarmSpec(
     "capacity-drift-processed",
-    "Capacity counters below the processed bucket's contents",
+    "Capacity counters differ from the processed bucket's contents",
     "low",
-    "Two reconciliations in a row found the processed bucket's counters below its contents: object events were lost.",
+    "Two reconciliations in a row found the processed bucket's counters off its contents: object events were lost.",
     "events in the capacity DLQ, a purged capacity queue, events past the queue's retention, a stopped counter",
     "imgops alarms check",
 )
@@ -490,11 +488,11 @@ class Monitoring(Construct):
             # Missing data (no reconciliation, or no snapshot yet: no inventory report) is not drift: not
             # breaching. A reconciler that stops shows on its Lambda's widgets and in `ScanIncomplete`.
             return CustomMetricWithAlarm(
-                metric=metric(DRIFT_OBJECTS, bucket, "Minimum", f"{role} (lowest)", reconciled),
+                metric=metric(DRIFT_OWNERS, bucket, "Maximum", f"{role} owners drifting", reconciled),
                 alarm_friendly_name=alarm.slug,
                 add_alarm={
                     "Warning": CustomThreshold(
-                        comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+                        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
                         threshold=0,
                         datapoints_to_alarm=DRIFT_PERIODS_TO_ALARM,
                         evaluation_periods=DRIFT_PERIODS_TO_ALARM,
@@ -564,10 +562,12 @@ class Monitoring(Construct):
                     ],
                 ),
                 CustomMetricGroup(
-                    title="Drift: counters minus the truth (objects; < 0: events lost)",
+                    title="Drift: owners drifting, and counters minus the truth (objects; < 0: creates lost)",
                     metrics=[
                         drift(upload_bucket_name, "uploads", CAPACITY_DRIFT_UPLOADS),
                         drift(processed_bucket_name, "processed", CAPACITY_DRIFT_PROCESSED),
+                        metric(DRIFT_OBJECTS, upload_bucket_name, "Minimum", "uploads (lowest)", reconciled),
+                        metric(DRIFT_OBJECTS, processed_bucket_name, "Minimum", "processed (lowest)", reconciled),
                         metric(DRIFT_OBJECTS, upload_bucket_name, "Maximum", "uploads (highest)", reconciled),
                         metric(DRIFT_OBJECTS, processed_bucket_name, "Maximum", "processed (highest)", reconciled),
                     ],

@@ -108,20 +108,20 @@ EXPECTED: dict[str, Expected] = {
     ),
     monitoring.CAPACITY_DRIFT_UPLOADS.slug: Expected(
         "CustomS3",
-        "DriftObjects",
-        "Minimum",
+        "DriftOwners",
+        "Maximum",
         0,
-        "LessThanThreshold",
+        GT,
         2,
         "notBreaching",
         ("BucketName", "storage.upload_bucket.bucket_name"),
     ),
     monitoring.CAPACITY_DRIFT_PROCESSED.slug: Expected(
         "CustomS3",
-        "DriftObjects",
-        "Minimum",
+        "DriftOwners",
+        "Maximum",
         0,
-        "LessThanThreshold",
+        GT,
         2,
         "notBreaching",
         ("BucketName", "storage.processed_bucket.bucket_name"),
@@ -288,7 +288,7 @@ def test_operations_and_capacity_dashboards(synthesized: Synthesized) -> None:
     assert "AWS/DynamoDB" in operations
     assert "AWS/SNS" in operations
     capacity = str(dashboards["imgops-capacity"])
-    for metric in ("BucketSizeBytes", "NumberOfObjects", "ScanIncomplete", "DriftObjects", "DriftBytes"):
+    for metric in ("BucketSizeBytes", "NumberOfObjects", "ScanIncomplete", "DriftObjects", "DriftBytes", "DriftOwners"):
         assert metric in capacity, metric
     # The counters' lag and their DLQ, and the three capacity functions.
     for metric in ("ApproximateAgeOfOldestMessage", "ApproximateNumberOfMessagesVisible", "Invocations", "Errors"):

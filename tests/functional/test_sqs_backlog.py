@@ -1,5 +1,6 @@
-"""The embedded AWS's SendMessage (localaws.sqs_sends: it no longer counts the queue to read one FIFO setting) still
-behaves as moto's: counts in GetQueueAttributes, content-based deduplication on a FIFO queue, delays."""
+"""The embedded AWS's SendMessage and ReceiveMessage (localaws.sqs_backlog: they no longer count the queue to read
+one setting) still behave as moto's: counts in GetQueueAttributes, content-based deduplication on a FIFO queue,
+delays, and messages past the queue's retention period never received."""
 
 from __future__ import annotations
 
@@ -54,3 +55,11 @@ def test_a_fifo_queue_still_deduplicates_by_content(sqs: Any) -> None:
     assert counts(sqs, url)[0] == 2
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     assert attributes["ContentBasedDeduplication"] == "true"
+
+
+def test_a_message_past_the_retention_period_is_not_received(sqs: Any) -> None:
+    url = sqs.create_queue(QueueName="sends-retention", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="kept")
+    assert [m["Body"] for m in sqs.receive_message(QueueUrl=url, VisibilityTimeout=0)["Messages"]] == ["kept"]
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"MessageRetentionPeriod": "0"})  # moto allows 0: expired
+    assert sqs.receive_message(QueueUrl=url).get("Messages", []) == []
