@@ -294,6 +294,23 @@ def status(state_file: StateFile = None) -> None:
     _print_info(info, state_file or default_state_file())
 
 
+@app.command()
+def inventory(state_file: StateFile = None) -> None:
+    """Write an S3 Inventory report of both buckets now, as S3 delivers its daily one (S3's layout, Parquet), into
+    the stack's inventory bucket: what the reconciler reads for a bucket too large to list."""
+    from localaws.inventory import write_inventory_report
+    from monitoring.target import for_local
+    from pipeline.resources import INVENTORY_ID, INVENTORY_PREFIX, ResourceNames
+
+    with command_errors():
+        info = running_stack(state_file)
+        s3 = for_local(info).client("s3")
+        destination = ResourceNames(info.prefix).inventory_bucket
+        for bucket in (info.upload_bucket, info.processed_bucket):
+            key = write_inventory_report(s3, bucket, destination, prefix=INVENTORY_PREFIX, config_id=INVENTORY_ID)
+            console.print(f"{bucket}: s3://{destination}/{key}", soft_wrap=True)
+
+
 def _print_info(info: StackInfo, state: Path) -> None:
     from localaws.web import page_url
 

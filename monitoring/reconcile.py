@@ -317,7 +317,7 @@ def _cloudwatch() -> CloudWatchClient:
     return boto3.client("cloudwatch", config=_CLIENT_CONFIG)
 
 
-def _inventory_from_env() -> InventorySource | None:
+def inventory_from_env() -> InventorySource | None:
     """The newest inventory report of a bucket, read only when a bucket is too large to list (DuckDB or Athena are
     loaded then, not on every run)."""
     destination = os.environ.get(Env.INVENTORY_BUCKET, "").strip()
@@ -344,6 +344,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         store=store_from_env(),
         cloudwatch=cloudwatch,
         remaining_ms=context.get_remaining_time_in_millis,
-        inventory=_inventory_from_env(),
+        inventory=inventory_from_env(),
         lag_seconds=(lambda: queue_lag(cloudwatch, queue, dead_letters)) if queue else (lambda: None),
     )

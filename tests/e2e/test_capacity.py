@@ -23,6 +23,8 @@ from localaws.context import LocalLambdaContext
 from localaws.object_events import Mischief
 from localaws.stack import LocalStack, LocalStackOptions, scheduled_event
 from monitoring import reconcile, s3_metrics
+from monitoring.capacity_handlers import store_from_env
+from monitoring.s3_metrics import SAFETY_MARGIN_MS
 from monitoring.target import STATE_DIR_ENV, for_local
 
 pytestmark = pytest.mark.slow
@@ -85,6 +87,22 @@ def test_custom_s3_follows_churn_within_two_minutes_and_the_reconciler_finds_no_
         assert [(b["source"], b["drift_objects"], b["drift_bytes"]) for b in report["buckets"]] == [
             ("listing", 0, 0),
             ("listing", 0, 0),
+        ]
+
+        # The same check from the inventory report S3 would deliver, as for a bucket too large to list.
+        written = CliRunner().invoke(app, ["local", "inventory"])
+        assert written.exit_code == 0, written.output
+        from_reports = reconcile.reconcile(
+            buckets,
+            s3=s3,
+            store=store_from_env(),
+            cloudwatch=cloudwatch,
+            remaining_ms=lambda: SAFETY_MARGIN_MS,  # no time to list: the inventory report it is
+            inventory=reconcile.inventory_from_env(),
+        )
+        assert [(b["source"], b["drift_objects"], b["drift_bytes"]) for b in from_reports["buckets"]] == [
+            ("inventory", 0, 0),
+            ("inventory", 0, 0),
         ]
 
         result = CliRunner().invoke(app, ["capacity", "top", "--json"])

@@ -86,6 +86,7 @@ RUN_ON_THE_LOCAL_STACK = (
     "imgops alarms check",
     "imgops monitoring publish",
     "imgops capacity top",
+    "imgops local inventory",
     "imgops dashboards render",
     "imgops loadtest run --target aws --stack-name imgops-pipeline --images 20",
 )
@@ -130,6 +131,7 @@ EXPECTED_OUTPUT = {
     "imgops alarms test": "quiet-night",
     "imgops monitoring publish": "published",
     "imgops capacity top": "nothing was listed",
+    "imgops local inventory": "/manifest.json",
     "imgops dashboards render": "graphs with data",
     "imgops loadtest run --target aws --stack-name imgops-pipeline --images 20": "on aws:imgops-pipeline: DONE 20",
     "imgops loadtest selfcheck": "2000 of 2000 uploads",
