@@ -20,7 +20,7 @@ from constructs import Construct
 
 from dashboards.config import Architecture
 from dashboards.constructs.function import PipelineFunction
-from dashboards.nag import acknowledge
+from dashboards.constructs.worker import QUEUE_POLLER_ACTIONS
 from monitoring.capacity import DEFAULT_SHARDS, PARTITION_KEY, SORT_KEY, TOMBSTONE_SECONDS, TTL_ATTRIBUTE
 from monitoring.capacity_handlers import (
     COUNTER_BATCH_SIZE,
@@ -43,8 +43,6 @@ OBJECT_EVENTS = ("Object Created", "Object Deleted")
 COUNTER_TABLE_ACTIONS = ("dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
 # monitoring.reconcile: counters and journal (Query), corrections (UpdateItem), the drift to confirm (Get/PutItem).
 RECONCILER_TABLE_ACTIONS = ("dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem")
-# What Lambda's SQS poller does with the function's role (as dashboards.constructs.worker).
-QUEUE_POLLER_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
 
 
 class CapacityCounters(Construct):
@@ -168,20 +166,7 @@ class CapacityCounters(Construct):
         publisher.role.add_to_principal_policy(
             iam.PolicyStatement(actions=["dynamodb:Query"], resources=[self.table.table_arn])
         )
-        # PutMetricData has no resource-level permissions; the namespace condition is the only scope there is.
-        publisher.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={"StringEquals": {"cloudwatch:namespace": NAMESPACE}},
-            )
-        )
-        acknowledge(
-            publisher.role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "cloudwatch:PutMetricData has no resource-level permissions; the cloudwatch:namespace condition "
-            f"limits it to {NAMESPACE}.",
-        )
+        publisher.allow_publishing_metrics(NAMESPACE)
         # The next run is the retry: a late publication would only repeat the counters.
         self.publisher.configure_async_invoke(retry_attempts=0, max_event_age=self.publish_rate)
         self.schedule = events.Rule(

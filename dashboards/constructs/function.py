@@ -73,6 +73,29 @@ class PipelineFunction(Construct):
             "are tested on 3.12; move runtime and wheel tags together.",
         )
 
+    def allow_publishing_metrics(self, namespace: str, *, reading: bool = False) -> None:
+        """PutMetricData into `namespace` only: it has no resource-level permissions, so the namespace condition is
+        the only scope there is. `reading`: GetMetricStatistics too (read-only, likewise without resources)."""
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": namespace}},
+            )
+        )
+        if reading:
+            self.role.add_to_principal_policy(
+                iam.PolicyStatement(actions=["cloudwatch:GetMetricStatistics"], resources=["*"])
+            )
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "cloudwatch:PutMetricData"
+            + (" and GetMetricStatistics have" if reading else " has")
+            + f" no resource-level permissions; the cloudwatch:namespace condition limits publishing to {namespace}"
+            + ("; reading is read-only." if reading else "."),
+        )
+
 
 def pipeline_environment(
     *, upload_bucket: str, processed_bucket: str, images_table: str, topic_arn: str

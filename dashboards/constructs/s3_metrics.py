@@ -115,24 +115,8 @@ class BucketMetrics(Construct):
         )
         capacity.allow_reconciling(handler.role)
         inventory.allow_querying(handler.role)
-        # The capacity queue's oldest message (AWS/SQS): corrections wait while events older than the snapshot do.
-        handler.role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["cloudwatch:GetMetricStatistics"], resources=["*"])
-        )
-        # PutMetricData has no resource-level permissions; the namespace condition is the only scope there is.
-        handler.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={"StringEquals": {"cloudwatch:namespace": NAMESPACE}},
-            )
-        )
-        acknowledge(
-            handler.role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "cloudwatch:PutMetricData and GetMetricStatistics have no resource-level permissions; the "
-            f"cloudwatch:namespace condition limits the first to {NAMESPACE}; the second only reads.",
-        )
+        # And reading the capacity queue's oldest message (AWS/SQS): corrections wait while older events do.
+        handler.allow_publishing_metrics(NAMESPACE, reading=True)
         # The next scheduled run is the retry; a retried scan would only publish stale totals late.
         self.function.configure_async_invoke(retry_attempts=0, max_event_age=self.rate)
         self.schedule = events.Rule(

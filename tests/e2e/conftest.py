@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,3 +86,19 @@ def stop(process: subprocess.Popen[str], timeout: float = 30) -> None:
         process.wait(timeout)
     except subprocess.TimeoutExpired:
         kill(process)
+
+
+def wait_until_drained(sqs: Any, queue_url: str, timeout: float = 180) -> None:
+    """Until the queue has held nothing (visible, in flight or delayed) for 3 s."""
+    deadline, quiet_since = time.monotonic() + timeout, None
+    names = [f"ApproximateNumberOfMessages{kind}" for kind in ("", "NotVisible", "Delayed")]
+    while time.monotonic() < deadline:
+        attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
+        if sum(int(attributes.get(name, 0)) for name in names) == 0:
+            quiet_since = quiet_since or time.monotonic()
+            if time.monotonic() - quiet_since > 3:
+                return
+        else:
+            quiet_since = None
+        time.sleep(0.5)
+    raise AssertionError(f"{queue_url} did not drain in {timeout:.0f} s")

@@ -6,10 +6,8 @@ the reconciler must then find no drift; `imgops capacity top` must name the runa
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -26,30 +24,12 @@ from monitoring import reconcile, s3_metrics
 from monitoring.capacity_handlers import store_from_env
 from monitoring.s3_metrics import SAFETY_MARGIN_MS
 from monitoring.target import STATE_DIR_ENV, for_local
+from tests.e2e.conftest import wait_until_drained
 
 pytestmark = pytest.mark.slow
 
 # The bound: every capacity graph has data within 2 minutes of a change.
 PUBLISHED_WITHIN_SECONDS = 120
-
-
-def wait_until_drained(sqs: Any, queue_url: str, timeout: float = 180) -> None:
-    deadline, quiet_since = time.monotonic() + timeout, None
-    names = [
-        "ApproximateNumberOfMessages",
-        "ApproximateNumberOfMessagesNotVisible",
-        "ApproximateNumberOfMessagesDelayed",
-    ]
-    while time.monotonic() < deadline:
-        attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
-        if sum(int(attributes.get(name, 0)) for name in names) == 0:
-            quiet_since = quiet_since or time.monotonic()
-            if time.monotonic() - quiet_since > 3:
-                return
-        else:
-            quiet_since = None
-        time.sleep(0.5)
-    raise AssertionError(f"{queue_url} did not drain in {timeout:.0f} s")
 
 
 def test_custom_s3_follows_churn_within_two_minutes_and_the_reconciler_finds_no_drift(

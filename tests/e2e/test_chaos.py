@@ -5,10 +5,8 @@ redriven, every healthy image is DONE."""
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,6 +18,7 @@ from localaws.stack import LocalStack, LocalStackOptions
 from monitoring import dlq
 from monitoring.target import STATE_DIR_ENV, faults_file, for_local, report_log
 from pipeline import store
+from tests.e2e.conftest import wait_until_drained
 
 pytestmark = pytest.mark.slow
 
@@ -33,23 +32,6 @@ FAULTS = (
     "s3:GetObject=0.02:SIGKILL"
 )
 HEALTHY = 100
-
-
-def wait_until_drained(sqs: Any, queue_url: str, timeout: float) -> None:
-    deadline, quiet_since = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        attributes = sqs.get_queue_attributes(
-            QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-        )["Attributes"]
-        busy = int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
-        if busy == 0:
-            quiet_since = quiet_since or time.monotonic()
-            if time.monotonic() - quiet_since > 3:
-                return
-        else:
-            quiet_since = None
-        time.sleep(0.5)
-    raise AssertionError(f"the work queue did not drain in {timeout:.0f} s")
 
 
 def test_faults_lose_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

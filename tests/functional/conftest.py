@@ -5,6 +5,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from botocore.config import Config
 
 from localaws.provision import provision, register_stack
-from localaws.stack import forget_handler_state
+from localaws.stack import capacity_environment, forget_handler_state
 from monitoring.target import StackInfo
 from pipeline import aws
 from pipeline.resources import ResourceNames, StackOutputs
@@ -128,6 +129,38 @@ def receive_uploads(sqs: Any, stack: StackInfo, expected: int, timeout: float = 
                 messages.append(message)
     assert len(messages) == expected, f"expected {expected} upload events, got {len(messages)}"
     return messages
+
+
+@pytest.fixture
+def capacity_env(stack: StackInfo, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The environment the CDK app gives the capacity functions (localaws.stack.capacity_environment, as the local
+    stack sets it), with the handlers' cached clients dropped around the test."""
+    for name, value in {**stack.handler_environment(), **capacity_environment(stack)}.items():
+        monkeypatch.setenv(name, value)
+    forget_handler_state()
+    yield
+    forget_handler_state()
+
+
+def capacity_queues_caught_up(stack: StackInfo) -> None:
+    """The capacity queue and its DLQ as AWS/SQS publishes them: no event waits, so the reconciler may correct
+    confirmed drift (monitoring.reconcile.queue_lag)."""
+    names = ResourceNames(stack.prefix)
+    boto3.client("cloudwatch").put_metric_data(
+        Namespace="AWS/SQS",
+        MetricData=[
+            {
+                "MetricName": metric,
+                "Dimensions": [{"Name": "QueueName", "Value": queue}],
+                "Timestamp": datetime.now(UTC) - timedelta(seconds=30),
+                "Value": 0.0,
+            }
+            for metric, queue in (
+                ("ApproximateAgeOfOldestMessage", names.capacity_queue),
+                ("ApproximateNumberOfMessagesVisible", names.capacity_dead_letter_queue),
+            )
+        ],
+    )
 
 
 def outputs_stack(stack_name: str, info: StackInfo, **overrides: str) -> dict[str, str]:

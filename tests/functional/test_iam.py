@@ -14,24 +14,22 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-import boto3
 import pytest
 
 from localaws.context import LocalLambdaContext
 from localaws.inventory import write_inventory_report
 from localaws.object_events import Sequencers, message_body, object_created
 from localaws.runtime import sqs_event
-from localaws.stack import capacity_environment, forget_handler_state
 from monitoring import capacity_counter, capacity_publisher, reconcile
 from monitoring.target import StackInfo
 from pipeline import presign, read_api, worker
 from pipeline.resources import INVENTORY_ID, INVENTORY_PREFIX, ResourceNames
 from tests.conftest import jpeg_bytes
-from tests.functional.conftest import receive_uploads, role_policies
+from tests.functional.conftest import capacity_queues_caught_up, receive_uploads, role_policies
 from tests.iam import Call, CallRecorder, Decision, FunctionRole, RolePolicies, Statement, iam_match
 
 if TYPE_CHECKING:
@@ -144,17 +142,6 @@ def exercise_api(image_id: str) -> None:
     assert set(json.loads(response["body"])["thumbnails"]) == {"1024", "512", "256"}
 
 
-@pytest.fixture
-def capacity_env(stack: StackInfo, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The environment the CDK app gives the capacity functions (localaws.stack.capacity_environment, as the local
-    stack sets it), with the handlers' cached clients dropped around the test."""
-    for name, value in {**stack.handler_environment(), **capacity_environment(stack)}.items():
-        monkeypatch.setenv(name, value)
-    forget_handler_state()
-    yield
-    forget_handler_state()
-
-
 def buckets_reported(report: dict[str, Any]) -> list[tuple[str, int, int]]:
     return [(bucket["source"], bucket["drift_objects"], bucket["corrected"]) for bucket in report["buckets"]]
 
@@ -187,23 +174,7 @@ def exercise_capacity(stack: StackInfo, s3: Any) -> None:
         ("listing", -1, 0),
         ("listing", 0, 0),
     ]
-    # The capacity queue's oldest event, as AWS/SQS publishes it: younger than the next snapshot, and none parked
-    # in its dead-letter queue, so it may correct.
-    boto3.client("cloudwatch").put_metric_data(
-        Namespace="AWS/SQS",
-        MetricData=[
-            {
-                "MetricName": metric,
-                "Dimensions": [{"Name": "QueueName", "Value": queue}],
-                "Timestamp": datetime.now(UTC) - timedelta(seconds=30),
-                "Value": 0.0,
-            }
-            for metric, queue in (
-                ("ApproximateAgeOfOldestMessage", names.capacity_queue),
-                ("ApproximateNumberOfMessagesVisible", names.capacity_dead_letter_queue),
-            )
-        ],
-    )
+    capacity_queues_caught_up(stack)  # no event waits: the next snapshot may correct
     confirmed = reconcile.handler({}, lambda_context("s3-metrics"))
     assert buckets_reported(confirmed) == [("listing", -1, 2), ("listing", 0, 0)]  # the bucket's total and the owner's
 

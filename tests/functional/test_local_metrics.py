@@ -42,7 +42,7 @@ from localaws.metrics import (
 )
 from localaws.moto_process import HEALTH_PATH, MeteredMotoServer, MotoProcess
 from localaws.runtime import RuntimeConfig, in_process, invoke
-from localaws.stack import MeteredHttpApi, capacity_environment, forget_handler_state, scheduled_event
+from localaws.stack import MeteredHttpApi, scheduled_event
 from monitoring import reconcile, s3_metrics
 from monitoring.target import StackInfo, fetch_access_token, running_stack
 from pipeline.resources import ResourceNames
@@ -323,17 +323,6 @@ def test_local_api_publishes_api_gateway_and_lambda_metrics(
     assert (statistic("AWS/ApiGateway", "Latency", dims, "Minimum") or 0) > 0
     assert lambda_stat(names.presign_function, "Errors", "Sum") == 0
     assert lambda_stat(names.read_api_function, "Errors", "Sum") == 1
-
-
-@pytest.fixture
-def capacity_env(stack: StackInfo, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The environment the CDK app gives the capacity functions (localaws.stack.capacity_environment, as the local
-    stack sets it), with the handlers' cached clients dropped around the test."""
-    for name, value in {**stack.handler_environment(), **capacity_environment(stack)}.items():
-        monkeypatch.setenv(name, value)
-    forget_handler_state()
-    yield
-    forget_handler_state()
 
 
 @pytest.mark.usefixtures("capacity_env")

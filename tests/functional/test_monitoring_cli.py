@@ -21,7 +21,7 @@ from monitoring import reconcile
 from monitoring.capacity import DEFAULT_SHARDS, CapacityStore, create_table, parse_message
 from monitoring.target import StackInfo
 from pipeline.resources import INVENTORY_ID, INVENTORY_PREFIX, ResourceNames, StackOutputs
-from tests.functional.conftest import outputs_stack
+from tests.functional.conftest import capacity_queues_caught_up, outputs_stack
 from tests.iam import CallRecorder
 
 if TYPE_CHECKING:
@@ -70,27 +70,6 @@ def customs3(name: str, bucket: str, prefix: str | None = None) -> list[float]:
         Statistics=["Maximum"],
     )
     return [float(point["Maximum"]) for point in answer["Datapoints"]]
-
-
-def queue_caught_up(stack: StackInfo) -> None:
-    """The capacity queue and its DLQ as AWS/SQS publishes them: no event waits, so confirmed drift may be
-    corrected."""
-    names = ResourceNames(stack.prefix)
-    boto3.client("cloudwatch").put_metric_data(
-        Namespace="AWS/SQS",
-        MetricData=[
-            {
-                "MetricName": metric,
-                "Dimensions": [{"Name": "QueueName", "Value": queue}],
-                "Timestamp": datetime.now(UTC) - timedelta(seconds=30),
-                "Value": 0.0,
-            }
-            for metric, queue in (
-                ("ApproximateAgeOfOldestMessage", names.capacity_queue),
-                ("ApproximateNumberOfMessagesVisible", names.capacity_dead_letter_queue),
-            )
-        ],
-    )
 
 
 def row(stdout: str, bucket: str) -> list[str]:
@@ -207,13 +186,13 @@ def test_reconcile_reports_drift_then_corrects_it_when_a_second_run_confirms_it(
     assert upload["snapshot"].endswith(" UTC")
     assert (upload["drift"], upload["corrected"]) == ("-1 objects, -70 bytes, 1 owner drifting", "0")
     assert block(first.stdout, stack.processed_bucket)["drift"] == "+0 objects, +0 bytes, 0 owners drifting"
-    assert "published 6 datums in 1 PutMetricData call" in first.stdout
+    assert "published 8 datums in 1 PutMetricData call" in first.stdout
     words = " ".join(first.stdout.split())
     assert "Drift is corrected when two runs in a row see it identical, while the capacity queue's" in words
     assert customs3("DriftBytes", stack.upload_bucket) == [-70.0]
     assert customs3("NumberOfObjects", stack.upload_bucket) == []  # the publisher's metric, not the reconciler's
 
-    queue_caught_up(stack)
+    capacity_queues_caught_up(stack)
     second = cli("reconcile", "--state-file", str(state_file), "--json")
 
     assert second.exit_code == 0, second.output

@@ -8,7 +8,6 @@ ScanIncomplete and the drift, never a count or a size of its own.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
@@ -18,7 +17,6 @@ import pytest
 from localaws.context import LocalLambdaContext
 from localaws.object_events import Sequencers, message_body, object_created
 from localaws.runtime import sqs_event
-from localaws.stack import capacity_environment, forget_handler_state
 from monitoring import capacity_counter, capacity_publisher, reconcile
 from monitoring.s3_metrics import ScanFailed
 from monitoring.target import StackInfo
@@ -30,17 +28,6 @@ if TYPE_CHECKING:
 
 SUB_1 = "5f0c6a9e-1111-4c3b-9d1e-000000000001"
 SUB_2 = "5f0c6a9e-1111-4c3b-9d1e-000000000002"
-
-
-@pytest.fixture
-def capacity_env(stack: StackInfo, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The environment the CDK app gives the capacity functions (localaws.stack.capacity_environment, as the local
-    stack sets it), with the handlers' cached clients dropped around the test."""
-    for name, value in {**stack.handler_environment(), **capacity_environment(stack)}.items():
-        monkeypatch.setenv(name, value)
-    forget_handler_state()
-    yield
-    forget_handler_state()
 
 
 def read_metric(name: str, bucket: str, prefix: str | None = None) -> list[float]:

@@ -9,7 +9,8 @@ from typing import Any
 
 from aws_cdk.assertions import Match
 
-from dashboards.constructs.capacity import COUNTER_TABLE_ACTIONS, OBJECT_EVENTS, QUEUE_POLLER_ACTIONS
+from dashboards.constructs.capacity import COUNTER_TABLE_ACTIONS, OBJECT_EVENTS
+from dashboards.constructs.worker import QUEUE_POLLER_ACTIONS
 from monitoring.capacity import PARTITION_KEY, SORT_KEY, TOMBSTONE_SECONDS, TTL_ATTRIBUTE
 from monitoring.capacity_handlers import COUNTER_BATCH_SIZE, COUNTER_MAX_RECEIVE_COUNT, COUNTER_TIMEOUT_SECONDS
 from monitoring.inventory import athena_table_name
