@@ -230,11 +230,11 @@ def newest_datum(cloudwatch: Any, metric: str, bucket: str, owner: str | None, s
     return float(high[1]) if low == high else None
 
 
-def disagreements(cloudwatch: Any, s3: Any, buckets: Iterable[str], since: datetime) -> list[str]:
-    """What CustomS3 published after `since` gets wrong against a listing now, per bucket and owner."""
+def disagreements(cloudwatch: Any, expected: Mapping[str, Mapping[str | None, Totals]], since: datetime) -> list[str]:
+    """What CustomS3 published after `since` gets wrong against `expected` (per bucket: the listing's totals)."""
     wrong = []
-    for bucket in buckets:
-        for owner, totals in expected_datums(listing(s3, bucket)).items():
+    for bucket, owners in expected.items():
+        for owner, totals in owners.items():
             for metric, value in ((NUMBER_OF_OBJECTS, totals.objects), (BUCKET_SIZE_BYTES, totals.size_bytes)):
                 published = newest_datum(cloudwatch, metric, bucket, owner, since)
                 if published != float(value):
@@ -245,11 +245,14 @@ def disagreements(cloudwatch: Any, s3: Any, buckets: Iterable[str], since: datet
 def wait_until_published(
     cloudwatch: Any, s3: Any, buckets: list[str], since: datetime, *, timeout: float, poll: float = 5.0
 ) -> float:
-    """Seconds from `since` until CustomS3 equals the listings; raises ChurnError with what differs at `timeout`."""
+    """Seconds from `since` (the last change) until CustomS3 equals the listings; raises ChurnError with what differs
+    at `timeout`. The buckets no longer change, so each is listed once: listing them every poll would load the
+    embedded AWS that the counter and publisher share."""
+    expected = {bucket: expected_datums(listing(s3, bucket)) for bucket in buckets}
     started = time.monotonic()
     wrong: list[str] = []
     while time.monotonic() - started < timeout:
-        wrong = disagreements(cloudwatch, s3, buckets, since)
+        wrong = disagreements(cloudwatch, expected, since)
         if not wrong:
             return (datetime.now(UTC) - since).total_seconds()
         time.sleep(poll)
