@@ -141,10 +141,16 @@ def local_outputs(template: Mapping[str, Any], info: StackInfo) -> dict[str, str
 
 def physical_ids_for(info: StackInfo) -> PhysicalIds:
     names = ResourceNames(info.prefix)
+    account_url = info.queue_url.rsplit("/", 1)[0]  # the embedded SQS's URLs: <endpoint>/<account>/<name>
+    queues = (names.capacity_queue, names.capacity_dead_letter_queue)
     return PhysicalIds(
         region=info.region,
         stack_name=f"{info.prefix}-pipeline",
-        queue_urls={names.work_queue: info.queue_url, names.dead_letter_queue: info.dlq_url},
+        queue_urls={
+            names.work_queue: info.queue_url,
+            names.dead_letter_queue: info.dlq_url,
+            **{name: f"{account_url}/{name}" for name in queues},
+        },
         topic_arns={names.notifications_topic: info.topic_arn},
         user_pool_id=info.user_pool_id,
         user_pool_client_id=info.user_pool_client_id,

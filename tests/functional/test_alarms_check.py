@@ -68,7 +68,7 @@ def test_dlq_alarm_fires_and_notifies_once(template: dict[str, Any], stack: Stac
     assert states["dlq-not-empty"] == "ALARM"
     assert states["s3-metrics-not-reporting-uploads"] == "OK"
     assert states["worker-fault-rate"] == "OK"  # no data, treated as not breaching
-    assert len(states) == 11  # ten metric alarms and the composite that pages
+    assert len(states) == 13  # twelve metric alarms and the composite that pages
     assert states["pipeline-unhealthy"] == "ALARM"  # the DLQ alarm is one of its children
     stored = cloudwatch.describe_alarms(AlarmNames=[f"{stack.prefix}-dlq-not-empty"])["MetricAlarms"][0]
     assert stored["StateValue"] == "ALARM"

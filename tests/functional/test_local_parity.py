@@ -65,7 +65,7 @@ def test_buckets(built: tuple[dict[str, Any], StackInfo, Resolver]) -> None:
         assert logging["TargetPrefix"] == p["LoggingConfiguration"]["LogFilePrefix"]
         log_bucket = logging["TargetBucket"]
         assert s3.get_public_access_block(Bucket=log_bucket)["PublicAccessBlockConfiguration"]["BlockPublicAcls"]
-    assert names == {info.upload_bucket, info.processed_bucket}
+    assert names == {info.upload_bucket, info.processed_bucket, ResourceNames(info.prefix).inventory_bucket}
     [queue] = s3.get_bucket_notification_configuration(Bucket=info.upload_bucket)["QueueConfigurations"]
     assert queue["QueueArn"] == info.queue_arn
     assert queue["Filter"]["Key"]["FilterRules"] == [{"Name": "prefix", "Value": "user-uploads/"}]
@@ -85,9 +85,9 @@ def test_queues_table_and_topics(built: tuple[dict[str, Any], StackInfo, Resolve
         if "RedrivePolicy" in p:
             redrive = json.loads(attributes["RedrivePolicy"])
             assert int(redrive["maxReceiveCount"]) == p["RedrivePolicy"]["maxReceiveCount"]
-            assert redrive["deadLetterTargetArn"] == info.dlq_arn
+            assert redrive["deadLetterTargetArn"] == resolver.resolve(p["RedrivePolicy"]["deadLetterTargetArn"])
         assert attributes["SqsManagedSseEnabled"] == "true"
-    [table] = resources_of(template, "AWS::DynamoDB::Table")
+    [table] = [t for t in resources_of(template, "AWS::DynamoDB::Table") if t["TableName"] == info.images_table]
     described = boto3.client("dynamodb").describe_table(TableName=info.images_table)["Table"]
     assert described["KeySchema"] == table["KeySchema"]
     assert described["BillingModeSummary"]["BillingMode"] == table["BillingMode"]
@@ -134,7 +134,12 @@ def test_functions_event_source_mapping_and_schedule(built: tuple[dict[str, Any]
         if "ReservedConcurrentExecutions" in p:
             concurrency = lambda_.get_function_concurrency(FunctionName=p["FunctionName"])
             assert concurrency["ReservedConcurrentExecutions"] == p["ReservedConcurrentExecutions"]
-    [expected] = resources_of(template, "AWS::Lambda::EventSourceMapping")
+    worker = ResourceNames(info.prefix).worker_function
+    [expected] = [
+        m
+        for m in resources_of(template, "AWS::Lambda::EventSourceMapping")
+        if resolver.resolve(m["FunctionName"]) == worker
+    ]
     [mapping] = lambda_.list_event_source_mappings(FunctionName=ResourceNames(info.prefix).worker_function)[
         "EventSourceMappings"
     ]
@@ -145,12 +150,20 @@ def test_functions_event_source_mapping_and_schedule(built: tuple[dict[str, Any]
         resolver.resolve(expected["ScalingConfig"]["MaximumConcurrency"])
     )
     assert mapping["State"] == "Disabled"  # the local runtime polls the queue (moto would need Docker)
-    [rule] = resources_of(template, "AWS::Events::Rule")
     events = boto3.client("events")
-    [found] = [r for r in events.list_rules(NamePrefix=info.prefix)["Rules"] if r.get("ScheduleExpression")]
-    assert found["ScheduleExpression"] == rule["ScheduleExpression"]
-    [target] = events.list_targets_by_rule(Rule=found["Name"])["Targets"]
-    assert target["Arn"].endswith(f":function:{info.prefix}-s3-metrics")
+    schedules = {
+        resolver.resolve(rule["Targets"][0]["Arn"]).rsplit(":", 1)[-1]: rule["ScheduleExpression"]
+        for rule in resources_of(template, "AWS::Events::Rule")
+        if "ScheduleExpression" in rule
+    }
+    found = {}
+    for rule in events.list_rules(NamePrefix=info.prefix)["Rules"]:
+        if rule.get("ScheduleExpression"):
+            [target] = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+            found[target["Arn"].rsplit(":", 1)[-1]] = rule["ScheduleExpression"]
+    names = ResourceNames(info.prefix)
+    assert found == schedules
+    assert set(found) == {f"{info.prefix}-s3-metrics", names.capacity_publisher_function}
 
 
 def test_roles_alarms_and_dashboards(built: tuple[dict[str, Any], StackInfo, Resolver]) -> None:
@@ -188,8 +201,10 @@ def test_roles_alarms_and_dashboards(built: tuple[dict[str, Any], StackInfo, Res
         assert alarm["AlarmActions"] == resolver.resolve(p["AlarmActions"])
         assert alarm["StateValue"] == "INSUFFICIENT_DATA"  # where CloudWatch starts every alarm
     for p in resources_of(template, "AWS::CloudWatch::Dashboard"):
-        body = cloudwatch.get_dashboard(DashboardName=p["DashboardName"])["DashboardBody"]
-        assert json.loads(body) == json.loads(resolver.resolve(p["DashboardBody"]))
+        body = json.loads(cloudwatch.get_dashboard(DashboardName=p["DashboardName"])["DashboardBody"])
+        expected_body = json.loads(resolver.resolve(p["DashboardBody"]))
+        for found, wanted in zip(body["widgets"], expected_body["widgets"], strict=True):
+            assert found == wanted, (json.dumps(found)[:600], json.dumps(wanted)[:600])
 
 
 def test_resource_policies_are_the_templates_less_the_plain_http_denial(
