@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from localaws.metrics import MetricBuffer, WorkerMeter, WorkerSignals
 from localaws.object_events import Mischief, Route
@@ -64,19 +64,15 @@ def routes_for(info: StackInfo, mischief: Mischief) -> list[tuple[tuple[str, ...
     return [(route.buckets, Route(route.queue_name, info.region, mischief)) for route in event_routes(info)]
 
 
-class _Quiet:
-    """The poller's START/END/REPORT lines: to the stack's log file if any, else nowhere (not the console)."""
-
-    def __init__(self, log: IO[str] | None) -> None:
-        self._log = log
+class _Dropped:
+    """The counter's START/END/REPORT lines go nowhere: the stack's log holds the worker's, which the load test
+    reads as the worker's invocations (its AWS/Lambda metrics are published all the same)."""
 
     def line(self, log_group: str, text: str) -> None:
-        if self._log is not None:
-            self._log.write(text + "\n")
+        pass
 
     def flush(self) -> None:
-        if self._log is not None:
-            self._log.flush()
+        pass
 
 
 class CounterPoller:
@@ -90,7 +86,6 @@ class CounterPoller:
         function_name: str,
         handler: Callable[[dict[str, Any], Any], Any],
         buffer: MetricBuffer | None,
-        log_file: Path | None,
         unless_stopping: Callable[[], bool],
         batch_size: int = COUNTER_BATCH_SIZE,
         window_seconds: float = COUNTER_BATCHING_WINDOW_SECONDS,
@@ -116,7 +111,6 @@ class CounterPoller:
         )
         self._run = in_process(handler, self.config)
         self._window = window_seconds
-        self._log_file = log_file
         self._running = unless_stopping
         self._stop = threading.Event()
         self._paused = threading.Event()
@@ -153,14 +147,9 @@ class CounterPoller:
             if (not received and messages) or time.monotonic() >= deadline:
                 break  # the queue is drained for now, or the window is over
         if messages and not self._stop.is_set():
-            log = self._log_file.open("a", encoding="utf-8") if self._log_file is not None else None
-            try:
-                with Path(os.devnull).open("w", encoding="utf-8") as report:
-                    logs: Any = _Quiet(log)  # invoke() calls line() and flush(), as on FunctionLogs
-                    invoke(self._run, messages, self._sqs, self.config, report, self._meter, logs=logs)
-            finally:
-                if log is not None:
-                    log.close()
+            with Path(os.devnull).open("w", encoding="utf-8") as report:
+                logs: Any = _Dropped()  # invoke() calls line() and flush(), as on FunctionLogs
+                invoke(self._run, messages, self._sqs, self.config, report, self._meter, logs=logs)
             self.invocations += 1
         return len(messages)
 

@@ -350,7 +350,6 @@ class LocalStack:
             function_name=names.capacity_counter_function,
             handler=capacity_counter.handler,
             buffer=self._metrics,
-            log_file=self.options.log_file,
             unless_stopping=lambda: not self._stopping.is_set(),
         )
         self._counter.start()

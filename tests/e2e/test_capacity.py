@@ -40,7 +40,7 @@ def test_custom_s3_follows_churn_within_two_minutes_and_the_reconciler_finds_no_
     options = LocalStackOptions(
         workers=2,
         prefix="capchurn",
-        object_events=Mischief(duplicate=0.3, reorder=0.3),
+        object_events=Mischief.parse("duplicate=0.2,reorder=0.3"),  # docs/capacity.md's example
         bucket_metrics_every_seconds=3600,  # the reconciler runs at start, then when this test runs it
     )
     with LocalStack(options) as stack:

@@ -87,6 +87,7 @@ RUN_ON_THE_LOCAL_STACK = (
     "imgops monitoring publish",
     "imgops capacity top",
     "imgops local inventory",
+    "imgops monitoring reconcile",
     "imgops dashboards render",
     "imgops loadtest run --target aws --stack-name imgops-pipeline --images 20",
 )
@@ -99,6 +100,7 @@ RUN_HERE = (
     "imgops alarms test",
     "imgops dashboards bundle",
     "imgops cost capacity",
+    "imgops cost report",
 )
 NOT_RUN = {
     "imgops loadtest locust --workers 2": "tests/e2e/test_locust.py runs a headless master and 2 workers",
@@ -115,6 +117,10 @@ NOT_RUN = {
         "`imgops loadtest run --target aws --stack-name imgops-pipeline --images 20` (RUN_ON_THE_LOCAL_STACK)"
     ),
     "imgops drill dlq": "the dlq-not-empty drill with its own sizes; tests/e2e/test_drill.py runs it (drill all)",
+    "imgops bench churn": (
+        "a benchmark of 50,000 objects by default (tens of minutes here); tests/e2e/test_capacity.py takes the same "
+        "path (loadtest.capacity_churn) with 600 objects and asserts what it prints"
+    ),
 }
 # The benchmarks' commands, as their result files record them (docs/benchmarks.md renders them from there): each is
 # a measurement of this machine, minutes long, run by `python -m benchmarks measure NAME`, not by a test. The cost
@@ -132,6 +138,8 @@ EXPECTED_OUTPUT = {
     "imgops monitoring publish": "published",
     "imgops capacity top": "nothing was listed",
     "imgops local inventory": "/manifest.json",
+    "imgops monitoring reconcile": "Capacity reconciled",
+    "imgops cost report": "Capacity metrics (events)",
     "imgops dashboards render": "graphs with data",
     "imgops loadtest run --target aws --stack-name imgops-pipeline --images 20": "on aws:imgops-pipeline: DONE 20",
     "imgops loadtest selfcheck": "2000 of 2000 uploads",
