@@ -81,14 +81,19 @@ def write_inventory_report(
     all_versions: bool = False,
     rows_per_file: int = DEFAULT_ROWS_PER_FILE,
 ) -> str:
-    """List `source_bucket` and write the report S3 Inventory would deliver for it at `now` (to the minute) into
-    `destination_bucket`. Returns the manifest's key."""
+    """List `source_bucket` and write the report S3 Inventory would deliver for it at `now` into
+    `destination_bucket`. Returns the manifest's key.
+
+    The report's creationTimestamp is when its listing began, to the millisecond (S3: "the start date and time of
+    the inventory report"); only its folders are named to the minute. A report stamped at the start of its minute
+    would claim the events of that minute's first seconds did not happen yet while its rows hold them: drift."""
     unknown = [name for name in fields if name not in _OPTIONAL]
     if unknown:
         raise InventoryError(f"optional fields {unknown} are not made here (known: {', '.join(_OPTIONAL)})")
     if rows_per_file < 1:
         raise InventoryError(f"rows_per_file must be at least 1, got {rows_per_file}")
-    moment = (now or datetime.now(UTC)).astimezone(UTC).replace(second=0, microsecond=0)
+    started = (now or datetime.now(UTC)).astimezone(UTC)
+    moment = started.replace(second=0, microsecond=0)
     columns = [_BUCKET, _KEY, *(_VERSIONS if all_versions else ()), *(_OPTIONAL[n] for n in _OPTIONAL if n in fields)]
     schema = pa.schema([pa.field(c.name, c.arrow, nullable=c.schema.startswith("optional")) for c in columns])
     rows = list(_versions(s3, source_bucket) if all_versions else _objects(s3, source_bucket))
@@ -115,7 +120,7 @@ def write_inventory_report(
         "sourceBucket": source_bucket,
         "destinationBucket": f"arn:aws:s3:::{destination_bucket}",
         "version": "2016-11-30",
-        "creationTimestamp": str(int(moment.timestamp() * 1000)),
+        "creationTimestamp": str(int(started.timestamp() * 1000)),
         "fileFormat": "Parquet",
         "fileSchema": "message s3.inventory { " + " ".join(f"{c.schema};" for c in columns) + "}",
         "files": files,

@@ -152,7 +152,7 @@ def test_latest_manifest_is_the_newest_complete_report(s3: Any, buckets: tuple[s
     s3.put_object(Bucket=source, Key="a.jpg", Body=b"a")
     older = write_inventory_report(s3, source, destination, prefix=PREFIX, config_id=CONFIG, now=WHEN)
     s3.put_object(Bucket=source, Key="b.jpg", Body=b"bb")
-    newer = datetime(2026, 12, 6, 0, 0, 42, tzinfo=UTC)  # S3 names reports to the minute
+    newer = datetime(2026, 12, 6, 0, 0, 42, tzinfo=UTC)  # S3 names report folders to the minute
     newest = write_inventory_report(s3, source, destination, prefix=PREFIX, config_id=CONFIG, now=newer)
     # A report S3 is still writing: its folder has no manifest yet.
     base = report_prefix(PREFIX, source, CONFIG)
@@ -164,7 +164,7 @@ def test_latest_manifest_is_the_newest_complete_report(s3: Any, buckets: tuple[s
 
     assert latest_manifest(s3, destination, PREFIX, source, CONFIG) == newest != older
     manifest = read_manifest(s3, destination, newest)
-    assert manifest.created == newer.replace(second=0)
+    assert manifest.created == newer  # the time its listing began, to the millisecond
     assert manifest.partition == "2026-12-06-00-00"
     assert DuckDBInventory(s3).owner_totals(manifest)[BUCKET_TOTAL] == Totals(2, 3)
 

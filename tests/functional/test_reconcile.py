@@ -41,10 +41,10 @@ def world(moto_endpoint: str, unique_prefix: str) -> dict[str, Any]:
     }
 
 
-def churn(world: dict[str, Any], *, lose: bool = False) -> None:
+def churn(world: dict[str, Any], *, lose: bool = False, when: datetime | None = None) -> None:
     """Puts, an overwrite and a delete, their events applied; with `lose`, one create (101 bytes) lost on the way."""
     bucket, s3, sequencers = world["bucket"], world["s3"], Sequencers()
-    when = datetime.now(UTC) - timedelta(minutes=5)
+    when = when or datetime.now(UTC) - timedelta(minutes=5)
     events = []
     for n in range(6):
         key = f"{OWNER}{uuid.UUID(int=n)}.jpg"
@@ -147,6 +147,26 @@ def test_a_bucket_too_large_to_list_is_reconciled_from_its_inventory_report_and_
     assert (third["source"], third["drift_objects"]) == ("inventory (already reconciled)", 0)  # not queried again
     assert world["store"].counters(bucket) == listing(world)
     assert bucket not in listed  # the report's folder in the inventory bucket is listed, the bucket never
+
+
+def test_a_report_begun_seconds_after_the_events_of_its_minute_holds_them_all(world: dict[str, Any]) -> None:
+    """The report is as of when its listing began, not the start of its minute (whose folder names it): events in
+    that minute's first seconds are in its rows and in the counters at its time."""
+    minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=2)
+    churn(world, when=minute + timedelta(seconds=20))
+    bucket, s3 = world["bucket"], world["s3"]
+    write_inventory_report(
+        s3,
+        bucket,
+        world["inventory"],
+        prefix=INVENTORY_PREFIX,
+        config_id=INVENTORY_ID,
+        now=minute + timedelta(seconds=40),
+    )
+    inventory = inventory_source(s3, world["inventory"], engine="duckdb")
+    report = run(world, remaining_ms=lambda: SAFETY_MARGIN_MS, inventory=inventory)
+    assert (report["source"], report["drift_objects"], report["drift_bytes"]) == ("inventory", 0, 0)
+    assert report["snapshot"] == (minute + timedelta(seconds=40)).isoformat()
 
 
 def test_without_a_report_a_bucket_too_large_to_list_is_not_checked(world: dict[str, Any]) -> None:
