@@ -283,6 +283,24 @@ def bundles(_work: Path, stdout: str) -> dict[str, Any]:
     return {"figures": {"bundles": len(rows)}, "table": {"columns": columns, "rows": rows}}
 
 
+def _capacity_churn(_work: Path, stdout: str) -> dict[str, Any]:
+    """`imgops bench churn --json`: the churn, how long until CustomS3 equalled the listings, drift, the top owner."""
+    result = json.loads(stdout)
+    at_end = list(result["objects_at_end"].values())
+    figures = {
+        **{key: result[key] for key in ("objects", "owners", "created", "overwritten", "deleted", "expired")},
+        "object_events": result["object_events"],
+        "churn_seconds": result["churn_seconds"],
+        "converged_seconds": result["converged_seconds"],
+        "uploads_at_end": at_end[0],
+        "processed_at_end": at_end[1],
+        "drift_objects": max(abs(values[0]) for values in result["drift"].values()),
+        "drift_bytes": max(abs(values[1]) for values in result["drift"].values()),
+        "runaway_found": "yes" if result["top_owner"] == result["runaway_owner"] else "no",
+    }
+    return {"figures": figures}
+
+
 def _capacity_counter(_work: Path, stdout: str) -> dict[str, Any]:
     """`imgops bench capacity --json`: events per second the counter applies against the embedded DynamoDB."""
     return {"figures": json.loads(stdout)}
@@ -346,6 +364,10 @@ MEASUREMENTS = {
         Measurement(
             "bundles", "the three Lambda bundles as a deploy builds them (arm64)", "imgops dashboards bundle",
             ("--json",), bundles,
+        ),
+        Measurement(
+            "capacity-churn", "50,000 objects churned on a local stack, their events duplicated and reordered",
+            "imgops bench churn --objects 50000", ("--json",), _capacity_churn,
         ),
         Measurement(
             "capacity-counter", "object events per second the capacity counter applies here, batches of 100",

@@ -97,19 +97,33 @@ class Flag:
 
 @contextlib.contextmanager
 def stop_signals_blocked() -> Iterator[None]:
-    """Block SIGINT and SIGTERM in this thread meanwhile; a process spawned now starts with them blocked.
+    """Block SIGINT and SIGTERM in this thread meanwhile; a process spawned now starts with them blocked. In the
+    main thread, their handlers also wait until the block ends: one that arrived meanwhile is raised again then.
 
     Ctrl-C reaches the whole process group: a child still importing (before it can ignore them) would die of it
-    with a traceback, or not at all start what the parent then waits for.
+    with a traceback, or not at all start what the parent then waits for. Blocking them in this thread alone does
+    not keep the parent's handler out: the kernel hands the signal to another thread (the progress display's), and
+    Python runs the handler in the main thread at once, and a KeyboardInterrupt between spawning a child and
+    sending it what to run leaves the child an empty pipe (`EOFError: Ran out of input`, printed by the child).
     """
     # Started first: starting it (the first spawn does) unblocks both signals in the calling thread, which the
     # child spawned next would then inherit.
     multiprocessing.resource_tracker.ensure_running()
+    arrived: list[int] = []
+    handlers: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for stop_signal in sorted(STOP_SIGNALS):
+            if signal.getsignal(stop_signal) is not None:  # None: set outside Python, and not ours to restore
+                handlers[stop_signal] = signal.signal(stop_signal, lambda number, _frame: arrived.append(number))
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for stop_signal, handler in handlers.items():
+            signal.signal(stop_signal, handler)
+        for number in dict.fromkeys(arrived):
+            signal.raise_signal(number)  # to the handler the caller had, now that the child has what it runs
 
 
 def leave_stopping_to_the_parent() -> None:

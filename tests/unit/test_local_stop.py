@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dis
 import multiprocessing
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -16,7 +18,7 @@ import pytest
 
 from imgops import local
 from localaws.moto_process import MotoProcess
-from localaws.runtime import join_all, left
+from localaws.runtime import join_all, left, stop_signals_blocked
 from localaws.stack import STOP_SECONDS, LocalStack, LocalStackOptions
 
 # Scheduling noise allowed on a loaded machine (two cores, a suite running beside).
@@ -172,3 +174,48 @@ def test_the_forced_stop_imports_nothing_when_it_fires() -> None:
     force_stop = local._forced_stop()
     assert not [op for op in dis.get_instructions(force_stop) if op.opname.startswith("IMPORT")]
     assert {"kill_trees", "remove_cgroups", "descendants"} <= set(force_stop.__code__.co_freevars)
+
+
+def test_a_ctrl_c_while_children_are_spawned_waits_until_they_have_what_they_run() -> None:
+    """Ctrl-C lands on any thread of the stack's process that does not block it (the progress display's), and Python
+    runs the handler in the main thread at its next chance. If that is between spawning a child and writing it what
+    to run, the child reads an empty pipe and prints a traceback (the stress test's seed 678898754). Under
+    stop_signals_blocked the handler runs once the block ends, not meanwhile."""
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, _frame: received.append(number))
+    done = threading.Event()
+
+    def ctrl_c() -> None:  # a thread started before the block: SIGINT is not blocked in it
+        while not done.is_set():
+            os.kill(os.getpid(), signal.SIGINT)
+            busy = time.monotonic() + 0.002
+            while time.monotonic() < busy:  # holding the GIL asks the main thread to look at what is pending
+                pass
+
+    context = multiprocessing.get_context("spawn")
+    children = []
+    sender = threading.Thread(target=ctrl_c)
+    try:
+        sender.start()
+        with stop_signals_blocked():
+            handled_before = len(received)
+            for _ in range(3):
+                child = context.Process(target=time.sleep, args=(0,))
+                child.start()
+                children.append(child)
+            busy = time.monotonic() + 0.3
+            while time.monotonic() < busy:
+                pass
+            handled_meanwhile = received[handled_before:]
+            done.set()
+            sender.join()
+        handled_after = received[handled_before:]
+    finally:
+        done.set()
+        sender.join()
+        signal.signal(signal.SIGINT, previous)
+    for child in children:
+        child.join(30)
+    assert handled_meanwhile == []
+    assert handled_after == [signal.SIGINT]  # the ones that arrived meanwhile, raised again once
+    assert [child.exitcode for child in children] == [0, 0, 0]
