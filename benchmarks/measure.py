@@ -303,7 +303,16 @@ def _capacity_churn(_work: Path, stdout: str) -> dict[str, Any]:
 
 def _capacity_counter(_work: Path, stdout: str) -> dict[str, Any]:
     """`imgops bench capacity --json`: events per second the counter applies against the embedded DynamoDB."""
-    return {"figures": json.loads(stdout)}
+    return {"figures": {key: value for key, value in json.loads(stdout).items() if value is not None}}
+
+
+def _capacity_lag(work: Path, stdout: str) -> dict[str, Any]:
+    """`imgops bench capacity --offered-rate R --json`: how far behind the counter falls, and at how many times the
+    rate it applies."""
+    figures = _capacity_counter(work, stdout)["figures"]
+    figures["offered_times_applied"] = figures["offered_events_per_second"] / figures["events_per_second"]
+    figures["behind_per_offered_second"] = figures["behind_seconds_at_last_arrival"] / figures["offered_seconds"]
+    return {"figures": figures}
 
 
 def _measured_run(name: str) -> str:
@@ -372,6 +381,10 @@ MEASUREMENTS = {
         Measurement(
             "capacity-counter", "object events per second the capacity counter applies here, batches of 100",
             "imgops bench capacity --events 3000 --batch-size 100", ("--json",), _capacity_counter,
+        ),
+        Measurement(
+            "capacity-lag", "how far behind the capacity counter falls, offered about 10 times what it applies here",
+            "imgops bench capacity --events 20000 --batch-size 100 --offered-rate 3200", ("--json",), _capacity_lag,
         ),
         Measurement(
             "cost", "cost per 1,000 images: the closed-loop run, re-priced at the sizing run's pick and at 1,792 MB",

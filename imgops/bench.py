@@ -218,13 +218,19 @@ def capacity(
     batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Events per counter invocation.")] = 10,
     shards: Annotated[int, typer.Option(min=1, max=1000, help="Counter shards per bucket.")] = 8,
     owners: Annotated[int, typer.Option(min=1, max=100_000, help="Uploaders the events are spread over.")] = 50,
+    offered_rate: Annotated[
+        float | None,
+        typer.Option(
+            min=1, help="Events arriving a second; then how far behind the counter falls [default: all at once]."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Object events per second the capacity counter applies, against the embedded AWS's DynamoDB."""
     from loadtest.capacity_bench import run
 
     with command_errors(), console.status(f"applying {events:,} events in batches of {batch_size}…"):
-        result = run(events=events, batch_size=batch_size, shards=shards, owners=owners)
+        result = run(events=events, batch_size=batch_size, shards=shards, owners=owners, offered=offered_rate)
     if as_json:
         typer.echo(json.dumps(result.as_dict(), indent=2))
         return
@@ -234,6 +240,12 @@ def capacity(
         f"{result.seconds:.1f}", f"{result.events_per_second:,.0f}", f"{result.transactions:,}", str(result.retries),
     )  # fmt: skip
     console.print(table)
+    if result.behind_seconds_at_end is not None:
+        console.print(
+            f"Offered {result.offered_events_per_second:,.0f} events/s for {result.offered_seconds:.1f} s: "
+            f"{result.behind_seconds_at_last_arrival:.1f} s behind when the last arrived, "
+            f"{result.behind_seconds_at_end:.1f} s at the last batch."
+        )
 
 
 @app.command()

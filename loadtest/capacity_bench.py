@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,6 +35,12 @@ class CapacityBench:
     events_per_second: float
     transactions: int
     retries: int
+    # With an offered rate: events arrive that many a second (None: all at once, the counter's own pace).
+    offered_events_per_second: float | None = None
+    offered_seconds: float | None = None  # from the first event's arrival to the last's
+    # The oldest unapplied event's age when the last event arrived, and when the counter took its last batch.
+    behind_seconds_at_last_arrival: float | None = None
+    behind_seconds_at_end: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,8 +65,10 @@ def synthetic_events(count: int, owners: int, seed: int = 1) -> list[str]:
     return bodies
 
 
-def run(*, events: int, batch_size: int, shards: int, owners: int) -> CapacityBench:
-    """Apply `events` in batches of `batch_size` (as the counter's event source hands them over), timed."""
+def run(*, events: int, batch_size: int, shards: int, owners: int, offered: float | None = None) -> CapacityBench:
+    """Apply `events` in batches of `batch_size` (as the counter's event source hands them over), timed. With
+    `offered`, event n arrives n / offered seconds after the first, a batch is taken once its last event has
+    arrived, and how far the counter is behind (the oldest unapplied event's age) is measured as it goes."""
     bodies = synthetic_events(events, owners)
     moto = MotoProcess(metrics=False)
     endpoint = moto.start()
@@ -74,12 +82,30 @@ def run(*, events: int, batch_size: int, shards: int, owners: int) -> CapacityBe
         store = CapacityStore(client, table, shards=shards)
         transactions = retries = 0
         started = time.perf_counter()
+        arrival = (lambda n: started + n / offered) if offered else (lambda _n: started)
+        last_arrival = arrival(len(bodies) - 1)
+        behind_at_last_arrival = behind = 0.0
         for first in range(0, len(bodies), batch_size):
-            batch = [event for body in bodies[first : first + batch_size] for event in parse_message(body)]
+            last = min(first + batch_size, len(bodies)) - 1
+            time.sleep(max(0.0, arrival(last) - time.perf_counter()))  # the batch is not all there yet
+            now = time.perf_counter()
+            behind = now - arrival(first)
+            if now <= last_arrival:
+                behind_at_last_arrival = behind
+            batch = [event for body in bodies[first : last + 1] for event in parse_message(body)]
             applied = store.apply(batch)
             transactions += applied.transactions
             retries += applied.retries
         seconds = time.perf_counter() - started
     finally:
         moto.stop()
-    return CapacityBench(events, batch_size, shards, owners, seconds, events / seconds, transactions, retries)
+    result = CapacityBench(events, batch_size, shards, owners, seconds, events / seconds, transactions, retries)
+    if offered is None:
+        return result
+    return replace(
+        result,
+        offered_events_per_second=offered,
+        offered_seconds=last_arrival - started,
+        behind_seconds_at_last_arrival=behind_at_last_arrival,
+        behind_seconds_at_end=behind,
+    )

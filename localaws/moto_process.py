@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from localaws import dynamodb_transactions, service_models, sqs_backlog
+from localaws import dynamodb_queries, dynamodb_transactions, service_models, sqs_backlog
 from localaws.cloudformation import DescribedStack, DescribedStacks
 from localaws.cors import CognitoCors
 from localaws.metrics import (
@@ -376,6 +376,7 @@ def _serve(
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request on the console
     service_models.install()
     dynamodb_transactions.install()
+    dynamodb_queries.install()
     sqs_backlog.install()
     share_service_models()
     endpoint: list[str] = []
