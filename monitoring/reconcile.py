@@ -80,6 +80,8 @@ _CLIENT_CONFIG = Config(retries={"max_attempts": 3, "mode": "standard"}, connect
 # A bucket's newest inventory report: its time, and a function that totals it per owner (the query: Athena's scan is
 # billed, so it runs only when the report has not been reconciled yet). None: no report yet.
 InventorySource = Callable[[str], "tuple[datetime, Callable[[], dict[str, Totals]]] | None"]
+# What the last reconciliation of a bucket saw: its snapshot's id, and the drift it left to confirm.
+Observed = tuple[str | None, Mapping[str, Totals]]
 
 
 @dataclass(frozen=True)
@@ -131,9 +133,11 @@ def take_snapshot(
     remaining_ms: Callable[[], int],
     inventory: InventorySource | None,
     clock: Callable[[], datetime],
+    observed: Observed = (None, {}),
     safety_margin_ms: int = SAFETY_MARGIN_MS,
 ) -> Snapshot:
-    """A listing while the bucket is listable in the time left, else the newest inventory report."""
+    """A listing while the bucket is listable in the time left, else the newest inventory report (its query is not
+    run again for the report the last run reconciled without drift: `observed`)."""
     budget = remaining_ms() - safety_margin_ms
     if counted_objects <= listable_objects(budget):
         started = clock()
@@ -146,22 +150,26 @@ def take_snapshot(
     if found is None:
         return Snapshot(bucket, "too large to list, and no inventory report yet")
     taken, totals = found
-    reconciled, pending = observed_drift(store, bucket)
+    reconciled, pending = observed
     if reconciled == taken.isoformat() and not pending:
         return Snapshot(bucket, "inventory (already reconciled)", taken, None)
     return Snapshot(bucket, "inventory", taken, totals())
 
 
 def reconcile_bucket(
-    snapshot: Snapshot, store: CapacityStore, *, lag_seconds: Callable[[], float | None], now: datetime
+    snapshot: Snapshot,
+    store: CapacityStore,
+    *,
+    lag_seconds: Callable[[], float | None],
+    now: datetime,
+    previous: Mapping[str, Totals],
 ) -> Reconciliation:
-    """Drift at the snapshot; corrections for the owners whose drift the previous run saw identical."""
+    """Drift at the snapshot; corrections for the owners whose drift the previous run saw identical (`previous`)."""
     if snapshot.taken is None:
         return Reconciliation(snapshot.bucket, snapshot.source, None, {}, 0)
     if snapshot.truth is None:
         return Reconciliation(snapshot.bucket, snapshot.source, snapshot.taken.isoformat(), {}, 0)
     found = drift(store.counters_at(snapshot.bucket, snapshot.taken), snapshot.truth)
-    _, previous = observed_drift(store, snapshot.bucket)
     confirmed = {owner: value for owner, value in found.items() if previous.get(owner) == value}
     corrected = 0
     if confirmed:
@@ -180,7 +188,7 @@ def reconcile_bucket(
     return Reconciliation(snapshot.bucket, snapshot.source, snapshot.taken.isoformat(), found, corrected)
 
 
-def observed_drift(store: CapacityStore, bucket: str) -> tuple[str | None, dict[str, Totals]]:
+def observed_drift(store: CapacityStore, bucket: str) -> Observed:
     """The snapshot the last reconciliation saw, and the drift it left to confirm."""
     item = store.client.get_item(
         TableName=store.table,
@@ -255,6 +263,7 @@ def reconcile(
     for bucket in buckets:
         try:
             counted = store.counters(bucket)[BUCKET_TOTAL].objects
+            observed = observed_drift(store, bucket)
             snapshot = take_snapshot(
                 bucket,
                 s3=s3,
@@ -263,9 +272,12 @@ def reconcile(
                 remaining_ms=remaining_ms,
                 inventory=inventory,
                 clock=clock,
+                observed=observed,
                 safety_margin_ms=safety_margin_ms,
             )
-            results.append(reconcile_bucket(snapshot, store, lag_seconds=lag_seconds, now=clock()))
+            results.append(
+                reconcile_bucket(snapshot, store, lag_seconds=lag_seconds, now=clock(), previous=observed[1])
+            )
         except (ClientError, BotoCoreError) as exc:
             logger.exception("cannot reconcile bucket", extra={"bucket": bucket})
             failed.append(bucket)

@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from localaws.moto_process import MotoProcess
 
@@ -63,3 +64,26 @@ def test_a_message_past_the_retention_period_is_not_received(sqs: Any) -> None:
     assert [m["Body"] for m in sqs.receive_message(QueueUrl=url, VisibilityTimeout=0)["Messages"]] == ["kept"]
     sqs.set_queue_attributes(QueueUrl=url, Attributes={"MessageRetentionPeriod": "0"})  # moto allows 0: expired
     assert sqs.receive_message(QueueUrl=url).get("Messages", []) == []
+
+
+def test_get_queue_attributes_reads_each_call_afresh_and_refuses_unknown_names(sqs: Any) -> None:
+    """One call builds the queue's attributes once (localaws.sqs_backlog); the next call sees what changed since."""
+    url = sqs.create_queue(QueueName="attributes-once")["QueueUrl"]
+    for n in range(3):
+        sqs.send_message(QueueUrl=url, MessageBody=f"m{n}")
+    sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)
+    names = ["ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessages", "VisibilityTimeout"]
+    assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"] == {
+        "ApproximateNumberOfMessagesNotVisible": "1",
+        "ApproximateNumberOfMessages": "2",
+        "VisibilityTimeout": "30",
+    }
+    sqs.send_message(QueueUrl=url, MessageBody="one more")
+    everything = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert (everything["ApproximateNumberOfMessages"], everything["ApproximateNumberOfMessagesNotVisible"]) == (
+        "3",
+        "1",
+    )
+    with pytest.raises(ClientError) as refused:
+        sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["NoSuchAttribute"])
+    assert refused.value.response["Error"]["Code"] == "InvalidAttributeName"
