@@ -271,6 +271,7 @@ def run(
     """A local stack of its own (workers paused: the worker's image work is not what this measures), the churn,
     then the time until CustomS3 equals the listings and the reconciler's drift."""
     from localaws.context import LocalLambdaContext
+    from localaws.metrics import read_snapshot
     from localaws.object_events import Mischief
     from localaws.stack import LocalStack, LocalStackOptions, scheduled_event
     from monitoring import capacity_counter, capacity_publisher, reconcile, s3_metrics
@@ -301,12 +302,6 @@ def run(
                 started = time.monotonic()
                 sqs = aws.client("sqs")
                 queue = sqs.get_queue_url(QueueName=ResourceNames(info.prefix).capacity_queue)["QueueUrl"]
-                names = [f"ApproximateNumberOfMessages{kind}" for kind in ("", "NotVisible", "Delayed")]
-
-                def backlog() -> int:
-                    attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=names)["Attributes"]
-                    return sum(int(attributes.get(name, 0)) for name in names)
-
                 counts = churn(
                     s3,
                     upload_bucket=buckets[0],
@@ -314,7 +309,7 @@ def run(
                     plan=plan,
                     expire=stack.expire,
                     rate=rate,
-                    backlog=backlog,
+                    backlog=lambda: read_snapshot(sqs, queue).total,
                 )
                 churn_seconds = time.monotonic() - started
                 changed = datetime.now(UTC)

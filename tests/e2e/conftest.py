@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from localaws.metrics import read_snapshot
 from monitoring.target import StackInfo
 
 # Where start_local_up sends the stack's output, in its state folder.
@@ -91,10 +92,8 @@ def stop(process: subprocess.Popen[str], timeout: float = 30) -> None:
 def wait_until_drained(sqs: Any, queue_url: str, timeout: float = 180) -> None:
     """Until the queue has held nothing (visible, in flight or delayed) for 3 s."""
     deadline, quiet_since = time.monotonic() + timeout, None
-    names = [f"ApproximateNumberOfMessages{kind}" for kind in ("", "NotVisible", "Delayed")]
     while time.monotonic() < deadline:
-        attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
-        if sum(int(attributes.get(name, 0)) for name in names) == 0:
+        if read_snapshot(sqs, queue_url).total == 0:
             quiet_since = quiet_since or time.monotonic()
             if time.monotonic() - quiet_since > 3:
                 return
